@@ -1,0 +1,565 @@
+//! Reading a blueprint file: YAML with positions, the environment overlay, variables, typing.
+
+use std::path::{Path, PathBuf};
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{LoadError, LoaderOptions, Marker, Node};
+
+use super::diagnostic::{Diagnostic, Diagnostics, FieldPath, Location, Segment};
+use super::expression::{self, Expression};
+use super::schema::{Document, EnvironmentSettings, Map};
+
+/// The name of the environment of a blueprint that declares none.
+pub const IMPLICIT_ENVIRONMENT: &str = "default";
+
+/// A blueprint loaded for one environment: typed, with its overlay merged and variables resolved.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The blueprint file.
+    pub file: PathBuf,
+    /// Directory that template paths are relative to.
+    pub base_dir: PathBuf,
+    /// Selected environment.
+    pub environment: String,
+    /// Settings of the selected environment.
+    pub settings: EnvironmentSettings,
+    /// The typed document.
+    pub document: Document,
+    /// The merged YAML tree, kept to point diagnostics at lines.
+    pub tree: Node,
+}
+
+impl Loaded {
+    /// The position of a field, for diagnostics found after typing.
+    pub fn locate(&self, path: &FieldPath) -> Option<Location> {
+        locate(&self.tree, path, &self.file)
+    }
+}
+
+/// The file, parsed, with its environments listed; the start of every load.
+#[derive(Debug, Clone)]
+pub struct Source {
+    file: PathBuf,
+    root: MarkedMappingNode,
+    environments: Map<(EnvironmentSettings, Option<Node>)>,
+}
+
+impl Source {
+    /// Reads and parses a blueprint file and the settings of every environment in it.
+    pub fn read(file: &Path) -> Result<Self, Diagnostics> {
+        let text = std::fs::read_to_string(file).map_err(|error| {
+            Diagnostics(vec![Diagnostic::file_error(
+                file.to_path_buf(),
+                format!("cannot read the blueprint: {error}"),
+            )])
+        })?;
+        Self::parse(file, &text)
+    }
+
+    /// Parses blueprint text; `file` is only used to name positions.
+    pub fn parse(file: &Path, text: &str) -> Result<Self, Diagnostics> {
+        let options = LoaderOptions::default().error_on_duplicate_keys(true);
+        let node = marked_yaml::parse_yaml_with_options(0, text, options)
+            .map_err(|error| Diagnostics(vec![load_error(file, &error)]))?;
+        let Node::Mapping(mut root) = node else {
+            return Err(Diagnostics(vec![Diagnostic::file_error(
+                file.to_path_buf(),
+                "the blueprint must be a YAML mapping with at least `blueprint` and `region`",
+            )]));
+        };
+        let mut diagnostics = Vec::new();
+        let mut environments = Map::new();
+        match root.remove("environments") {
+            None => {
+                environments.insert(
+                    IMPLICIT_ENVIRONMENT.to_string(),
+                    (EnvironmentSettings::default(), None),
+                );
+            }
+            Some(Node::Mapping(declared)) => {
+                for (name, node) in declared.iter() {
+                    let path = FieldPath::of("environments").key(name.as_str());
+                    match split_environment(file, &path, node) {
+                        Ok(entry) => {
+                            environments.insert(name.as_str().to_string(), entry);
+                        }
+                        Err(diagnostic) => diagnostics.push(diagnostic),
+                    }
+                }
+                if declared.is_empty() {
+                    diagnostics.push(located(
+                        file,
+                        FieldPath::of("environments"),
+                        declared.span().start(),
+                        "declares no environment; add one (e.g. `dev: {}`) or remove the key",
+                    ));
+                }
+            }
+            Some(other) => diagnostics.push(located(
+                file,
+                FieldPath::of("environments"),
+                other.span().start(),
+                "must be a mapping from environment name to its settings",
+            )),
+        }
+        if diagnostics.is_empty() {
+            Ok(Self {
+                file: file.to_path_buf(),
+                root,
+                environments,
+            })
+        } else {
+            Err(Diagnostics(diagnostics))
+        }
+    }
+
+    /// Names of the declared environments, in the file's order.
+    pub fn environments(&self) -> Vec<String> {
+        self.environments.keys().cloned().collect()
+    }
+
+    /// The environment to use when the user named one, or the only one when there is one.
+    pub fn select(&self, requested: Option<&str>) -> Result<String, Diagnostics> {
+        let names = self.environments();
+        let chosen = match requested {
+            Some(name) if self.environments.contains_key(name) => name.to_string(),
+            Some(name) => {
+                return Err(self.file_error(format!(
+                    "no environment `{name}` in the blueprint; it declares: {}",
+                    names.join(", ")
+                )));
+            }
+            None if names.len() == 1 => names[0].clone(),
+            None => {
+                return Err(self.file_error(format!(
+                    "the blueprint declares several environments ({}); choose one with -e",
+                    names.join(", ")
+                )));
+            }
+        };
+        Ok(chosen)
+    }
+
+    fn file_error(&self, message: String) -> Diagnostics {
+        Diagnostics(vec![Diagnostic::file_error(self.file.clone(), message)])
+    }
+
+    /// Merges the environment's overlay, resolves variables and types the document.
+    pub fn load(&self, environment: &str) -> Result<Loaded, Diagnostics> {
+        let (settings, overlay) = self
+            .environments
+            .get(environment)
+            .ok_or_else(|| self.file_error(format!("no environment `{environment}`")))?;
+        let mut tree = Node::Mapping(self.root.clone());
+        if let Some(overlay) = overlay {
+            merge(&mut tree, overlay.clone());
+        }
+        let mut diagnostics = Vec::new();
+        let variables = self.variables(&tree, environment, settings, &mut diagnostics);
+        substitute(
+            &mut tree,
+            &FieldPath::root(),
+            &Scope {
+                environment,
+                variables: &variables,
+            },
+            &self.file,
+            &mut diagnostics,
+        );
+        if !diagnostics.is_empty() {
+            return Err(Diagnostics(diagnostics));
+        }
+        let document: Document = marked_yaml::from_node(&tree)
+            .map_err(|error| Diagnostics(vec![from_node_error(&self.file, &error, None)]))?;
+        let base_dir = self
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(Loaded {
+            file: self.file.clone(),
+            base_dir,
+            environment: environment.to_string(),
+            settings: settings.clone(),
+            document,
+            tree,
+        })
+    }
+
+    /// Document variables, overridden by the environment's; their own `${env.*}` resolved.
+    fn variables(
+        &self,
+        tree: &Node,
+        environment: &str,
+        settings: &EnvironmentSettings,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Map<String> {
+        let mut variables = Map::new();
+        if let Some(Node::Mapping(declared)) = tree.as_mapping().and_then(|m| m.get_node("variables"))
+        {
+            for (name, value) in declared.iter() {
+                match value {
+                    Node::Scalar(scalar) => {
+                        variables.insert(name.as_str().to_string(), scalar.as_str().to_string());
+                    }
+                    other => diagnostics.push(located(
+                        &self.file,
+                        FieldPath::of("variables").key(name.as_str()),
+                        other.span().start(),
+                        "a variable's value must be a single string, number or boolean",
+                    )),
+                }
+            }
+        }
+        for (name, value) in &settings.variables {
+            variables.insert(name.clone(), value.clone());
+        }
+        let no_variables = Map::new();
+        let scope = Scope {
+            environment,
+            variables: &no_variables,
+        };
+        for (name, value) in variables.iter_mut() {
+            let path = FieldPath::of("variables").key(name.as_str());
+            match scope.resolve(value) {
+                Ok(resolved) => *value = resolved,
+                Err(message) => diagnostics.push(Diagnostic::error(
+                    &path,
+                    format!("{message} (a variable may use `${{env.name}}` but no other variable)"),
+                )),
+            }
+        }
+        variables
+    }
+}
+
+/// Loads one environment of a blueprint file: read, select, merge, type.
+pub fn load(file: &Path, environment: Option<&str>) -> Result<Loaded, Diagnostics> {
+    let source = Source::read(file)?;
+    let chosen = source.select(environment)?;
+    source.load(&chosen)
+}
+
+/// Takes an environment entry apart into its settings and its overlay.
+fn split_environment(
+    file: &Path,
+    path: &FieldPath,
+    node: &Node,
+) -> Result<(EnvironmentSettings, Option<Node>), Diagnostic> {
+    let Node::Mapping(entry) = node else {
+        if node.as_scalar().is_some_and(|s| s.as_str().is_empty()) {
+            return Ok((EnvironmentSettings::default(), None));
+        }
+        return Err(located(
+            file,
+            path.clone(),
+            node.span().start(),
+            "an environment must be a mapping (`protect`, `ephemeral`, `ttl`, `variables`, `overlay`)",
+        ));
+    };
+    let mut entry = entry.clone();
+    let overlay = entry.remove("overlay");
+    if let Some(overlay) = &overlay
+        && overlay.as_mapping().is_none()
+    {
+        return Err(located(
+            file,
+            path.key("overlay"),
+            overlay.span().start(),
+            "an overlay must be a mapping of blueprint sections to merge over the defaults",
+        ));
+    }
+    let settings = marked_yaml::from_node(&Node::Mapping(entry))
+        .map_err(|error| from_node_error(file, &error, Some(path)))?;
+    Ok((settings, overlay))
+}
+
+/// Deep-merges `overlay` into `base`: mappings merge key by key, anything else replaces,
+/// and a `null` in the overlay removes the key.
+fn merge(base: &mut Node, overlay: Node) {
+    match (base, overlay) {
+        (Node::Mapping(base), Node::Mapping(overlay)) => {
+            for (key, value) in overlay.iter() {
+                if is_null(value) {
+                    base.remove(key.as_str());
+                } else if let Some(existing) = base.get_mut(key.as_str()) {
+                    merge(existing, value.clone());
+                } else {
+                    base.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+fn is_null(node: &Node) -> bool {
+    node.as_scalar()
+        .is_some_and(|s| s.may_coerce() && matches!(s.as_str(), "~" | "null" | "Null" | "NULL"))
+}
+
+/// What `${...}` may name while loading.
+struct Scope<'a> {
+    environment: &'a str,
+    variables: &'a Map<String>,
+}
+
+impl Scope<'_> {
+    /// Replaces `${var.*}` and `${env.*}`; resource references stay for the graph to resolve.
+    fn resolve(&self, text: &str) -> Result<String, String> {
+        let parts = expression::parse(text)?;
+        let mut resolved = String::new();
+        for part in parts {
+            match part {
+                Expression::Literal(literal) => resolved.push_str(&expression::escape(&literal)),
+                Expression::Variable(name) => match self.variables.get(&name) {
+                    Some(value) => resolved.push_str(value),
+                    None => {
+                        let known = self.variables.keys().cloned().collect::<Vec<_>>();
+                        return Err(format!(
+                            "unknown variable `{name}`; declared: {}",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ));
+                    }
+                },
+                Expression::Environment(field) => match field.as_str() {
+                    "name" => resolved.push_str(self.environment),
+                    other => {
+                        return Err(format!(
+                            "unknown `${{env.{other}}}`; only `${{env.name}}` is available"
+                        ));
+                    }
+                },
+                Expression::Reference(reference) => resolved.push_str(&reference.to_string()),
+            }
+        }
+        Ok(resolved)
+    }
+}
+
+fn substitute(
+    node: &mut Node,
+    path: &FieldPath,
+    scope: &Scope<'_>,
+    file: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    match node {
+        Node::Scalar(scalar) => {
+            if !scalar.as_str().contains("${") {
+                return;
+            }
+            match scope.resolve(scalar.as_str()) {
+                Ok(resolved) => {
+                    let mut replaced = MarkedScalarNode::new(*scalar.span(), resolved);
+                    replaced.set_coerce(scalar.may_coerce());
+                    *scalar = replaced;
+                }
+                Err(message) => diagnostics.push(located(
+                    file,
+                    path.clone(),
+                    scalar.span().start(),
+                    message,
+                )),
+            }
+        }
+        Node::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                substitute(item, &path.index(index), scope, file, diagnostics);
+            }
+        }
+        Node::Mapping(entries) => {
+            for (key, value) in entries.iter_mut() {
+                substitute(value, &path.key(key.as_str()), scope, file, diagnostics);
+            }
+        }
+    }
+}
+
+fn located(
+    file: &Path,
+    path: FieldPath,
+    marker: Option<&Marker>,
+    message: impl Into<String>,
+) -> Diagnostic {
+    let mut diagnostic = Diagnostic::error(&path, message);
+    diagnostic.location = marker.map(|m| location(file, m));
+    diagnostic
+}
+
+fn location(file: &Path, marker: &Marker) -> Location {
+    Location {
+        file: file.to_path_buf(),
+        line: marker.line(),
+        column: marker.column(),
+    }
+}
+
+fn load_error(file: &Path, error: &LoadError) -> Diagnostic {
+    let (marker, message) = match error {
+        LoadError::TopLevelMustBeMapping(m) => (
+            Some(*m),
+            "the blueprint must be a YAML mapping with at least `blueprint` and `region`"
+                .to_string(),
+        ),
+        LoadError::TopLevelMustBeSequence(m) => (Some(*m), "unexpected top level".to_string()),
+        LoadError::UnexpectedAnchor(m) => (
+            Some(*m),
+            "YAML anchors and aliases are not supported; use environment overlays or variables"
+                .to_string(),
+        ),
+        LoadError::MappingKeyMustBeScalar(m) => {
+            (Some(*m), "mapping keys must be plain strings".to_string())
+        }
+        LoadError::UnexpectedTag(m) => (Some(*m), "YAML tags (`!tag`) are not supported".to_string()),
+        LoadError::ScanError(m, scan) => (Some(*m), format!("invalid YAML: {scan}")),
+        LoadError::DuplicateKey(inner) => (
+            inner.key.span().start().copied(),
+            format!(
+                "duplicate key `{}` (first defined at line {})",
+                inner.key.as_str(),
+                inner
+                    .prev_key
+                    .span()
+                    .start()
+                    .map(|m| m.line().to_string())
+                    .unwrap_or_else(|| "?".to_string())
+            ),
+        ),
+    };
+    let mut diagnostic = Diagnostic::file_error(file.to_path_buf(), message);
+    diagnostic.location = marker.map(|m| location(file, &m));
+    diagnostic
+}
+
+fn from_node_error(
+    file: &Path,
+    error: &marked_yaml::FromNodeError,
+    prefix: Option<&FieldPath>,
+) -> Diagnostic {
+    let inner: &marked_yaml::Error = error;
+    let message = match inner {
+        marked_yaml::Error::NotBoolean(_) => "expected `true` or `false`".to_string(),
+        marked_yaml::Error::IntegerParseFailure(parse, _) => {
+            format!("expected a whole non-negative number ({parse})")
+        }
+        marked_yaml::Error::FloatParseFailure(parse, _) => format!("expected a number ({parse})"),
+        other => {
+            let text = other.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => text,
+            }
+        }
+    };
+    let path_text = match (prefix, error.path()) {
+        (Some(prefix), Some(path)) if !path.is_empty() && path != "." => {
+            format!("{prefix}.{path}")
+        }
+        (Some(prefix), _) => prefix.to_string(),
+        (None, Some(path)) if !path.is_empty() && path != "." => path.to_string(),
+        (None, _) => "(document)".to_string(),
+    };
+    Diagnostic {
+        severity: super::diagnostic::Severity::Error,
+        message,
+        path: Some(path_text),
+        location: inner.start_mark().map(|m| location(file, &m)),
+        file: Some(file.to_path_buf()),
+    }
+}
+
+/// The position of the value at `path`, or of the deepest part of it that exists.
+/// Keys point at the key itself, which is where a reader looks.
+pub fn locate(tree: &Node, path: &FieldPath, file: &Path) -> Option<Location> {
+    let mut node = tree;
+    let mut best = tree.span().start().copied();
+    for segment in &path.0 {
+        match (segment, node) {
+            (Segment::Key(key), Node::Mapping(map)) => {
+                let Some((found_key, value)) = map.iter().find(|(k, _)| k.as_str() == key) else {
+                    break;
+                };
+                best = found_key.span().start().copied().or(best);
+                node = value;
+            }
+            (Segment::Index(index), Node::Sequence(items)) => {
+                let Some(item) = items.get(*index) else {
+                    break;
+                };
+                best = item.span().start().copied().or(best);
+                node = item;
+            }
+            _ => break,
+        }
+    }
+    best.map(|m| location(file, &m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> Result<Source, Diagnostics> {
+        Source::parse(Path::new("test.yaml"), text)
+    }
+
+    const BASE: &str = "blueprint: demo\nregion: eu-west-1\nvariables:\n  size: small\nbuckets:\n  logs:\n    versioning: true\n  scratch: {}\nenvironments:\n  dev:\n    overlay:\n      buckets:\n        logs:\n          versioning: false\n        scratch: null\n  prod:\n    protect: true\n    variables:\n      size: large\n";
+
+    #[test]
+    fn overlay_merges_deeply_and_null_removes() {
+        let loaded = source(BASE).and_then(|s| s.load("dev")).expect("dev loads");
+        let logs = &loaded.document.buckets["logs"];
+        assert!(!logs.versioning, "overlay turned versioning off");
+        assert!(!loaded.document.buckets.contains_key("scratch"));
+        let prod = source(BASE).and_then(|s| s.load("prod")).expect("prod loads");
+        assert!(prod.document.buckets["logs"].versioning);
+        assert!(prod.settings.protect);
+    }
+
+    #[test]
+    fn environment_must_be_chosen_when_there_are_several() {
+        let source = source(BASE).expect("parses");
+        let error = source.select(None).expect_err("two environments");
+        assert!(error.to_string().contains("dev, prod"), "{error}");
+        let error = source.select(Some("qa")).expect_err("unknown environment");
+        assert!(error.to_string().contains("no environment `qa`"), "{error}");
+    }
+
+    #[test]
+    fn variables_resolve_per_environment() {
+        let text = format!("{BASE}tags:\n  size: ${{var.size}}\n  env: ${{env.name}}\n");
+        let prod = source(&text).and_then(|s| s.load("prod")).expect("loads");
+        assert_eq!(prod.document.tags["size"], "large");
+        assert_eq!(prod.document.tags["env"], "prod");
+    }
+
+    #[test]
+    fn unknown_variable_names_the_field_and_line() {
+        let text = "blueprint: demo\nregion: eu-west-1\ntags:\n  owner: ${var.team}\n";
+        let error = source(text)
+            .and_then(|s| s.load(IMPLICIT_ENVIRONMENT))
+            .expect_err("unknown variable");
+        let rendered = error.to_string();
+        assert!(rendered.contains("test.yaml:4:10"), "{rendered}");
+        assert!(rendered.contains("tags.owner"), "{rendered}");
+        assert!(rendered.contains("unknown variable `team`"), "{rendered}");
+    }
+
+    #[test]
+    fn unknown_field_names_the_allowed_ones() {
+        let text = "blueprint: demo\nregion: eu-west-1\nbuckets:\n  logs:\n    versionning: true\n";
+        let error = source(text)
+            .and_then(|s| s.load(IMPLICIT_ENVIRONMENT))
+            .expect_err("typo");
+        let rendered = error.to_string();
+        assert!(rendered.contains("versionning"), "{rendered}");
+        assert!(rendered.contains("`versioning`"), "{rendered}");
+        assert!(rendered.contains("test.yaml:5:"), "{rendered}");
+    }
+}

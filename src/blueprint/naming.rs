@@ -1,0 +1,173 @@
+//! Names trails derives for AWS and Kubernetes objects, and the rules names must follow.
+
+use super::load::Loaded;
+
+/// `BLUEPRINT-ENV`, the prefix of every AWS name an environment owns.
+pub fn prefix(loaded: &Loaded) -> String {
+    format!("{}-{}", loaded.document.blueprint, loaded.environment)
+}
+
+/// The AWS name of a bucket: the explicit one, or `BLUEPRINT-ENV-SHORT`.
+pub fn bucket_name(loaded: &Loaded, short: &str, explicit: Option<&str>) -> String {
+    explicit
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}-{short}", prefix(loaded)))
+}
+
+/// A full availability-zone name from a suffix (`a`) or a full name in the region.
+pub fn zone_name(region: &str, zone: &str) -> Option<String> {
+    let is_suffix = |s: &str| s.len() == 1 && s.chars().all(|c| c.is_ascii_lowercase());
+    if is_suffix(zone) {
+        Some(format!("{region}{zone}"))
+    } else if let Some(suffix) = zone.strip_prefix(region)
+        && is_suffix(suffix)
+    {
+        Some(zone.to_string())
+    } else {
+        None
+    }
+}
+
+/// The letter that ends a zone name, used in resource names (`private-a`).
+pub fn zone_letter(zone: &str) -> String {
+    zone.chars()
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+/// RFC 1123 label: lowercase letters, digits and dashes, starting with a letter, at most 63.
+pub fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `eu-west-1`, `us-gov-west-1`, `ap-southeast-2`.
+pub fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok()
+}
+
+/// `1.30`: a Kubernetes minor version.
+pub fn is_kubernetes_version(version: &str) -> bool {
+    match version.split_once('.') {
+        Some((major, minor)) => major == "1" && minor.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+/// `03:00-04:00`.
+pub fn is_time_window(window: &str) -> bool {
+    let time = |t: &str| match t.split_once(':') {
+        Some((h, m)) => {
+            h.len() == 2
+                && m.len() == 2
+                && h.parse::<u8>().is_ok_and(|h| h < 24)
+                && m.parse::<u8>().is_ok_and(|m| m < 60)
+        }
+        None => false,
+    };
+    window
+        .split_once('-')
+        .is_some_and(|(start, end)| time(start) && time(end))
+}
+
+/// A plain SQL identifier.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// S3's bucket naming rules (without the rarely hit IP-address form).
+pub fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !name.contains("..")
+}
+
+/// Namespaces every cluster has, which trails never creates.
+pub fn is_system_namespace(namespace: &str) -> bool {
+    matches!(
+        namespace,
+        "default" | "kube-system" | "kube-public" | "kube-node-lease"
+    )
+}
+
+/// An exact chart version, not a range or `latest`.
+pub fn is_pinned_version(version: &str) -> bool {
+    !version.is_empty()
+        && version != "latest"
+        && !version.contains(['*', '^', '~', '>', '<', ' ', 'x'])
+        && version.starts_with(|c: char| c.is_ascii_digit() || c == 'v')
+}
+
+/// Kafka topic names.
+pub fn is_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// An image reference with a digest, or a tag other than `latest`.
+pub fn is_pinned_image(image: &str) -> bool {
+    if image.contains("@sha256:") {
+        return true;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, tag)) => !tag.is_empty() && tag != "latest",
+        None => false,
+    }
+}
+
+/// A name usable as the last part of an address: dots become dashes.
+pub fn address_name(name: &str) -> String {
+    name.replace(['.', '_', '/'], "-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_accept_letters_and_full_names_of_the_region_only() {
+        assert_eq!(zone_name("eu-west-1", "a").as_deref(), Some("eu-west-1a"));
+        assert_eq!(
+            zone_name("eu-west-1", "eu-west-1c").as_deref(),
+            Some("eu-west-1c")
+        );
+        assert_eq!(zone_name("eu-west-1", "us-east-1a"), None);
+        assert_eq!(zone_name("eu-west-1", "ab"), None);
+    }
+
+    #[test]
+    fn names_follow_aws_and_kubernetes_rules() {
+        assert!(is_region("eu-west-1") && is_region("us-gov-west-1"));
+        assert!(!is_region("europe") && !is_region("eu-west"));
+        assert!(is_dns_label("turia-trails") && !is_dns_label("Turia") && !is_dns_label("a-"));
+        assert!(is_bucket_name("turia-prod-backups") && !is_bucket_name("Up"));
+        assert!(is_kubernetes_version("1.30") && !is_kubernetes_version("1.30.2"));
+        assert!(is_time_window("03:00-04:00") && !is_time_window("3-4"));
+        assert!(is_pinned_version("4.11.3") && !is_pinned_version("4.x") && !is_pinned_version("^4"));
+        assert!(is_pinned_image("ghcr.io/turia/ingest:0.1.0"));
+        assert!(!is_pinned_image("ghcr.io/turia/ingest:latest"));
+        assert!(!is_pinned_image("localhost:5000/ingest"));
+    }
+}

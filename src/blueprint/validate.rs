@@ -556,6 +556,12 @@ impl Checker<'_> {
         let mut names = BTreeSet::new();
         for (short, bucket) in self.doc().buckets.clone() {
             let path = FieldPath::of("buckets").key(short.clone());
+            if !naming::is_dns_label(&short) {
+                self.error(
+                    &path,
+                    format!("bucket key `{short}` must be a DNS label; set `name` for the full S3 name"),
+                );
+            }
             let name = naming::bucket_name(self.loaded, &short, bucket.name.as_deref());
             if !naming::is_bucket_name(&name) {
                 self.error(

@@ -1,0 +1,187 @@
+//! The command-line layer: arguments in, calls to the library, exit statuses out.
+//! Nothing here talks to AWS or Kubernetes, and nothing outside this module knows about clap.
+
+mod completions;
+mod graph;
+mod plan;
+mod state;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::blueprint::{Checked, Diagnostics};
+
+/// Provision, verify and tear down the Turia Trails platform from one declarative blueprint.
+#[derive(Debug, Parser)]
+#[command(name = "trails", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More detail (repeat for even more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// No colours (also when NO_COLOR is set or output is not a terminal).
+    #[arg(long, global = true)]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check a blueprint; every problem names its file, line and field.
+    Validate(validate::ValidateArgs),
+    /// Show the ordered changes that would bring the environment to the blueprint.
+    Plan(plan::PlanArgs),
+    /// Print the resource graph as Graphviz DOT or Mermaid.
+    Graph(graph::GraphArgs),
+    /// Inspect the recorded state.
+    #[command(subcommand)]
+    State(state::StateCommand),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+}
+
+/// Which blueprint and environment a command works on.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The blueprint file.
+    #[arg(short = 'f', long = "file", env = "TRAILS_BLUEPRINT", default_value = "trails.yaml")]
+    file: PathBuf,
+    /// The environment (required when the blueprint declares several).
+    #[arg(short = 'e', long = "env", env = "TRAILS_ENV")]
+    environment: Option<String>,
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone, Args)]
+pub struct StateLocation {
+    /// State file (default: `.trails/ENV.state.json` beside the blueprint).
+    #[arg(long = "state", env = "TRAILS_STATE")]
+    state: Option<PathBuf>,
+}
+
+impl StateLocation {
+    fn path(&self, target: &Target, environment: &str) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(|| crate::state::default_path(&target.file, environment))
+    }
+}
+
+/// How a command ended, for the exit status.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Done, nothing to report beyond the output.
+    Success,
+    /// A plan under `--detailed-exitcode` found changes.
+    Changes,
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The blueprint, the state or the arguments are wrong: the user can fix it (exit 1).
+    User(anyhow::Error),
+    /// Something unexpected (exit 2).
+    Internal(anyhow::Error),
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(diagnostics: Diagnostics) -> Self {
+        Failure::User(anyhow::Error::new(diagnostics))
+    }
+}
+
+/// Shared output settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// Print warnings and progress.
+    pub verbose: u8,
+    /// Print only errors.
+    pub quiet: bool,
+}
+
+impl Output {
+    /// Prints blueprint warnings to stderr unless quiet.
+    fn warnings(&self, checked: &Checked) {
+        if self.quiet {
+            return;
+        }
+        for warning in &checked.warnings {
+            eprintln!("{}", console::style(warning).yellow());
+        }
+    }
+}
+
+/// Parses the command line, runs the command and returns the exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let colour = !cli.no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::io::stdout().is_terminal();
+    console::set_colors_enabled(colour);
+    console::set_colors_enabled_stderr(
+        colour && std::io::stderr().is_terminal(),
+    );
+    let output = Output {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+    };
+    let detailed = matches!(&cli.command, Command::Plan(args) if args.detailed_exitcode);
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args, output),
+        Command::Plan(args) => plan::run(args, output),
+        Command::Graph(args) => graph::run(args, output),
+        Command::State(command) => state::run(command, output),
+        Command::Completions(args) => completions::run(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Changes) => ExitCode::from(2),
+        Err(Failure::User(error)) => {
+            eprintln!("{}", render_error(&error));
+            ExitCode::from(1)
+        }
+        Err(Failure::Internal(error)) => {
+            eprintln!("internal error: {}", render_error(&error));
+            eprintln!("this is a bug in trails; please report it with the command you ran");
+            ExitCode::from(if detailed { 1 } else { 2 })
+        }
+    }
+}
+
+fn render_error(error: &anyhow::Error) -> String {
+    if let Some(diagnostics) = error.downcast_ref::<Diagnostics>() {
+        let style = console::Style::new().red().for_stderr();
+        return diagnostics
+            .0
+            .iter()
+            .map(|d| {
+                if d.is_error() {
+                    style.apply_to(d).to_string()
+                } else {
+                    console::style(d).yellow().for_stderr().to_string()
+                }
+            })
+            .chain(std::iter::once(format!(
+                "{} error(s) in the blueprint",
+                diagnostics.0.iter().filter(|d| d.is_error()).count()
+            )))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    format!("error: {error:#}")
+}
+
+/// Loads, checks and expands the target blueprint.
+fn load(target: &Target) -> Result<(Checked, crate::graph::Graph), Failure> {
+    let checked = crate::blueprint::load_checked(&target.file, target.environment.as_deref())?;
+    let graph = crate::graph::build(&checked.loaded)?;
+    Ok((checked, graph))
+}

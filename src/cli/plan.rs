@@ -1,0 +1,104 @@
+//! `trails plan`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{Failure, Outcome, Output, StateLocation, Target, load};
+use crate::plan::render::{TextOptions, text};
+use crate::state::{self, State};
+
+/// Arguments of `trails plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    state: StateLocation,
+    /// Print the plan as a stable JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Save the plan (JSON) so that `apply --plan FILE` executes exactly it.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Plan the removal of everything the environment owns.
+    #[arg(long)]
+    destroy: bool,
+    /// Exit 0 when nothing changes, 2 when something does, 1 on error.
+    #[arg(long)]
+    pub(super) detailed_exitcode: bool,
+    /// Also list resources that do not change.
+    #[arg(long)]
+    show_unchanged: bool,
+}
+
+/// Plans and prints.
+pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
+    let (checked, graph) = load(&args.target)?;
+    output.warnings(&checked);
+    let loaded = &checked.loaded;
+    let state_path = args.state.path(&args.target, &loaded.environment);
+    let recorded = state::read_local(&state_path, &loaded.document.blueprint, &loaded.environment)
+        .map_err(|error| Failure::User(error.into()))?;
+    let plan = if args.destroy {
+        crate::plan::plan_destroy(&recorded)
+    } else {
+        crate::plan::plan(&graph, &recorded)
+    };
+    let document = serde_json::to_string_pretty(&plan)
+        .context("serializing the plan")
+        .map_err(Failure::Internal)?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, format!("{document}\n"))
+            .with_context(|| format!("cannot write the plan to {}", out.display()))
+            .map_err(Failure::User)?;
+    }
+    if args.json {
+        println!("{document}");
+    } else if !output.quiet || plan.has_changes() {
+        let description = describe(&state_path, &recorded);
+        print!(
+            "{}",
+            text(
+                &plan,
+                &description,
+                TextOptions {
+                    show_unchanged: args.show_unchanged || output.verbose > 0,
+                },
+            )
+        );
+        if args.destroy && checked.loaded.settings.protect {
+            eprintln!(
+                "{}",
+                console::style(format!(
+                    "note: environment `{}` is protected; destroy refuses it without an explicit override",
+                    loaded.environment
+                ))
+                .yellow()
+                .for_stderr()
+            );
+        }
+        if let Some(out) = &args.out {
+            println!("Saved the plan to {}.", out.display());
+        }
+    }
+    if args.detailed_exitcode && plan.has_changes() {
+        Ok(Outcome::Changes)
+    } else {
+        Ok(Outcome::Success)
+    }
+}
+
+fn describe(path: &std::path::Path, recorded: &State) -> String {
+    if recorded.resources.is_empty() && recorded.serial == 0 {
+        format!("{} (none yet: everything is new)", path.display())
+    } else {
+        format!(
+            "{} (serial {}, {} resources)",
+            path.display(),
+            recorded.serial,
+            recorded.resources.len()
+        )
+    }
+}

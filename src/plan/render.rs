@@ -1,0 +1,115 @@
+//! Human-readable plan output.
+
+use console::Style;
+use serde_json::Value;
+
+use super::{Action, AttributeChange, Change, Plan};
+
+/// How much of the plan to print.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextOptions {
+    /// Also list resources that do not change.
+    pub show_unchanged: bool,
+}
+
+fn symbol(action: Action) -> (&'static str, Style) {
+    match action {
+        Action::Create => ("+", Style::new().green()),
+        Action::Update => ("~", Style::new().yellow()),
+        Action::Replace => ("-/+", Style::new().magenta()),
+        Action::Delete => ("-", Style::new().red()),
+        Action::NoOp => ("=", Style::new().dim()),
+    }
+}
+
+fn value(value: &Value) -> String {
+    match value {
+        Value::Null => "null".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn attribute(change: &AttributeChange, action: Action) -> String {
+    let after = if change.sensitive {
+        "(sensitive)".to_string()
+    } else if change.unknown {
+        "(known after apply)".to_string()
+    } else {
+        change.after.as_ref().map(value).unwrap_or_else(|| "null".to_string())
+    };
+    let text = match action {
+        Action::Create => after,
+        _ => {
+            let before = if change.sensitive {
+                "(sensitive)".to_string()
+            } else {
+                change.before.as_ref().map(value).unwrap_or_else(|| "null".to_string())
+            };
+            format!("{before} -> {after}")
+        }
+    };
+    match &change.forces_replacement {
+        Some(_) => format!("{text}   # forces replacement"),
+        None => text,
+    }
+}
+
+fn change(out: &mut String, change: &Change) {
+    let (sign, style) = symbol(change.action);
+    let note = match change.action {
+        Action::Update => " (update in place)".to_string(),
+        Action::Replace => format!(" (replace: {})", change.reasons.join("; ")),
+        Action::Delete => " (delete)".to_string(),
+        _ => String::new(),
+    };
+    out.push_str(&format!(
+        "  {} {}{}\n",
+        style.apply_to(sign),
+        style.apply_to(&change.address).bold(),
+        note
+    ));
+    let width = change
+        .attributes
+        .keys()
+        .map(|name| name.len())
+        .max()
+        .unwrap_or(0);
+    for (name, attribute_change) in &change.attributes {
+        out.push_str(&format!(
+            "      {name:width$} = {}\n",
+            attribute(attribute_change, change.action)
+        ));
+    }
+}
+
+/// The plan as text: a header, one block per change in execution order, a summary line.
+pub fn text(plan: &Plan, state_description: &str, options: TextOptions) -> String {
+    let mut out = format!(
+        "Blueprint {} / environment {}\nState: {state_description}\n\n",
+        plan.blueprint, plan.environment
+    );
+    let shown: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change() || options.show_unchanged)
+        .collect();
+    if !plan.has_changes() {
+        out.push_str("No changes: the recorded state matches the blueprint.\n");
+    }
+    for entry in shown {
+        change(&mut out, entry);
+    }
+    out.push('\n');
+    out.push_str(&summary(plan));
+    out.push('\n');
+    out
+}
+
+/// The one-line summary, e.g. `Plan: 3 to create, 1 to update, 0 to replace, 0 to delete, 2 unchanged.`
+pub fn summary(plan: &Plan) -> String {
+    let s = &plan.summary;
+    format!(
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        s.create, s.update, s.replace, s.delete, s.no_op
+    )
+}

@@ -1,0 +1,271 @@
+//! Day-one configuration that runs once its component is up: Kafka topics, PostgreSQL
+//! databases and schemas, ClickHouse databases, OpenSearch index templates and ISM policies.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::helm::Release;
+use super::rds::DbInstance;
+use super::{Kind, Spec, address, file_digest, output};
+use crate::blueprint::FieldPath;
+use crate::blueprint::naming::address_name;
+use crate::graph::Builder;
+
+/// A Kafka topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Topic {
+    /// Topic name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: u32,
+    /// Replication factor.
+    pub replication_factor: u32,
+    /// Topic configuration.
+    pub config: BTreeMap<String, String>,
+    /// Bootstrap servers.
+    pub bootstrap_servers: String,
+}
+
+impl Spec for Topic {
+    const KIND: &'static Kind = &Kind {
+        name: "kafka.topic",
+        summary: "Kafka topic",
+        replace_on: &[("name", "a topic cannot be renamed")],
+        replace_check: Some(topic_replacement),
+        sensitive: &[],
+        outputs: &["name", "partitions"],
+        sensitive_outputs: &[],
+    };
+}
+
+fn topic_replacement(attribute: &str, before: &Value, after: &Value) -> Option<String> {
+    match attribute {
+        "partitions" if after.as_u64() < before.as_u64() => Some(
+            "Kafka cannot remove partitions; the topic and its data would be recreated".to_string(),
+        ),
+        "replication_factor" => Some(
+            "trails does not reassign partitions; the topic and its data would be recreated"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// A migration file and the digest of its content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Migration {
+    /// Path relative to the blueprint.
+    pub file: String,
+    /// `sha256:...` of the content.
+    pub digest: String,
+}
+
+/// A PostgreSQL database with schemas and migrations, inside an RDS instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PostgresDatabase {
+    /// Instance host.
+    pub host: String,
+    /// Instance port.
+    pub port: String,
+    /// Master user.
+    pub username: String,
+    /// Master password (a reference, never a value in the blueprint).
+    pub password: String,
+    /// Database name.
+    pub name: String,
+    /// Schemas.
+    pub schemas: Vec<String>,
+    /// Migrations in order.
+    pub migrations: Vec<Migration>,
+}
+
+impl Spec for PostgresDatabase {
+    const KIND: &'static Kind = &Kind {
+        name: "postgres.database",
+        summary: "PostgreSQL database, schemas and migrations",
+        replace_on: &[("name", "a database cannot be renamed")],
+        replace_check: None,
+        sensitive: &["password"],
+        outputs: &["name"],
+        sensitive_outputs: &[],
+    };
+}
+
+/// A ClickHouse database with migrations.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClickHouseDatabase {
+    /// HTTP endpoint.
+    pub url: String,
+    /// Database name.
+    pub name: String,
+    /// Migrations in order.
+    pub migrations: Vec<Migration>,
+}
+
+impl Spec for ClickHouseDatabase {
+    const KIND: &'static Kind = &Kind {
+        name: "clickhouse.database",
+        summary: "ClickHouse database and migrations",
+        replace_on: &[("name", "a database cannot be renamed")],
+        replace_check: None,
+        sensitive: &[],
+        outputs: &["name"],
+        sensitive_outputs: &[],
+    };
+}
+
+/// An OpenSearch index template.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexTemplate {
+    /// HTTP endpoint.
+    pub url: String,
+    /// Template name.
+    pub name: String,
+    /// Definition file and digest.
+    pub definition: Migration,
+}
+
+impl Spec for IndexTemplate {
+    const KIND: &'static Kind = &Kind {
+        name: "opensearch.index_template",
+        summary: "OpenSearch index template",
+        replace_on: &[],
+        replace_check: None,
+        sensitive: &[],
+        outputs: &["name"],
+        sensitive_outputs: &[],
+    };
+}
+
+/// An OpenSearch ISM policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IsmPolicy {
+    /// HTTP endpoint.
+    pub url: String,
+    /// Policy id.
+    pub name: String,
+    /// Definition file and digest.
+    pub definition: Migration,
+}
+
+impl Spec for IsmPolicy {
+    const KIND: &'static Kind = &Kind {
+        name: "opensearch.ism_policy",
+        summary: "OpenSearch ISM policy",
+        replace_on: &[],
+        replace_check: None,
+        sensitive: &[],
+        outputs: &["name"],
+        sensitive_outputs: &[],
+    };
+}
+
+fn migration(builder: &Builder<'_>, file: &str) -> Migration {
+    Migration {
+        file: file.to_string(),
+        digest: file_digest(builder.loaded, file),
+    }
+}
+
+fn migrations(builder: &Builder<'_>, files: &[String]) -> Vec<Migration> {
+    files.iter().map(|file| migration(builder, file)).collect()
+}
+
+/// Makes a day-one resource wait for the Helm release that runs its component.
+fn after_release(builder: &mut Builder<'_>, dependent: &str, release: &Option<String>) {
+    if let Some(release) = release {
+        builder.depends(dependent, &address::<Release>(release));
+    }
+}
+
+/// Expands `kafka`, the databases of `postgres`, `clickhouse` and `opensearch`.
+pub fn expand(builder: &mut Builder<'_>) {
+    let loaded = builder.loaded;
+    let doc = &loaded.document;
+    if let Some(kafka) = &doc.kafka {
+        for (name, topic) in &kafka.topics {
+            let address = builder.add(
+                &address_name(name),
+                &Topic {
+                    name: name.clone(),
+                    partitions: topic.partitions,
+                    replication_factor: topic.replication_factor,
+                    config: topic
+                        .config
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    bootstrap_servers: kafka.bootstrap_servers.clone(),
+                },
+                FieldPath::of("kafka.topics").key(name.clone()),
+            );
+            after_release(builder, &address, &kafka.release);
+        }
+    }
+    for (instance, spec) in &doc.postgres {
+        for (database, db) in &spec.databases {
+            let migrations = migrations(builder, &db.migrations);
+            builder.add(
+                &format!("{instance}-{}", address_name(database)),
+                &PostgresDatabase {
+                    host: output::<DbInstance>(instance, "address"),
+                    port: output::<DbInstance>(instance, "port"),
+                    username: output::<DbInstance>(instance, "username"),
+                    password: output::<DbInstance>(instance, "password"),
+                    name: database.clone(),
+                    schemas: db.schemas.clone(),
+                    migrations,
+                },
+                FieldPath::of("postgres")
+                    .key(instance.clone())
+                    .key("databases")
+                    .key(database.clone()),
+            );
+        }
+    }
+    if let Some(clickhouse) = &doc.clickhouse {
+        for (name, database) in &clickhouse.databases {
+            let migrations = migrations(builder, &database.migrations);
+            let address = builder.add(
+                &address_name(name),
+                &ClickHouseDatabase {
+                    url: clickhouse.url.clone(),
+                    name: name.clone(),
+                    migrations,
+                },
+                FieldPath::of("clickhouse.databases").key(name.clone()),
+            );
+            after_release(builder, &address, &clickhouse.release);
+        }
+    }
+    if let Some(opensearch) = &doc.opensearch {
+        for (name, file) in &opensearch.index_templates {
+            let definition = migration(builder, file);
+            let address = builder.add(
+                &address_name(name),
+                &IndexTemplate {
+                    url: opensearch.url.clone(),
+                    name: name.clone(),
+                    definition,
+                },
+                FieldPath::of("opensearch.index_templates").key(name.clone()),
+            );
+            after_release(builder, &address, &opensearch.release);
+        }
+        for (name, file) in &opensearch.ism_policies {
+            let definition = migration(builder, file);
+            let address = builder.add(
+                &address_name(name),
+                &IsmPolicy {
+                    url: opensearch.url.clone(),
+                    name: name.clone(),
+                    definition,
+                },
+                FieldPath::of("opensearch.ism_policies").key(name.clone()),
+            );
+            after_release(builder, &address, &opensearch.release);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Helm releases as graph nodes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::kube::{StorageClass, in_cluster};
+use super::{Kind, Spec, address, file_digest};
+use crate::blueprint::FieldPath;
+use crate::graph::Builder;
+
+/// A Helm release with pinned chart version and templated values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Release {
+    /// Release name.
+    pub name: String,
+    /// Chart name.
+    pub chart: String,
+    /// Chart repository.
+    pub repository: String,
+    /// Pinned chart version.
+    pub version: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Values template, relative to the blueprint.
+    pub values_template: Option<String>,
+    /// Digest of the values template, so edits show in the plan.
+    pub values_template_digest: Option<String>,
+    /// Values passed to the template.
+    pub values: BTreeMap<String, Value>,
+    /// Minutes helm may wait for readiness.
+    pub timeout_minutes: u32,
+}
+
+impl Spec for Release {
+    const KIND: &'static Kind = &Kind {
+        name: "helm.release",
+        summary: "Helm release",
+        replace_on: &[
+            ("name", "a release cannot be renamed"),
+            ("namespace", "a release cannot move to another namespace"),
+        ],
+        replace_check: None,
+        sensitive: &[],
+        outputs: &["name", "namespace", "status"],
+        sensitive_outputs: &[],
+    };
+}
+
+/// Expands `helm`.
+pub fn expand(builder: &mut Builder<'_>) {
+    let loaded = builder.loaded;
+    let storage_classes: Vec<String> = loaded
+        .document
+        .kubernetes
+        .as_ref()
+        .map(|k| {
+            k.storage_classes
+                .keys()
+                .map(|name| address::<StorageClass>(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, release) in &loaded.document.helm {
+        let path = FieldPath::of("helm").key(name.clone());
+        let address = builder.add(
+            name,
+            &Release {
+                name: name.clone(),
+                chart: release.chart.clone(),
+                repository: release.repository.clone(),
+                version: release.version.clone(),
+                namespace: release.namespace.clone(),
+                values_template: release.values_template.clone(),
+                values_template_digest: release
+                    .values_template
+                    .as_deref()
+                    .map(|template| file_digest(loaded, template)),
+                values: release
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+                timeout_minutes: release.timeout_minutes,
+            },
+            path.clone(),
+        );
+        in_cluster(builder, &address, Some(&release.namespace));
+        // Charts with persistent volumes need their storage classes first.
+        for class in &storage_classes {
+            builder.depends(&address, class);
+        }
+        builder.depends_on_declared(&address, &release.depends_on, &path.key("depends_on"));
+    }
+}

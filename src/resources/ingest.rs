@@ -1,0 +1,102 @@
+//! The ingest service's deployment: its environment as a secret and its objects from
+//! `templates/ingest/`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::dayone::{PostgresDatabase, Topic};
+use super::kube::{Manifest, Secret, in_cluster};
+use super::{address, file_digest};
+use crate::blueprint::FieldPath;
+use crate::blueprint::INGEST_TEMPLATES;
+use crate::blueprint::naming::address_name;
+use crate::graph::Builder;
+
+/// Name of the secret that carries the service's environment.
+pub const ENV_SECRET: &str = "ingest-env";
+
+/// Expands `ingest`.
+pub fn expand(builder: &mut Builder<'_>) {
+    let loaded = builder.loaded;
+    let Some(ingest) = &loaded.document.ingest else {
+        return;
+    };
+    let base = FieldPath::of("ingest");
+    // The whole environment goes into a secret: it usually carries credentials.
+    let secret = builder.add(
+        ENV_SECRET,
+        &Secret {
+            name: ENV_SECRET.to_string(),
+            namespace: ingest.namespace.clone(),
+            data: ingest
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        base.key("env"),
+    );
+    in_cluster(builder, &secret, Some(&ingest.namespace));
+
+    let mut values: BTreeMap<String, Value> = BTreeMap::new();
+    values.insert("image".into(), json!(ingest.image));
+    values.insert("namespace".into(), json!(ingest.namespace));
+    values.insert("replicas".into(), json!(ingest.replicas));
+    values.insert("resources".into(), json!(ingest.resources));
+    values.insert("env_secret".into(), json!(ENV_SECRET));
+    if let Some(scaling) = &ingest.autoscaling {
+        values.insert("autoscaling".into(), json!(scaling));
+    }
+    if let Some(host) = &ingest.host {
+        values.insert("host".into(), json!(host));
+        values.insert("tls_issuer".into(), json!(ingest.tls_issuer));
+    }
+
+    // The service needs its topics and its API-key table before it can become ready.
+    let prerequisites: Vec<String> = {
+        let doc = &loaded.document;
+        let topics = doc.kafka.iter().flat_map(|kafka| {
+            kafka
+                .topics
+                .keys()
+                .map(|name| address::<Topic>(&address_name(name)))
+        });
+        let databases = doc.postgres.iter().flat_map(|(instance, spec)| {
+            spec.databases.keys().map(move |database| {
+                address::<PostgresDatabase>(&format!("{instance}-{}", address_name(database)))
+            })
+        });
+        topics.chain(databases).collect()
+    };
+
+    for template in INGEST_TEMPLATES {
+        let stem = template.trim_end_matches(".yaml");
+        let wanted = match stem {
+            "hpa" => ingest.autoscaling.is_some(),
+            "ingress" => ingest.host.is_some(),
+            _ => true,
+        };
+        if !wanted {
+            continue;
+        }
+        let path = format!("templates/ingest/{template}");
+        let address = builder.add(
+            &format!("ingest-{stem}"),
+            &Manifest {
+                template: path.clone(),
+                template_digest: file_digest(loaded, &path),
+                namespace: Some(ingest.namespace.clone()),
+                values: values.clone(),
+            },
+            base.clone(),
+        );
+        in_cluster(builder, &address, Some(&ingest.namespace));
+        if stem == "deployment" {
+            builder.depends(&address, &secret);
+            for prerequisite in &prerequisites {
+                builder.depends(&address, prerequisite);
+            }
+        }
+    }
+}

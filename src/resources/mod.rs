@@ -1,0 +1,172 @@
+//! Resource types: each is a plain struct of desired attributes plus a static [`Kind`] that says
+//! what it outputs, what is secret, and which changes force a replacement.
+//!
+//! Adding a type means adding its struct and `Kind` to a family file, expanding it from the
+//! blueprint there, and listing the `Kind` in [`KINDS`]; the graph, plan and engine never change.
+
+pub mod cache;
+pub mod dayone;
+pub mod eks;
+pub mod helm;
+pub mod iam;
+pub mod ingest;
+pub mod kube;
+pub mod network;
+pub mod rds;
+pub mod s3;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::blueprint::Loaded;
+use crate::graph::Builder;
+
+/// Decides, for one changed attribute, whether the change needs a replacement and why.
+pub type ReplaceCheck = fn(attribute: &str, before: &Value, after: &Value) -> Option<String>;
+
+/// What trails knows about a resource type, independent of any one resource.
+#[derive(Debug)]
+pub struct Kind {
+    /// `PROVIDER.TYPE`, the first two parts of every address of this type.
+    pub name: &'static str,
+    /// One line for `trails graph` and docs.
+    pub summary: &'static str,
+    /// Attributes that cannot change in place, with the reason shown in the plan.
+    pub replace_on: &'static [(&'static str, &'static str)],
+    /// Value-dependent replacement rules (e.g. a topic's partitions can only grow).
+    pub replace_check: Option<ReplaceCheck>,
+    /// Attributes whose values are never shown.
+    pub sensitive: &'static [&'static str],
+    /// Outputs other resources may reference as `${ADDRESS.OUTPUT}`.
+    pub outputs: &'static [&'static str],
+    /// Outputs that are secrets; attributes that reference them become sensitive.
+    pub sensitive_outputs: &'static [&'static str],
+}
+
+impl Kind {
+    /// Whether `output` may be referenced.
+    pub fn has_output(&self, output: &str) -> bool {
+        self.outputs.contains(&output) || self.sensitive_outputs.contains(&output)
+    }
+
+    /// Why changing `attribute` from `before` to `after` needs a replacement, if it does.
+    pub fn replacement_reason(&self, attribute: &str, before: &Value, after: &Value) -> Option<String> {
+        if let Some((_, reason)) = self.replace_on.iter().find(|(name, _)| *name == attribute) {
+            return Some((*reason).to_string());
+        }
+        self.replace_check
+            .and_then(|check| check(attribute, before, after))
+    }
+}
+
+/// The desired attributes of one resource type.
+pub trait Spec: Serialize {
+    /// The type's descriptor.
+    const KIND: &'static Kind;
+}
+
+/// Every resource type trails knows.
+pub static KINDS: &[&Kind] = &[
+    network::Vpc::KIND,
+    network::Subnet::KIND,
+    network::InternetGateway::KIND,
+    network::Eip::KIND,
+    network::NatGateway::KIND,
+    network::RouteTable::KIND,
+    network::SecurityGroup::KIND,
+    network::NetworkAcl::KIND,
+    network::FlowLog::KIND,
+    iam::IamRole::KIND,
+    iam::OidcProvider::KIND,
+    eks::Cluster::KIND,
+    eks::NodeGroup::KIND,
+    eks::Addon::KIND,
+    rds::DbSubnetGroup::KIND,
+    rds::DbParameterGroup::KIND,
+    rds::DbInstance::KIND,
+    cache::SubnetGroup::KIND,
+    cache::ParameterGroup::KIND,
+    cache::ReplicationGroup::KIND,
+    s3::Bucket::KIND,
+    kube::Namespace::KIND,
+    kube::StorageClass::KIND,
+    kube::RoleBinding::KIND,
+    kube::Secret::KIND,
+    kube::Manifest::KIND,
+    helm::Release::KIND,
+    dayone::Topic::KIND,
+    dayone::PostgresDatabase::KIND,
+    dayone::ClickHouseDatabase::KIND,
+    dayone::IndexTemplate::KIND,
+    dayone::IsmPolicy::KIND,
+];
+
+/// Looks a type up by name.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|kind| kind.name == name)
+}
+
+/// Expands every section of the blueprint into resources, in dependency-friendly order.
+pub fn expand(builder: &mut Builder<'_>) {
+    network::expand(builder);
+    s3::expand(builder);
+    network::expand_flow_logs(builder);
+    eks::expand(builder);
+    iam::expand(builder);
+    rds::expand(builder);
+    cache::expand(builder);
+    kube::expand(builder);
+    helm::expand(builder);
+    dayone::expand(builder);
+    ingest::expand(builder);
+}
+
+/// Tags every AWS resource carries: the user's, then trails' own (which win).
+pub fn aws_tags(loaded: &Loaded, address: &str, name: &str) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = loaded
+        .document
+        .tags
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    tags.insert("Name".to_string(), name.to_string());
+    tags.insert(
+        "trails:blueprint".to_string(),
+        loaded.document.blueprint.clone(),
+    );
+    tags.insert("trails:environment".to_string(), loaded.environment.clone());
+    tags.insert("trails:address".to_string(), address.to_string());
+    if loaded.settings.ephemeral {
+        tags.insert(
+            "trails:ttl".to_string(),
+            loaded.settings.ttl.clone().unwrap_or_else(|| DEFAULT_TTL.to_string()),
+        );
+    }
+    tags
+}
+
+/// `sha256:HEX` of a file under the blueprint's directory, so that editing a template or a
+/// migration shows up in the plan; `unreadable` when it cannot be read (validation said why).
+pub fn file_digest(loaded: &Loaded, relative: &str) -> String {
+    use sha2::{Digest, Sha256};
+    match std::fs::read(loaded.base_dir.join(relative)) {
+        Ok(bytes) => format!("sha256:{:x}", Sha256::digest(&bytes)),
+        Err(_) => "unreadable".to_string(),
+    }
+}
+
+/// Time to live of an ephemeral environment that does not set one.
+pub const DEFAULT_TTL: &str = "24h";
+
+/// `${ADDRESS.OUTPUT}` for a resource of type `S`.
+pub fn output<S: Spec>(name: &str, output: &str) -> String {
+    debug_assert!(S::KIND.has_output(output), "{} has no output {output}", S::KIND.name);
+    format!("${{{}.{name}.{output}}}", S::KIND.name)
+}
+
+/// The address of a resource of type `S`.
+pub fn address<S: Spec>(name: &str) -> String {
+    format!("{}.{name}", S::KIND.name)
+}

@@ -17,8 +17,8 @@ pub const IMPLICIT_ENVIRONMENT: &str = "default";
 pub struct Loaded {
     /// The blueprint file.
     pub file: PathBuf,
-    /// Directory that template paths are relative to.
-    pub base_dir: PathBuf,
+    /// Directory that template and migration paths are relative to.
+    pub templates_dir: PathBuf,
     /// Selected environment.
     pub environment: String,
     /// Settings of the selected environment.
@@ -34,6 +34,33 @@ impl Loaded {
     pub fn locate(&self, path: &FieldPath) -> Option<Location> {
         locate(&self.tree, path, &self.file)
     }
+
+    /// The first field at or below `under` whose text contains `needle`: where a user wrote
+    /// a reference that a derived resource carries.
+    pub fn find(&self, under: &FieldPath, needle: &str) -> Option<FieldPath> {
+        let mut node = &self.tree;
+        for segment in &under.0 {
+            node = match (segment, node) {
+                (Segment::Key(key), Node::Mapping(map)) => map.get_node(key.as_str())?,
+                (Segment::Index(index), Node::Sequence(items)) => items.get(*index)?,
+                _ => return None,
+            };
+        }
+        find_text(node, under, needle)
+    }
+}
+
+fn find_text(node: &Node, path: &FieldPath, needle: &str) -> Option<FieldPath> {
+    match node {
+        Node::Scalar(scalar) => scalar.as_str().contains(needle).then(|| path.clone()),
+        Node::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| find_text(item, &path.index(index), needle)),
+        Node::Mapping(entries) => entries
+            .iter()
+            .find_map(|(key, value)| find_text(value, &path.key(key.as_str()), needle)),
+    }
 }
 
 /// The file, parsed, with its environments listed; the start of every load.
@@ -41,6 +68,8 @@ impl Loaded {
 pub struct Source {
     file: PathBuf,
     root: MarkedMappingNode,
+    /// The `environments` entry as written, kept only to point diagnostics at lines.
+    environments_node: Option<(MarkedScalarNode, Node)>,
     environments: Map<(EnvironmentSettings, Option<Node>)>,
 }
 
@@ -67,6 +96,16 @@ impl Source {
                 "the blueprint must be a YAML mapping with at least `blueprint` and `region`",
             )]));
         };
+        if root.is_empty() {
+            return Err(Diagnostics(vec![Diagnostic::file_error(
+                file.to_path_buf(),
+                "the blueprint is empty: it needs at least `blueprint` and `region`",
+            )]));
+        }
+        let environments_node = root
+            .iter()
+            .find(|(key, _)| key.as_str() == "environments")
+            .map(|(key, value)| (key.clone(), value.clone()));
         let mut diagnostics = Vec::new();
         let mut environments = Map::new();
         match root.remove("environments") {
@@ -106,6 +145,7 @@ impl Source {
             Ok(Self {
                 file: file.to_path_buf(),
                 root,
+                environments_node,
                 environments,
             })
         } else {
@@ -146,6 +186,16 @@ impl Source {
 
     /// Merges the environment's overlay, resolves variables and types the document.
     pub fn load(&self, environment: &str) -> Result<Loaded, Diagnostics> {
+        self.load_with(environment, &Map::new())
+    }
+
+    /// Like [`Source::load`], with variable values given on the command line, which win over
+    /// the environment's and the document's.
+    pub fn load_with(
+        &self,
+        environment: &str,
+        overrides: &Map<String>,
+    ) -> Result<Loaded, Diagnostics> {
         let (settings, overlay) = self
             .environments
             .get(environment)
@@ -155,7 +205,20 @@ impl Source {
             merge(&mut tree, overlay.clone());
         }
         let mut diagnostics = Vec::new();
-        let variables = self.variables(&tree, environment, settings, &mut diagnostics);
+        let mut variables = self.variables(&tree, environment, settings, &mut diagnostics);
+        for (name, value) in overrides {
+            if !variables.contains_key(name) {
+                diagnostics.push(Diagnostic::file_error(
+                    self.file.clone(),
+                    format!(
+                        "--var {name}: the blueprint declares no variable `{name}`; declared: {}",
+                        variables.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+                continue;
+            }
+            variables.insert(name.clone(), value.clone());
+        }
         substitute(
             &mut tree,
             &FieldPath::root(),
@@ -171,14 +234,18 @@ impl Source {
         }
         let document: Document = marked_yaml::from_node(&tree)
             .map_err(|error| Diagnostics(vec![from_node_error(&self.file, &error, None)]))?;
-        let base_dir = self
+        if let (Some((key, value)), Node::Mapping(map)) = (&self.environments_node, &mut tree) {
+            map.insert(key.clone(), value.clone());
+        }
+        let templates_dir = self
             .file
             .parent()
             .map(Path::to_path_buf)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .join(&document.templates);
         Ok(Loaded {
             file: self.file.clone(),
-            base_dir,
+            templates_dir,
             environment: environment.to_string(),
             settings: settings.clone(),
             document,
@@ -195,7 +262,8 @@ impl Source {
         diagnostics: &mut Vec<Diagnostic>,
     ) -> Map<String> {
         let mut variables = Map::new();
-        if let Some(Node::Mapping(declared)) = tree.as_mapping().and_then(|m| m.get_node("variables"))
+        if let Some(Node::Mapping(declared)) =
+            tree.as_mapping().and_then(|m| m.get_node("variables"))
         {
             for (name, value) in declared.iter() {
                 match value {
@@ -234,10 +302,14 @@ impl Source {
 }
 
 /// Loads one environment of a blueprint file: read, select, merge, type.
-pub fn load(file: &Path, environment: Option<&str>) -> Result<Loaded, Diagnostics> {
+pub fn load(
+    file: &Path,
+    environment: Option<&str>,
+    overrides: &Map<String>,
+) -> Result<Loaded, Diagnostics> {
     let source = Source::read(file)?;
     let chosen = source.select(environment)?;
-    source.load(&chosen)
+    source.load_with(&chosen, overrides)
 }
 
 /// Takes an environment entry apart into its settings and its overlay.
@@ -359,12 +431,9 @@ fn substitute(
                     replaced.set_coerce(scalar.may_coerce());
                     *scalar = replaced;
                 }
-                Err(message) => diagnostics.push(located(
-                    file,
-                    path.clone(),
-                    scalar.span().start(),
-                    message,
-                )),
+                Err(message) => {
+                    diagnostics.push(located(file, path.clone(), scalar.span().start(), message))
+                }
             }
         }
         Node::Sequence(items) => {
@@ -415,7 +484,9 @@ fn load_error(file: &Path, error: &LoadError) -> Diagnostic {
         LoadError::MappingKeyMustBeScalar(m) => {
             (Some(*m), "mapping keys must be plain strings".to_string())
         }
-        LoadError::UnexpectedTag(m) => (Some(*m), "YAML tags (`!tag`) are not supported".to_string()),
+        LoadError::UnexpectedTag(m) => {
+            (Some(*m), "YAML tags (`!tag`) are not supported".to_string())
+        }
         LoadError::ScanError(m, scan) => (Some(*m), format!("invalid YAML: {scan}")),
         LoadError::DuplicateKey(inner) => (
             inner.key.span().start().copied(),
@@ -517,7 +588,9 @@ mod tests {
         let logs = &loaded.document.buckets["logs"];
         assert!(!logs.versioning, "overlay turned versioning off");
         assert!(!loaded.document.buckets.contains_key("scratch"));
-        let prod = source(BASE).and_then(|s| s.load("prod")).expect("prod loads");
+        let prod = source(BASE)
+            .and_then(|s| s.load("prod"))
+            .expect("prod loads");
         assert!(prod.document.buckets["logs"].versioning);
         assert!(prod.settings.protect);
     }
@@ -537,6 +610,25 @@ mod tests {
         let prod = source(&text).and_then(|s| s.load("prod")).expect("loads");
         assert_eq!(prod.document.tags["size"], "large");
         assert_eq!(prod.document.tags["env"], "prod");
+    }
+
+    #[test]
+    fn command_line_variables_win_and_must_be_declared() {
+        let text = format!("{BASE}tags:\n  size: ${{var.size}}\n");
+        let mut overrides = Map::new();
+        overrides.insert("size".to_string(), "tiny".to_string());
+        let prod = source(&text)
+            .and_then(|s| s.load_with("prod", &overrides))
+            .expect("loads");
+        assert_eq!(prod.document.tags["size"], "tiny");
+        overrides.insert("colour".to_string(), "red".to_string());
+        let error = source(&text)
+            .and_then(|s| s.load_with("prod", &overrides))
+            .expect_err("undeclared variable");
+        assert!(
+            error.to_string().contains("no variable `colour`"),
+            "{error}"
+        );
     }
 
     #[test]

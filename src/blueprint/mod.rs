@@ -12,7 +12,7 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Diagnostics, FieldPath};
 pub use load::{Loaded, Source};
 
-/// Templates the ingest service's deployment is rendered from, under `templates/ingest/`.
+/// Templates the ingest service's deployment is rendered from, under `ingest/` in the templates directory.
 pub const INGEST_TEMPLATES: &[&str] = &[
     "deployment.yaml",
     "service.yaml",
@@ -23,8 +23,12 @@ pub const INGEST_TEMPLATES: &[&str] = &[
 ];
 
 /// Loads one environment and runs every semantic check; errors fail, warnings are returned.
-pub fn load_checked(file: &Path, environment: Option<&str>) -> Result<Checked, Diagnostics> {
-    let loaded = load::load(file, environment)?;
+pub fn load_checked(
+    file: &Path,
+    environment: Option<&str>,
+    variables: &schema::Map<String>,
+) -> Result<Checked, Diagnostics> {
+    let loaded = load::load(file, environment, variables)?;
     let diagnostics = validate::validate(&loaded);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(diagnostics));

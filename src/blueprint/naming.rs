@@ -165,7 +165,9 @@ mod tests {
         assert!(is_bucket_name("turia-prod-backups") && !is_bucket_name("Up"));
         assert!(is_kubernetes_version("1.30") && !is_kubernetes_version("1.30.2"));
         assert!(is_time_window("03:00-04:00") && !is_time_window("3-4"));
-        assert!(is_pinned_version("4.11.3") && !is_pinned_version("4.x") && !is_pinned_version("^4"));
+        assert!(
+            is_pinned_version("4.11.3") && !is_pinned_version("4.x") && !is_pinned_version("^4")
+        );
         assert!(is_pinned_image("ghcr.io/turia/ingest:0.1.0"));
         assert!(!is_pinned_image("ghcr.io/turia/ingest:latest"));
         assert!(!is_pinned_image("localhost:5000/ingest"));

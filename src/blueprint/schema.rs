@@ -20,6 +20,9 @@ pub struct Document {
     /// Tags added to every AWS resource (besides the `trails:*` tags trails adds itself).
     #[serde(default)]
     pub tags: Map<String>,
+    /// Directory of templates and migration files, relative to the blueprint file.
+    #[serde(default = "default_templates")]
+    pub templates: String,
     /// Values for `${var.NAME}` references; environments may override them.
     #[serde(default)]
     pub variables: Map<String>,
@@ -51,6 +54,10 @@ pub struct Document {
     pub opensearch: Option<OpenSearch>,
     /// The platform's own ingest service.
     pub ingest: Option<Ingest>,
+}
+
+fn default_templates() -> String {
+    "templates".to_string()
 }
 
 /// Per-environment settings; the `overlay` part is merged into the document before typing.
@@ -522,7 +529,7 @@ pub struct Secret {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Template path, relative to the blueprint's directory.
+    /// Template path, relative to the `templates` directory.
     pub template: String,
     /// Namespace the objects go to.
     pub namespace: Option<String>,
@@ -546,7 +553,7 @@ pub struct HelmRelease {
     pub version: String,
     /// Namespace the release goes to (created by trails if declared under `kubernetes`).
     pub namespace: String,
-    /// Tera template for the release's values, relative to the blueprint's directory.
+    /// Tera template for the release's values, relative to the `templates` directory.
     pub values_template: Option<String>,
     /// Values passed to the template; may reference other resources' outputs.
     #[serde(default)]

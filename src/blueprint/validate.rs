@@ -128,7 +128,10 @@ impl Checker<'_> {
         let vpc = self.cidr(&base.key("cidr"), &network.cidr);
         let zones = network.azs.clone();
         if zones.is_empty() {
-            self.error(&base.key("azs"), "list at least one availability zone (`a`, `b`, ...)");
+            self.error(
+                &base.key("azs"),
+                "list at least one availability zone (`a`, `b`, ...)",
+            );
         } else if zones.len() < 2 {
             self.warning(
                 &base.key("azs"),
@@ -262,10 +265,7 @@ impl Checker<'_> {
             Ok(net) => {
                 self.error(
                     path,
-                    format!(
-                        "`{text}` has host bits set; the network is {}",
-                        net.trunc()
-                    ),
+                    format!("`{text}` has host bits set; the network is {}", net.trunc()),
                 );
                 None
             }
@@ -285,7 +285,10 @@ impl Checker<'_> {
         };
         let base = FieldPath::of("eks");
         if self.doc().network.is_none() {
-            self.error(&base, "an EKS cluster needs a `network` section for its subnets");
+            self.error(
+                &base,
+                "an EKS cluster needs a `network` section for its subnets",
+            );
         }
         if !naming::is_kubernetes_version(&eks.version) {
             self.error(
@@ -320,7 +323,10 @@ impl Checker<'_> {
         for (name, pool) in &eks.node_pools {
             let path = base.key("node_pools").key(name.clone());
             if !naming::is_dns_label(name) {
-                self.error(&path, format!("node pool name `{name}` must be a DNS label"));
+                self.error(
+                    &path,
+                    format!("node pool name `{name}` must be a DNS label"),
+                );
             }
             if pool.min > pool.max {
                 self.error(
@@ -343,7 +349,10 @@ impl Checker<'_> {
                 );
             }
             if pool.instance_types.is_empty() {
-                self.error(&path.key("instance_types"), "list at least one instance type");
+                self.error(
+                    &path.key("instance_types"),
+                    "list at least one instance type",
+                );
             }
             if !["ON_DEMAND", "SPOT"].contains(&pool.capacity_type.as_str()) {
                 self.error(
@@ -352,7 +361,10 @@ impl Checker<'_> {
                 );
             }
             if pool.disk_gb < 20 {
-                self.error(&path.key("disk_gb"), "EKS nodes need at least 20 GiB of disk");
+                self.error(
+                    &path.key("disk_gb"),
+                    "EKS nodes need at least 20 GiB of disk",
+                );
             }
             for (index, taint) in pool.taints.iter().enumerate() {
                 if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&taint.effect.as_str())
@@ -490,7 +502,10 @@ impl Checker<'_> {
         for (name, group) in self.doc().redis.clone() {
             let path = FieldPath::of("redis").key(name.clone());
             if !naming::is_dns_label(&name) {
-                self.error(&path, format!("replication group name `{name}` must be a DNS label"));
+                self.error(
+                    &path,
+                    format!("replication group name `{name}` must be a DNS label"),
+                );
             }
             self.needs_database_subnets(&path, "a Redis replication group");
             if !group.engine_version.starts_with('7') {
@@ -524,7 +539,10 @@ impl Checker<'_> {
                 self.error(&path.key("shards"), "shards must be 1 to 500");
             }
             if group.replicas_per_shard > 5 {
-                self.error(&path.key("replicas_per_shard"), "at most 5 replicas per shard");
+                self.error(
+                    &path.key("replicas_per_shard"),
+                    "at most 5 replicas per shard",
+                );
             }
             if group.cluster_mode && !group.automatic_failover {
                 self.error(
@@ -559,7 +577,9 @@ impl Checker<'_> {
             if !naming::is_dns_label(&short) {
                 self.error(
                     &path,
-                    format!("bucket key `{short}` must be a DNS label; set `name` for the full S3 name"),
+                    format!(
+                        "bucket key `{short}` must be a DNS label; set `name` for the full S3 name"
+                    ),
                 );
             }
             let name = naming::bucket_name(self.loaded, &short, bucket.name.as_deref());
@@ -614,7 +634,10 @@ impl Checker<'_> {
             for (index, rule) in bucket.lifecycle.iter().enumerate() {
                 let rule_path = path.key("lifecycle").index(index);
                 if !ids.insert(rule.id.clone()) {
-                    self.error(&rule_path.key("id"), format!("rule id `{}` is used twice", rule.id));
+                    self.error(
+                        &rule_path.key("id"),
+                        format!("rule id `{}` is used twice", rule.id),
+                    );
                 }
                 if rule.transitions.is_empty()
                     && rule.expire_days.is_none()
@@ -738,7 +761,10 @@ impl Checker<'_> {
         }
         for (name, binding) in &kubernetes.rbac {
             if let Some(namespace) = &binding.namespace {
-                self.namespace_declared(&base.key("rbac").key(name.clone()).key("namespace"), namespace);
+                self.namespace_declared(
+                    &base.key("rbac").key(name.clone()).key("namespace"),
+                    namespace,
+                );
             }
         }
         for (name, secret) in &kubernetes.secrets {
@@ -789,7 +815,8 @@ impl Checker<'_> {
                     ),
                 );
             }
-            if !release.repository.starts_with("https://") && !release.repository.starts_with("oci://")
+            if !release.repository.starts_with("https://")
+                && !release.repository.starts_with("oci://")
             {
                 self.error(
                     &path.key("repository"),
@@ -835,18 +862,26 @@ impl Checker<'_> {
             let base = FieldPath::of("kafka");
             self.release_exists(&base.key("release"), &kafka.release);
             if kafka.bootstrap_servers.trim().is_empty() {
-                self.error(&base.key("bootstrap_servers"), "give at least one host:port");
+                self.error(
+                    &base.key("bootstrap_servers"),
+                    "give at least one host:port",
+                );
             }
             for (name, topic) in &kafka.topics {
                 let path = base.key("topics").key(name.clone());
                 if !naming::is_topic_name(name) {
                     self.error(
                         &path,
-                        format!("topic name `{name}` must be 1 to 249 letters, digits, `.`, `_` or `-`"),
+                        format!(
+                            "topic name `{name}` must be 1 to 249 letters, digits, `.`, `_` or `-`"
+                        ),
                     );
                 }
                 if topic.partitions == 0 {
-                    self.error(&path.key("partitions"), "a topic needs at least 1 partition");
+                    self.error(
+                        &path.key("partitions"),
+                        "a topic needs at least 1 partition",
+                    );
                 }
                 if topic.replication_factor == 0 {
                     self.error(&path.key("replication_factor"), "must be at least 1");
@@ -859,7 +894,10 @@ impl Checker<'_> {
             for (name, database) in &clickhouse.databases {
                 let path = base.key("databases").key(name.clone());
                 if !naming::is_identifier(name) {
-                    self.error(&path, format!("database name `{name}` must be a plain identifier"));
+                    self.error(
+                        &path,
+                        format!("database name `{name}` must be a plain identifier"),
+                    );
                 }
                 for (index, file) in database.migrations.iter().enumerate() {
                     self.file_exists(&path.key("migrations").index(index), file);
@@ -915,17 +953,17 @@ impl Checker<'_> {
             }
         }
         for template in super::INGEST_TEMPLATES {
-            self.template(&base, &format!("templates/ingest/{template}"));
+            self.template(&base, &format!("ingest/{template}"));
         }
     }
 
     fn file_exists(&mut self, path: &FieldPath, relative: &str) {
-        let full = self.loaded.base_dir.join(relative);
+        let full = self.loaded.templates_dir.join(relative);
         if !full.is_file() {
             self.error(
                 path,
                 format!(
-                    "file `{relative}` not found (looked for {}; paths are relative to the blueprint's directory)",
+                    "file `{relative}` not found (looked for {}; paths are relative to the `templates` directory)",
                     full.display()
                 ),
             );
@@ -933,13 +971,13 @@ impl Checker<'_> {
     }
 
     fn template(&mut self, path: &FieldPath, relative: &str) {
-        let full = self.loaded.base_dir.join(relative);
+        let full = self.loaded.templates_dir.join(relative);
         match std::fs::read_to_string(&full) {
             Err(error) => self.error(
                 path,
                 format!(
                     "template `{relative}` cannot be read ({error}; looked for {}; paths are \
-                     relative to the blueprint's directory)",
+                     relative to the `templates` directory)",
                     full.display()
                 ),
             ),

@@ -51,11 +51,44 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// The blueprint file.
-    #[arg(short = 'f', long = "file", env = "TRAILS_BLUEPRINT", default_value = "trails.yaml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "TRAILS_BLUEPRINT",
+        default_value = "trails.yaml"
+    )]
     file: PathBuf,
     /// The environment (required when the blueprint declares several).
     #[arg(short = 'e', long = "env", env = "TRAILS_ENV")]
     environment: Option<String>,
+    /// Set a declared variable, over the blueprint's value (repeatable). `TRAILS_VAR_NAME`
+    /// environment variables do the same with lower precedence.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_variable)]
+    variables: Vec<(String, String)>,
+}
+
+impl Target {
+    /// Variable overrides: `TRAILS_VAR_*` first, then `--var`, which wins.
+    fn overrides(&self) -> crate::blueprint::schema::Map<String> {
+        let mut overrides: crate::blueprint::schema::Map<String> = std::env::vars()
+            .filter_map(|(key, value)| {
+                key.strip_prefix("TRAILS_VAR_")
+                    .map(|name| (name.to_string(), value))
+            })
+            .collect();
+        overrides.sort_keys();
+        for (name, value) in &self.variables {
+            overrides.insert(name.clone(), value.clone());
+        }
+        overrides
+    }
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }
 
 /// Where the state lives.
@@ -126,9 +159,7 @@ pub fn main() -> ExitCode {
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         && std::io::stdout().is_terminal();
     console::set_colors_enabled(colour);
-    console::set_colors_enabled_stderr(
-        colour && std::io::stderr().is_terminal(),
-    );
+    console::set_colors_enabled_stderr(colour && std::io::stderr().is_terminal());
     let output = Output {
         verbose: cli.verbose,
         quiet: cli.quiet,
@@ -181,7 +212,11 @@ fn render_error(error: &anyhow::Error) -> String {
 
 /// Loads, checks and expands the target blueprint.
 fn load(target: &Target) -> Result<(Checked, crate::graph::Graph), Failure> {
-    let checked = crate::blueprint::load_checked(&target.file, target.environment.as_deref())?;
+    let checked = crate::blueprint::load_checked(
+        &target.file,
+        target.environment.as_deref(),
+        &target.overrides(),
+    )?;
     let graph = crate::graph::build(&checked.loaded)?;
     Ok((checked, graph))
 }

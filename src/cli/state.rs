@@ -39,7 +39,7 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
     // validates must not stop anyone from looking at what is recorded.
     let source = Source::read(&args.target.file)?;
     let environment = source.select(args.target.environment.as_deref())?;
-    let loaded = source.load(&environment)?;
+    let loaded = source.load_with(&environment, &args.target.overrides())?;
     let path = args.state.path(&args.target, &environment);
     let recorded = state::read_local(&path, &loaded.document.blueprint, &environment)
         .map_err(|error| Failure::User(error.into()))?;

@@ -19,11 +19,12 @@ pub fn run(args: ValidateArgs, output: Output) -> Result<Outcome, Failure> {
         Some(environment) => vec![source.select(Some(environment))?],
         None => source.environments(),
     };
+    let overrides = args.target.overrides();
     let mut problems: Vec<Diagnostic> = Vec::new();
     let mut reports = Vec::new();
     for environment in &environments {
         let result = source
-            .load(environment)
+            .load_with(environment, &overrides)
             .and_then(|loaded| {
                 let diagnostics = crate::blueprint::validate::validate(&loaded);
                 if diagnostics.iter().any(Diagnostic::is_error) {

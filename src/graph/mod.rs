@@ -175,11 +175,15 @@ pub fn build(loaded: &Loaded) -> Result<Graph, Diagnostics> {
     resources::expand(&mut builder);
     link_references(&mut builder);
     link_declared(&mut builder);
-    if !builder.diagnostics.is_empty() {
-        return Err(Diagnostics(builder.diagnostics));
+    // Order even when something is already wrong, so that a cycle is reported with the rest.
+    match (order(builder.resources, loaded), builder.diagnostics) {
+        (Ok(resources), diagnostics) if diagnostics.is_empty() => Ok(Graph { resources }),
+        (Ok(_), diagnostics) => Err(Diagnostics(diagnostics)),
+        (Err(Diagnostics(cycles)), mut diagnostics) => {
+            diagnostics.extend(cycles);
+            Err(Diagnostics(diagnostics))
+        }
     }
-    let resources = order(builder.resources, loaded)?;
-    Ok(Graph { resources })
 }
 
 /// Turns every `${ADDRESS.OUTPUT}` into a dependency, reporting unknown addresses and outputs.
@@ -197,9 +201,14 @@ fn link_references(builder: &mut Builder<'_>) {
             problems.push((resource.origin.clone(), message));
         }
         for reference in resource.references() {
+            let written = reference.to_string();
+            let origin = builder
+                .loaded
+                .find(&resource.origin, &written)
+                .unwrap_or_else(|| resource.origin.clone());
             match builder.resources.get(&reference.address) {
                 None => problems.push((
-                    resource.origin.clone(),
+                    origin,
                     format!(
                         "{} references {reference}, but no resource has the address {}{}",
                         resource.address,
@@ -208,7 +217,7 @@ fn link_references(builder: &mut Builder<'_>) {
                     ),
                 )),
                 Some(target) if !target.kind.has_output(&reference.output) => problems.push((
-                    resource.origin.clone(),
+                    origin,
                     format!(
                         "{} references {reference}, but a {} has no output `{}`; it has: {}",
                         resource.address,
@@ -252,9 +261,16 @@ fn link_declared(builder: &mut Builder<'_>) {
 
 /// ", did you mean X?" for the closest known address sharing its type, if any.
 fn suggestion<'k>(wanted: &str, known: impl Iterator<Item = &'k String>) -> String {
-    let wanted_type = wanted.rsplit_once('.').map(|(kind, _)| kind).unwrap_or(wanted);
+    let wanted_type = wanted
+        .rsplit_once('.')
+        .map(|(kind, _)| kind)
+        .unwrap_or(wanted);
     let same_type: Vec<&String> = known
-        .filter(|address| address.rsplit_once('.').is_some_and(|(kind, _)| kind == wanted_type))
+        .filter(|address| {
+            address
+                .rsplit_once('.')
+                .is_some_and(|(kind, _)| kind == wanted_type)
+        })
         .collect();
     match same_type.as_slice() {
         [] => String::new(),

@@ -16,7 +16,9 @@ pub fn render(graph: &Graph, format: Format) -> String {
     let mut out = String::new();
     match format {
         Format::Dot => {
-            out.push_str("digraph trails {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+            out.push_str(
+                "digraph trails {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+            );
             for resource in graph.resources() {
                 out.push_str(&format!(
                     "  \"{}\" [tooltip=\"{}\"];\n",
@@ -25,7 +27,10 @@ pub fn render(graph: &Graph, format: Format) -> String {
             }
             for resource in graph.resources() {
                 for dependency in &resource.depends_on {
-                    out.push_str(&format!("  \"{dependency}\" -> \"{}\";\n", resource.address));
+                    out.push_str(&format!(
+                        "  \"{dependency}\" -> \"{}\";\n",
+                        resource.address
+                    ));
                 }
             }
             out.push_str("}\n");
@@ -42,7 +47,11 @@ pub fn render(graph: &Graph, format: Format) -> String {
             }
             for resource in graph.resources() {
                 for dependency in &resource.depends_on {
-                    out.push_str(&format!("  {} --> {}\n", id(dependency), id(&resource.address)));
+                    out.push_str(&format!(
+                        "  {} --> {}\n",
+                        id(dependency),
+                        id(&resource.address)
+                    ));
                 }
             }
         }

@@ -363,6 +363,30 @@ fn comparison(
     }
 }
 
+/// The attributes of `resource` as the state records them once it is applied: references
+/// resolved from recorded outputs, sensitive attributes replaced by their digest. `None` while
+/// an output it references is not recorded yet.
+pub fn recordable(resource: &Resource, state: &State) -> Option<Map<String, Value>> {
+    let outputs: HashMap<&str, Outputs<'_>> = state
+        .resources
+        .iter()
+        .map(|(address, recorded)| (address.as_str(), Outputs::Recorded(recorded)))
+        .collect();
+    let mut attributes = Map::new();
+    for (name, value) in &resource.attributes {
+        let Resolved::Known(resolved) = resolve(value, &outputs) else {
+            return None;
+        };
+        let stored = if is_sensitive(resource.kind, name, value) {
+            Value::String(digest(&resolved))
+        } else {
+            resolved
+        };
+        attributes.insert(name.clone(), stored);
+    }
+    Some(attributes)
+}
+
 /// An attribute is sensitive when its type says so or it references a secret output.
 fn is_sensitive(kind: &Kind, name: &str, value: &Value) -> bool {
     if kind.sensitive.contains(&name) {
@@ -439,7 +463,8 @@ fn resolve_text(text: &str, outputs: &HashMap<&str, Outputs<'_>>) -> Option<Stri
                     .address
                     .rsplit_once('.')
                     .and_then(|(kind, _)| resources::kind(kind));
-                if kind.is_some_and(|kind| kind.sensitive_outputs.contains(&reference.output.as_str()))
+                if kind
+                    .is_some_and(|kind| kind.sensitive_outputs.contains(&reference.output.as_str()))
                 {
                     resolved.push_str(&reference.to_string());
                     continue;

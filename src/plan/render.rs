@@ -22,11 +22,18 @@ fn symbol(action: Action) -> (&'static str, Style) {
     }
 }
 
+/// Longest value printed on the attribute's own line; longer maps and lists span lines.
+const INLINE_WIDTH: usize = 72;
+
 fn value(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_string(),
-        other => other.to_string(),
+    let compact = value.to_string();
+    if compact.len() <= INLINE_WIDTH || !(value.is_object() || value.is_array()) {
+        return compact;
     }
+    // Indent continuation lines under the attribute block.
+    serde_json::to_string_pretty(value)
+        .unwrap_or(compact)
+        .replace('\n', "\n        ")
 }
 
 fn attribute(change: &AttributeChange, action: Action) -> String {
@@ -35,7 +42,11 @@ fn attribute(change: &AttributeChange, action: Action) -> String {
     } else if change.unknown {
         "(known after apply)".to_string()
     } else {
-        change.after.as_ref().map(value).unwrap_or_else(|| "null".to_string())
+        change
+            .after
+            .as_ref()
+            .map(value)
+            .unwrap_or_else(|| "null".to_string())
     };
     let text = match action {
         Action::Create => after,
@@ -43,7 +54,11 @@ fn attribute(change: &AttributeChange, action: Action) -> String {
             let before = if change.sensitive {
                 "(sensitive)".to_string()
             } else {
-                change.before.as_ref().map(value).unwrap_or_else(|| "null".to_string())
+                change
+                    .before
+                    .as_ref()
+                    .map(value)
+                    .unwrap_or_else(|| "null".to_string())
             };
             format!("{before} -> {after}")
         }

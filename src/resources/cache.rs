@@ -110,8 +110,14 @@ impl Spec for ReplicationGroup {
                 "at_rest_encryption",
                 "encryption at rest can only be chosen when the group is created",
             ),
-            ("cluster_mode", "cluster mode cannot be switched on an existing group here"),
-            ("subnet_group_name", "a replication group cannot change subnet group"),
+            (
+                "cluster_mode",
+                "cluster mode cannot be switched on an existing group here",
+            ),
+            (
+                "subnet_group_name",
+                "a replication group cannot change subnet group",
+            ),
         ],
         replace_check: None,
         sensitive: &[],
@@ -147,7 +153,10 @@ pub fn expand(builder: &mut Builder<'_>) {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        parameters.insert("maxmemory-policy".to_string(), spec.maxmemory_policy.clone());
+        parameters.insert(
+            "maxmemory-policy".to_string(),
+            spec.maxmemory_policy.clone(),
+        );
         parameters.insert(
             "cluster-enabled".to_string(),
             if spec.cluster_mode { "yes" } else { "no" }.to_string(),

@@ -56,7 +56,7 @@ fn topic_replacement(attribute: &str, before: &Value, after: &Value) -> Option<S
 /// A migration file and the digest of its content.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Migration {
-    /// Path relative to the blueprint.
+    /// Path relative to the templates directory.
     pub file: String,
     /// `sha256:...` of the content.
     pub digest: String,

@@ -128,12 +128,21 @@ impl Spec for NodeGroup {
         name: "aws.eks_node_group",
         summary: "EKS managed node group",
         replace_on: &[
-            ("cluster_name", "a node group cannot move to another cluster"),
+            (
+                "cluster_name",
+                "a node group cannot move to another cluster",
+            ),
             ("name", "a node group cannot be renamed"),
             ("node_role_arn", "a node group's role cannot be changed"),
             ("subnet_ids", "a node group's subnets cannot be changed"),
-            ("instance_types", "a node group's instance types cannot be changed"),
-            ("capacity_type", "a node group's capacity type cannot be changed"),
+            (
+                "instance_types",
+                "a node group's instance types cannot be changed",
+            ),
+            (
+                "capacity_type",
+                "a node group's capacity type cannot be changed",
+            ),
             ("disk_size", "a node group's disk size cannot be changed"),
         ],
         replace_check: None,

@@ -23,7 +23,7 @@ pub struct Release {
     pub version: String,
     /// Namespace.
     pub namespace: String,
-    /// Values template, relative to the blueprint.
+    /// Values template, relative to the templates directory.
     pub values_template: Option<String>,
     /// Digest of the values template, so edits show in the plan.
     pub values_template_digest: Option<String>,

@@ -1,5 +1,5 @@
 //! The ingest service's deployment: its environment as a secret and its objects from
-//! `templates/ingest/`.
+//! `ingest/` in the templates directory.
 
 use std::collections::BTreeMap;
 
@@ -80,7 +80,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         if !wanted {
             continue;
         }
-        let path = format!("templates/ingest/{template}");
+        let path = format!("ingest/{template}");
         let address = builder.add(
             &format!("ingest-{stem}"),
             &Manifest {

@@ -57,8 +57,14 @@ impl Spec for StorageClass {
         replace_on: &[
             ("provisioner", "a storage class's provisioner is immutable"),
             ("parameters", "a storage class's parameters are immutable"),
-            ("reclaim_policy", "a storage class's reclaim policy is immutable"),
-            ("volume_binding_mode", "a storage class's binding mode is immutable"),
+            (
+                "reclaim_policy",
+                "a storage class's reclaim policy is immutable",
+            ),
+            (
+                "volume_binding_mode",
+                "a storage class's binding mode is immutable",
+            ),
         ],
         replace_check: None,
         sensitive: &[],
@@ -121,7 +127,7 @@ impl Spec for Secret {
 /// Objects rendered from a tera template and applied with server-side apply.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
-    /// Template path, relative to the blueprint.
+    /// Template path, relative to the templates directory.
     pub template: String,
     /// Digest of the template, so edits show in the plan.
     pub template_digest: String,

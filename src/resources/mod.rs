@@ -52,7 +52,12 @@ impl Kind {
     }
 
     /// Why changing `attribute` from `before` to `after` needs a replacement, if it does.
-    pub fn replacement_reason(&self, attribute: &str, before: &Value, after: &Value) -> Option<String> {
+    pub fn replacement_reason(
+        &self,
+        attribute: &str,
+        before: &Value,
+        after: &Value,
+    ) -> Option<String> {
         if let Some((_, reason)) = self.replace_on.iter().find(|(name, _)| *name == attribute) {
             return Some((*reason).to_string());
         }
@@ -141,17 +146,21 @@ pub fn aws_tags(loaded: &Loaded, address: &str, name: &str) -> BTreeMap<String, 
     if loaded.settings.ephemeral {
         tags.insert(
             "trails:ttl".to_string(),
-            loaded.settings.ttl.clone().unwrap_or_else(|| DEFAULT_TTL.to_string()),
+            loaded
+                .settings
+                .ttl
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TTL.to_string()),
         );
     }
     tags
 }
 
-/// `sha256:HEX` of a file under the blueprint's directory, so that editing a template or a
+/// `sha256:HEX` of a file under the templates directory, so that editing a template or a
 /// migration shows up in the plan; `unreadable` when it cannot be read (validation said why).
 pub fn file_digest(loaded: &Loaded, relative: &str) -> String {
     use sha2::{Digest, Sha256};
-    match std::fs::read(loaded.base_dir.join(relative)) {
+    match std::fs::read(loaded.templates_dir.join(relative)) {
         Ok(bytes) => format!("sha256:{:x}", Sha256::digest(&bytes)),
         Err(_) => "unreadable".to_string(),
     }
@@ -162,7 +171,11 @@ pub const DEFAULT_TTL: &str = "24h";
 
 /// `${ADDRESS.OUTPUT}` for a resource of type `S`.
 pub fn output<S: Spec>(name: &str, output: &str) -> String {
-    debug_assert!(S::KIND.has_output(output), "{} has no output {output}", S::KIND.name);
+    debug_assert!(
+        S::KIND.has_output(output),
+        "{} has no output {output}",
+        S::KIND.name
+    );
     format!("${{{}.{name}.{output}}}", S::KIND.name)
 }
 

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Kind, Spec, address, aws_tags, output};
+use crate::blueprint::FieldPath;
 use crate::blueprint::naming::{prefix, zone_letter, zone_name};
 use crate::blueprint::schema::NatLayout;
-use crate::blueprint::FieldPath;
 use crate::graph::Builder;
 
 /// Name of the blueprint's one VPC in addresses.
@@ -128,7 +128,10 @@ impl Spec for NatGateway {
         summary: "NAT gateway",
         replace_on: &[
             ("subnet_id", "a NAT gateway cannot move to another subnet"),
-            ("allocation_id", "a NAT gateway's elastic IP cannot be changed"),
+            (
+                "allocation_id",
+                "a NAT gateway's elastic IP cannot be changed",
+            ),
         ],
         replace_check: None,
         sensitive: &[],
@@ -220,7 +223,10 @@ impl Spec for SecurityGroup {
         summary: "security group",
         replace_on: &[
             ("name", "a security group cannot be renamed"),
-            ("description", "a security group's description cannot be changed"),
+            (
+                "description",
+                "a security group's description cannot be changed",
+            ),
             ("vpc_id", "a security group cannot move to another VPC"),
         ],
         replace_check: None,
@@ -395,7 +401,10 @@ pub fn expand(builder: &mut Builder<'_>) {
                     subnet_tags.insert(cluster_tag.clone(), "shared".to_string());
                 }
                 "private" => {
-                    subnet_tags.insert("kubernetes.io/role/internal-elb".to_string(), "1".to_string());
+                    subnet_tags.insert(
+                        "kubernetes.io/role/internal-elb".to_string(),
+                        "1".to_string(),
+                    );
                     subnet_tags.insert(cluster_tag.clone(), "shared".to_string());
                 }
                 _ => {}
@@ -463,7 +472,10 @@ pub fn expand(builder: &mut Builder<'_>) {
                 nat_gateway_id: None,
             }],
             subnet_ids: subnet_ids(builder, "public"),
-            tags: tags(&address::<RouteTable>("public"), &format!("{name_prefix}-public")),
+            tags: tags(
+                &address::<RouteTable>("public"),
+                &format!("{name_prefix}-public"),
+            ),
         },
         base.key("subnets").key("public"),
     );
@@ -491,7 +503,10 @@ pub fn expand(builder: &mut Builder<'_>) {
                 vpc_id: vpc_id.clone(),
                 routes,
                 subnet_ids: vec![output::<Subnet>(&name, "id")],
-                tags: tags(&address::<RouteTable>(&name), &format!("{name_prefix}-{name}")),
+                tags: tags(
+                    &address::<RouteTable>(&name),
+                    &format!("{name_prefix}-{name}"),
+                ),
             },
             base.key("subnets").key("private"),
         );
@@ -579,13 +594,21 @@ fn security_groups(builder: &mut Builder<'_>, ingress_cidrs: &[String], vpc_cidr
         (
             groups::DATABASE,
             "PostgreSQL: 5432 from the cluster nodes only",
-            vec![from_group("PostgreSQL from the nodes", (5432, 5432), groups::NODES)],
+            vec![from_group(
+                "PostgreSQL from the nodes",
+                (5432, 5432),
+                groups::NODES,
+            )],
             Vec::new(),
         ),
         (
             groups::CACHE,
             "Redis: 6379 from the cluster nodes only",
-            vec![from_group("Redis from the nodes", (6379, 6379), groups::NODES)],
+            vec![from_group(
+                "Redis from the nodes",
+                (6379, 6379),
+                groups::NODES,
+            )],
             Vec::new(),
         ),
     ];

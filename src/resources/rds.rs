@@ -113,7 +113,10 @@ impl Spec for DbInstance {
         name: "aws.db_instance",
         summary: "RDS PostgreSQL instance",
         replace_on: &[
-            ("identifier", "an instance identifier is its name here; renaming is a replacement"),
+            (
+                "identifier",
+                "an instance identifier is its name here; renaming is a replacement",
+            ),
             ("engine", "the engine of an instance cannot be changed"),
             (
                 "storage_encrypted",

@@ -176,7 +176,10 @@ mod tests {
         foreign.serial = 3;
         std::fs::write(&path, serde_json::to_string(&foreign).expect("serializes")).expect("write");
         let error = read_local(&path, "demo", "dev").expect_err("other blueprint");
-        assert!(error.to_string().contains("belongs to blueprint `other`"), "{error}");
+        assert!(
+            error.to_string().contains("belongs to blueprint `other`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -188,6 +191,9 @@ mod tests {
         assert!(error.to_string().contains("upgrade trails"), "{error}");
         std::fs::write(&path, "not json").expect("write");
         let error = read_local(&path, "demo", "dev").expect_err("garbage");
-        assert!(error.to_string().contains("not a valid trails state"), "{error}");
+        assert!(
+            error.to_string().contains("not a valid trails state"),
+            "{error}"
+        );
     }
 }

@@ -1,0 +1,66 @@
+//! Integration tests of the `trails` command, one module per capability (one binary keeps
+//! link times down).
+
+mod blueprint_fuzz;
+mod graph;
+mod plan;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path under the repository root.
+pub fn repo(path: &str) -> PathBuf {
+    root().join(path)
+}
+
+/// `trails` with a clean environment: no colours, no inherited TRAILS_* settings.
+pub fn trails() -> Command {
+    let mut command =
+        Command::cargo_bin("trails").expect("the trails binary is built by cargo test");
+    command.env("NO_COLOR", "1");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TRAILS_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Output of a finished command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `trails ARGS` and captures everything.
+pub fn run(args: &[&str]) -> Run {
+    run_in(None, args)
+}
+
+/// Runs `trails ARGS` in a directory.
+pub fn run_in(dir: Option<&Path>, args: &[&str]) -> Run {
+    let mut command = trails();
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.args(args).output().expect("trails runs");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "trails panicked on {args:?}:\n{}",
+        run.stderr
+    );
+    run
+}

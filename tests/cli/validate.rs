@@ -1,0 +1,129 @@
+//! `trails validate`: shipped blueprints are valid; each broken fixture fails with exactly
+//! the errors it declares, never a panic.
+
+use super::{repo, run};
+
+#[test]
+fn shipped_blueprints_and_examples_validate_in_every_environment() {
+    for file in [
+        "blueprints/turia-trails.yaml",
+        "examples/minimal.yaml",
+        "examples/local.yaml",
+    ] {
+        let path = repo(file);
+        let result = run(&["validate", "-f", path.to_str().expect("utf-8 path")]);
+        assert_eq!(
+            result.code, 0,
+            "{file}:\n{}{}",
+            result.stdout, result.stderr
+        );
+    }
+    let prod = run(&[
+        "validate",
+        "-f",
+        repo("blueprints/turia-trails.yaml")
+            .to_str()
+            .expect("utf-8 path"),
+    ]);
+    for environment in ["prod", "staging", "preview"] {
+        assert!(
+            prod.stdout
+                .contains(&format!("environment `{environment}` is valid")),
+            "{}",
+            prod.stdout
+        );
+    }
+}
+
+#[test]
+fn each_broken_blueprint_reports_its_errors_with_positions_and_exit_1() {
+    let dir = repo("tests/fixtures/broken");
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixture directory")
+        .map(|entry| entry.expect("fixture entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 15, "the fixture set shrank: {fixtures:?}");
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let text = std::fs::read_to_string(fixture).expect("fixture is readable");
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} declares no `# expect:` line",
+            fixture.display()
+        );
+        let result = run(&["validate", "-f", fixture.to_str().expect("utf-8 path")]);
+        if result.code != 1 {
+            failures.push(format!(
+                "{}: exit {} (expected 1)\n{}",
+                fixture.display(),
+                result.code,
+                result.stderr
+            ));
+            continue;
+        }
+        for expectation in expected {
+            if !result.stderr.contains(expectation) {
+                failures.push(format!(
+                    "{}: missing `{expectation}` in:\n{}",
+                    fixture.display(),
+                    result.stderr
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
+}
+
+#[test]
+fn a_missing_file_and_an_unknown_environment_are_user_errors() {
+    let missing = run(&["validate", "-f", "/nonexistent/blueprint.yaml"]);
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("/nonexistent/blueprint.yaml: cannot read the blueprint"),
+        "{}",
+        missing.stderr
+    );
+    let blueprint = repo("blueprints/turia-trails.yaml");
+    let unknown = run(&["plan", "-f", blueprint.to_str().expect("utf-8"), "-e", "qa"]);
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown
+            .stderr
+            .contains("no environment `qa` in the blueprint; it declares: prod, staging, preview"),
+        "{}",
+        unknown.stderr
+    );
+    let unchosen = run(&["plan", "-f", blueprint.to_str().expect("utf-8")]);
+    assert_eq!(unchosen.code, 1);
+    assert!(
+        unchosen.stderr.contains("choose one with -e"),
+        "{}",
+        unchosen.stderr
+    );
+}
+
+#[test]
+fn warnings_do_not_fail_validation() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("warn.yaml");
+    std::fs::write(
+        &file,
+        "blueprint: demo\nregion: eu-west-1\nnetwork:\n  cidr: 10.0.0.0/16\n  azs: [a]\n  subnets: { public: [10.0.0.0/24], private: [10.0.1.0/24] }\n",
+    )
+    .expect("write");
+    let result = run(&["validate", "-f", file.to_str().expect("utf-8")]);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    assert!(
+        result.stderr.contains("warning:") && result.stderr.contains("not highly available"),
+        "{}",
+        result.stderr
+    );
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::network::{SecurityGroup, groups, subnet_ids};
-use super::{Kind, Spec, address, aws_tags, output};
+use super::{Kind, Spec, address, aws_tags, major_version, output, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::naming::prefix;
 use crate::graph::Builder;
@@ -133,11 +133,7 @@ pub fn expand(builder: &mut Builder<'_>) {
     for (name, spec) in &loaded.document.redis {
         let base = FieldPath::of("redis").key(name.clone());
         let full_name = format!("{name_prefix}-{name}");
-        let major = spec
-            .engine_version
-            .split('.')
-            .next()
-            .unwrap_or(&spec.engine_version);
+        let major = major_version(&spec.engine_version);
         builder.add(
             name,
             &SubnetGroup {
@@ -148,11 +144,7 @@ pub fn expand(builder: &mut Builder<'_>) {
             },
             base.clone(),
         );
-        let mut parameters: BTreeMap<String, String> = spec
-            .parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut parameters: BTreeMap<String, String> = sorted(&spec.parameters);
         parameters.insert(
             "maxmemory-policy".to_string(),
             spec.maxmemory_policy.clone(),

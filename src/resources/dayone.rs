@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::helm::Release;
 use super::rds::DbInstance;
-use super::{Kind, Spec, address, file_digest, output};
+use super::{Kind, Spec, address, file_digest, output, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::naming::address_name;
 use crate::graph::Builder;
@@ -192,11 +192,7 @@ pub fn expand(builder: &mut Builder<'_>) {
                     name: name.clone(),
                     partitions: topic.partitions,
                     replication_factor: topic.replication_factor,
-                    config: topic
-                        .config
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
+                    config: sorted(&topic.config),
                     bootstrap_servers: kafka.bootstrap_servers.clone(),
                 },
                 FieldPath::of("kafka.topics").key(name.clone()),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::iam::{IamRole, assume_role_policy};
 use super::network::{SecurityGroup, groups, subnet_ids};
-use super::{Kind, Spec, address, aws_tags, output};
+use super::{Kind, Spec, address, aws_tags, output, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::naming::prefix;
 use crate::blueprint::schema::Taint;
@@ -258,11 +258,7 @@ pub fn expand(builder: &mut Builder<'_>) {
                     max: spec.max,
                     desired: spec.desired.unwrap_or(spec.min),
                 },
-                labels: spec
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: sorted(&spec.labels),
                 taints: spec.taints.clone(),
                 tags: aws_tags(loaded, &address::<NodeGroup>(pool), &full_name),
             },

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::dayone::{PostgresDatabase, Topic};
 use super::kube::{Manifest, Secret, in_cluster};
-use super::{address, file_digest};
+use super::{address, file_digest, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::INGEST_TEMPLATES;
 use crate::blueprint::naming::address_name;
@@ -29,11 +29,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         &Secret {
             name: ENV_SECRET.to_string(),
             namespace: ingest.namespace.clone(),
-            data: ingest
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            data: sorted(&ingest.env),
         },
         base.key("env"),
     );

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::eks::cluster_addresses;
-use super::{Kind, Spec, address, file_digest};
+use super::{Kind, Spec, address, file_digest, sorted};
 use crate::blueprint::FieldPath;
 use crate::graph::Builder;
 
@@ -179,11 +179,7 @@ pub fn expand(builder: &mut Builder<'_>) {
             name,
             &Namespace {
                 name: name.clone(),
-                labels: namespace
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: sorted(&namespace.labels),
             },
             base.key("namespaces").key(name.clone()),
         );
@@ -195,11 +191,7 @@ pub fn expand(builder: &mut Builder<'_>) {
             &StorageClass {
                 name: name.clone(),
                 provisioner: class.provisioner.clone(),
-                parameters: class
-                    .parameters
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                parameters: sorted(&class.parameters),
                 reclaim_policy: class.reclaim_policy.clone(),
                 volume_binding_mode: class.volume_binding_mode.clone(),
                 allow_volume_expansion: class.allow_volume_expansion,
@@ -228,11 +220,7 @@ pub fn expand(builder: &mut Builder<'_>) {
             &Secret {
                 name: name.clone(),
                 namespace: secret.namespace.clone(),
-                data: secret
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                data: sorted(&secret.data),
             },
             base.key("secrets").key(name.clone()),
         );

@@ -166,6 +166,18 @@ pub fn file_digest(loaded: &Loaded, relative: &str) -> String {
     }
 }
 
+/// A blueprint map in sorted order, as resources store it (stable diffs, stable JSON).
+pub fn sorted(map: &crate::blueprint::schema::Map<String>) -> BTreeMap<String, String> {
+    map.iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// The major part of an engine version: `16` of `16.4`.
+pub fn major_version(version: &str) -> &str {
+    version.split('.').next().unwrap_or(version)
+}
+
 /// Time to live of an ephemeral environment that does not set one.
 pub const DEFAULT_TTL: &str = "24h";
 

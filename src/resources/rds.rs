@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::network::{SecurityGroup, groups, subnet_ids};
-use super::{Kind, Spec, address, aws_tags, output};
+use super::{Kind, Spec, address, aws_tags, major_version, output, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::naming::prefix;
 use crate::graph::Builder;
@@ -138,11 +138,7 @@ pub fn expand(builder: &mut Builder<'_>) {
     for (name, spec) in &loaded.document.postgres {
         let base = FieldPath::of("postgres").key(name.clone());
         let full_name = format!("{name_prefix}-{name}");
-        let major = spec
-            .engine_version
-            .split('.')
-            .next()
-            .unwrap_or(&spec.engine_version);
+        let major = major_version(&spec.engine_version);
         builder.add(
             name,
             &DbSubnetGroup {
@@ -159,11 +155,7 @@ pub fn expand(builder: &mut Builder<'_>) {
                 name: full_name.clone(),
                 family: format!("postgres{major}"),
                 description: format!("parameters of {full_name}"),
-                parameters: spec
-                    .parameters
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                parameters: sorted(&spec.parameters),
                 tags: aws_tags(loaded, &address::<DbParameterGroup>(name), &full_name),
             },
             base.key("parameters"),

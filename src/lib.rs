@@ -2,7 +2,9 @@
 
 pub mod blueprint;
 pub mod cli;
+pub mod engine;
 pub mod graph;
 pub mod plan;
+pub mod providers;
 pub mod resources;
 pub mod state;

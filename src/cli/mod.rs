@@ -1,6 +1,7 @@
 //! The command-line layer: arguments in, calls to the library, exit statuses out.
 //! Nothing here talks to AWS or Kubernetes, and nothing outside this module knows about clap.
 
+mod apply;
 mod completions;
 mod graph;
 mod plan;
@@ -38,6 +39,10 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show the ordered changes that would bring the environment to the blueprint.
     Plan(plan::PlanArgs),
+    /// Make the environment match the blueprint (plans, asks, then executes the plan).
+    Apply(apply::ApplyArgs),
+    /// Delete everything the environment owns, dependents first.
+    Destroy(apply::DestroyArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
     /// Inspect the recorded state.
@@ -168,6 +173,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, output),
         Command::Plan(args) => plan::run(args, output),
+        Command::Apply(args) => apply::apply(args, output),
+        Command::Destroy(args) => apply::destroy(args, output),
         Command::Graph(args) => graph::run(args, output),
         Command::State(command) => state::run(command, output),
         Command::Completions(args) => completions::run(args),

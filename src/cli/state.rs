@@ -18,6 +18,8 @@ pub enum StateCommand {
         /// Address of the resource, e.g. `aws.vpc.main`.
         address: String,
     },
+    /// Release a lock left by a run that is gone (it names its holder and age first).
+    Unlock(StateArgs),
 }
 
 /// Which state to read.
@@ -34,6 +36,7 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
     let (args, address) = match command {
         StateCommand::List(args) => (args, None),
         StateCommand::Show { args, address } => (args, Some(address)),
+        StateCommand::Unlock(args) => return unlock(args),
     };
     // Only the blueprint's name and environment are needed: a blueprint that no longer
     // validates must not stop anyone from looking at what is recorded.
@@ -60,6 +63,23 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
                 .map_err(|error| Failure::Internal(error.into()))?;
             println!("{text}");
         }
+    }
+    Ok(Outcome::Success)
+}
+
+fn unlock(args: StateArgs) -> Result<Outcome, Failure> {
+    let source = Source::read(&args.target.file)?;
+    let environment = source.select(args.target.environment.as_deref())?;
+    let path = args.state.path(&args.target, &environment);
+    match state::local::force_unlock(&path).map_err(|error| Failure::User(error.into()))? {
+        Some(held) => println!(
+            "released the lock of {} held by {} for `{}` since {}",
+            path.display(),
+            held.holder,
+            held.operation,
+            held.created_at
+        ),
+        None => println!("{} was not locked", path.display()),
     }
     Ok(Outcome::Success)
 }

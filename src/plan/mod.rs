@@ -367,6 +367,19 @@ fn comparison(
 /// resolved from recorded outputs, sensitive attributes replaced by their digest. `None` while
 /// an output it references is not recorded yet.
 pub fn recordable(resource: &Resource, state: &State) -> Option<Map<String, Value>> {
+    let mut attributes = resolved(resource, state)?;
+    for (name, value) in attributes.iter_mut() {
+        let written = resource.attributes.get(name).unwrap_or(&Value::Null);
+        if is_sensitive(resource.kind, name, written) {
+            *value = Value::String(digest(value));
+        }
+    }
+    Some(attributes)
+}
+
+/// The attributes of `resource` with every reference resolved from recorded outputs: what a
+/// provider is asked to make real. `None` while an output it references is not recorded yet.
+pub fn resolved(resource: &Resource, state: &State) -> Option<Map<String, Value>> {
     let outputs: HashMap<&str, Outputs<'_>> = state
         .resources
         .iter()
@@ -377,12 +390,7 @@ pub fn recordable(resource: &Resource, state: &State) -> Option<Map<String, Valu
         let Resolved::Known(resolved) = resolve(value, &outputs) else {
             return None;
         };
-        let stored = if is_sensitive(resource.kind, name, value) {
-            Value::String(digest(&resolved))
-        } else {
-            resolved
-        };
-        attributes.insert(name.clone(), stored);
+        attributes.insert(name.clone(), resolved);
     }
     Some(attributes)
 }

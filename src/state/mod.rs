@@ -3,6 +3,8 @@
 //! Sensitive attribute values are never stored: the state keeps a `sha256:` digest in their
 //! place, which is enough to tell whether they changed.
 
+pub mod local;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,234 @@
+//! `trails apply` and `trails destroy`: plan, confirm, execute, report.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+
+use super::{Failure, Outcome, Output, StateLocation, Target, load};
+use crate::engine::progress::{Bars, Lines};
+use crate::engine::{self, Options, Progress};
+use crate::plan::render::{TextOptions, summary, text};
+use crate::plan::{self, Plan};
+use crate::providers::{Providers, aws};
+use crate::state::local::LocalState;
+
+/// Options shared by apply and destroy.
+#[derive(Debug, Args)]
+pub struct ExecuteArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    state: StateLocation,
+    /// Do not ask for confirmation (for CI).
+    #[arg(long)]
+    yes: bool,
+    /// Most changes in flight at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
+    parallelism: u16,
+    /// Longest wait for one asynchronous resource (NAT gateway, cluster, database), e.g. `45m`.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    wait_timeout: Duration,
+}
+
+/// Arguments of `trails apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    execute: ExecuteArgs,
+    /// Execute exactly this saved plan (`trails plan --out FILE`); refused if the state or the
+    /// blueprint changed since.
+    #[arg(long = "plan", value_name = "FILE")]
+    saved_plan: Option<PathBuf>,
+}
+
+/// Arguments of `trails destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    execute: ExecuteArgs,
+    /// Destroy even a `protect: true` environment.
+    #[arg(long)]
+    override_protection: bool,
+}
+
+/// Plans against the locked state and applies.
+pub fn apply(args: ApplyArgs, output: Output) -> Result<Outcome, Failure> {
+    run(&args.execute, output, Mode::Apply(args.saved_plan))
+}
+
+/// Plans the removal of everything recorded and executes it.
+pub fn destroy(args: DestroyArgs, output: Output) -> Result<Outcome, Failure> {
+    run(
+        &args.execute,
+        output,
+        Mode::Destroy(args.override_protection),
+    )
+}
+
+enum Mode {
+    Apply(Option<PathBuf>),
+    Destroy(bool),
+}
+
+fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failure> {
+    let (checked, graph) = load(&args.target)?;
+    output.warnings(&checked);
+    let loaded = &checked.loaded;
+    let operation = match mode {
+        Mode::Apply(_) => "apply",
+        Mode::Destroy(_) => "destroy",
+    };
+    if let Mode::Destroy(false) = mode
+        && loaded.settings.protect
+    {
+        return Err(Failure::User(anyhow!(
+            "environment `{}` is protected (`protect: true`); destroying it needs --override-protection",
+            loaded.environment
+        )));
+    }
+    let path = args.state.path(&args.target, &loaded.environment);
+    let mut store = LocalState::open(
+        &path,
+        &loaded.document.blueprint,
+        &loaded.environment,
+        operation,
+    )
+    .map_err(|error| Failure::User(error.into()))?;
+    let planned = match &mode {
+        Mode::Destroy(_) => plan::plan_destroy(store.state()),
+        Mode::Apply(saved) => {
+            let planned = plan::plan(&graph, store.state());
+            if let Some(saved) = saved {
+                check_saved_plan(saved, &planned)?;
+            }
+            planned
+        }
+    };
+    let description = format!("{} (serial {})", path.display(), store.state().serial);
+    if !planned.has_changes() {
+        if !output.quiet {
+            println!("{}", summary(&planned));
+            println!("Nothing to do: the recorded state matches the blueprint.");
+        }
+        return Ok(Outcome::Success);
+    }
+    let runtime = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .map_err(Failure::Internal)?;
+    let context = runtime.block_on(aws::Context::load(
+        &loaded.document.region,
+        args.wait_timeout,
+    ));
+    let providers = Arc::new(Providers::new(context));
+    engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
+    if !output.quiet {
+        print!("{}", text(&planned, &description, TextOptions::default()));
+    }
+    if !args.yes {
+        confirm(operation, &loaded.environment)?;
+    }
+    let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() && !output.quiet {
+        Box::new(Bars::default())
+    } else {
+        Box::new(Lines)
+    };
+    let options = Options {
+        parallelism: usize::from(args.parallelism),
+    };
+    let report = runtime
+        .block_on(engine::execute(
+            &planned,
+            &graph,
+            &mut store,
+            providers,
+            &options,
+            progress.as_ref(),
+        ))
+        .map_err(|error| Failure::User(error.into()))?;
+    println!(
+        "\n{operation}: {} done, {} failed, {} not started (state {} at serial {})",
+        report.completed.len(),
+        report.failed.len(),
+        report.skipped.len(),
+        path.display(),
+        store.state().serial
+    );
+    for (address, error) in &report.failed {
+        eprintln!("  failed: {address}: {error}");
+    }
+    for (address, reason) in &report.skipped {
+        eprintln!("  not started: {address}: {reason}");
+    }
+    if report.succeeded() {
+        Ok(Outcome::Success)
+    } else if report.interrupted {
+        Err(Failure::User(anyhow!(
+            "interrupted; everything that finished is recorded: run `trails {operation}` again to continue"
+        )))
+    } else {
+        Err(Failure::User(anyhow!(
+            "{} change(s) failed; what succeeded is recorded, fix the cause and run `trails {operation}` again",
+            report.failed.len()
+        )))
+    }
+}
+
+/// A saved plan is executed only if it is exactly what would be planned now.
+fn check_saved_plan(path: &PathBuf, current: &Plan) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the saved plan {}", path.display()))
+        .map_err(Failure::User)?;
+    let saved: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| {
+            format!(
+                "{} is not a plan saved by `trails plan --out`",
+                path.display()
+            )
+        })
+        .map_err(Failure::User)?;
+    let now = serde_json::to_value(current).map_err(|error| Failure::Internal(error.into()))?;
+    if saved.get("state_serial") != now.get("state_serial")
+        || saved.get("state_lineage") != now.get("state_lineage")
+    {
+        return Err(Failure::User(anyhow!(
+            "the saved plan {} was made against state serial {}, but the state is now at serial {}; plan again",
+            path.display(),
+            saved
+                .get("state_serial")
+                .unwrap_or(&serde_json::Value::Null),
+            current.state_serial
+        )));
+    }
+    if saved != now {
+        return Err(Failure::User(anyhow!(
+            "the blueprint changed since the plan {} was saved; plan again",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn confirm(operation: &str, environment: &str) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::User(anyhow!(
+            "refusing to {operation} without confirmation: pass --yes (standard input is not a terminal)"
+        )));
+    }
+    print!("\nType `yes` to {operation} environment `{environment}`: ");
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")
+        .map_err(Failure::User)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::User(anyhow!("{operation} cancelled")))
+    }
+}

@@ -1,0 +1,362 @@
+//! Executes a plan: changes run concurrently up to a bound, each as soon as what it waits for
+//! has succeeded; every completed change is written to the state at once, so an interrupted
+//! or failed run loses nothing and the next one continues where this one stopped.
+
+pub mod progress;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::task::JoinSet;
+
+use crate::graph::Graph;
+use crate::plan::{Action, Change, Plan};
+use crate::providers::{Applied, ProviderError, Providers};
+use crate::state::local::LocalState;
+use crate::state::{Recorded, StateError};
+
+pub use progress::{Event, Progress};
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Most changes in flight at once.
+    pub parallelism: usize,
+}
+
+/// What happened to each change.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Changes that completed, in completion order.
+    pub completed: Vec<String>,
+    /// Changes that failed, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Changes not started because something they wait for failed, or because of an interrupt.
+    pub skipped: Vec<(String, String)>,
+    /// The run was interrupted (Ctrl-C); what was running finished and was recorded.
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// True when every change completed.
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && !self.interrupted
+    }
+}
+
+/// Errors that stop the engine itself (as opposed to one change failing).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The plan names a resource type trails cannot apply yet.
+    #[error(
+        "apply cannot execute these changes yet: {0}. Supported resource types so far: {supported}",
+        supported = crate::providers::SUPPORTED.join(", ")
+    )]
+    Unsupported(String),
+    /// A change's resource is not in the graph (a plan from another blueprint version).
+    #[error("the plan changes {0}, which the blueprint does not declare; plan again")]
+    NotInGraph(String),
+    /// The state could not be written: stop before anything else is lost.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What one finished task tells the scheduler.
+enum Effect {
+    /// The resource exists as desired; record it.
+    Applied(Applied),
+    /// The resource is gone; forget it.
+    Deleted,
+}
+
+/// Refuses, before any call, a plan with resource types no provider handles yet.
+pub fn preflight(plan: &Plan, providers: &Providers) -> Result<(), EngineError> {
+    let missing: BTreeSet<&str> = plan
+        .changes
+        .iter()
+        .filter(|change| change.action.is_change())
+        .filter(|change| providers.get(&change.kind).is_none())
+        .map(|change| change.kind.as_str())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Unsupported(
+            missing.into_iter().collect::<Vec<_>>().join(", "),
+        ))
+    }
+}
+
+/// Executes the changes of `plan`; `graph` supplies desired attributes for creates and updates.
+pub async fn execute(
+    plan: &Plan,
+    graph: &Graph,
+    store: &mut LocalState,
+    providers: Arc<Providers>,
+    options: &Options,
+    progress: &dyn Progress,
+) -> Result<Report, EngineError> {
+    let changes: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|change| change.action.is_change())
+        .collect();
+    for change in &changes {
+        if change.action != Action::Delete && graph.get(&change.address).is_none() {
+            return Err(EngineError::NotInGraph(change.address.clone()));
+        }
+    }
+    let waits_for = prerequisites(&changes, store);
+    let mut pending: BTreeSet<usize> = (0..changes.len()).collect();
+    let mut done: BTreeSet<usize> = BTreeSet::new();
+    let mut running: JoinSet<(usize, Duration, Result<Effect, ProviderError>)> = JoinSet::new();
+    let mut report = Report::default();
+    let parallelism = options.parallelism.max(1);
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+
+    loop {
+        if !report.interrupted {
+            let ready: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|index| waits_for[*index].iter().all(|w| done.contains(w)))
+                .take(parallelism.saturating_sub(running.len()))
+                .collect();
+            for index in ready {
+                pending.remove(&index);
+                let change = changes[index];
+                let task = Task::new(change, graph, store)?;
+                progress.event(&Event::Started {
+                    address: change.address.clone(),
+                    action: change.action,
+                });
+                let providers = Arc::clone(&providers);
+                running.spawn(async move {
+                    let started = Instant::now();
+                    let result = task.run(&providers).await;
+                    (index, started.elapsed(), result)
+                });
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        let finished = tokio::select! {
+            finished = running.join_next() => finished,
+            _ = &mut interrupt, if !report.interrupted => {
+                report.interrupted = true;
+                progress.event(&Event::Interrupted { running: running.len() });
+                continue;
+            }
+        };
+        let Some(finished) = finished else { break };
+        let (index, elapsed, result) = match finished {
+            Ok(outcome) => outcome,
+            Err(join_error) => {
+                // A panicking provider is a bug; report it like a failed change.
+                report
+                    .failed
+                    .push(("(unknown)".to_string(), join_error.to_string()));
+                continue;
+            }
+        };
+        let change = changes[index];
+        match result {
+            Ok(effect) => {
+                record(store, graph, change, effect)?;
+                done.insert(index);
+                report.completed.push(change.address.clone());
+                progress.event(&Event::Finished {
+                    address: change.address.clone(),
+                    action: change.action,
+                    elapsed,
+                });
+            }
+            Err(error) => {
+                let message = error.to_string();
+                progress.event(&Event::Failed {
+                    address: change.address.clone(),
+                    error: message.clone(),
+                });
+                report.failed.push((change.address.clone(), message));
+                // Everything that waits for this change, directly or not, cannot start.
+                let mut blocked = vec![index];
+                while let Some(failed) = blocked.pop() {
+                    let dependents: Vec<usize> = pending
+                        .iter()
+                        .copied()
+                        .filter(|p| waits_for[*p].contains(&failed))
+                        .collect();
+                    for dependent in dependents {
+                        pending.remove(&dependent);
+                        report.skipped.push((
+                            changes[dependent].address.clone(),
+                            format!("{} failed", changes[failed].address),
+                        ));
+                        blocked.push(dependent);
+                    }
+                }
+            }
+        }
+    }
+    let reason = if report.interrupted {
+        "interrupted"
+    } else {
+        "its prerequisites never completed (an ordering bug in trails; please report it)"
+    };
+    for index in pending {
+        report
+            .skipped
+            .push((changes[index].address.clone(), reason.to_string()));
+    }
+    Ok(report)
+}
+
+/// For each change, the changes it must wait for.
+fn prerequisites(changes: &[&Change], store: &LocalState) -> Vec<BTreeSet<usize>> {
+    let position: BTreeMap<&str, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(index, change)| (change.address.as_str(), index))
+        .collect();
+    let recorded = &store.state().resources;
+    changes
+        .iter()
+        .map(|change| {
+            let mut waits = BTreeSet::new();
+            // Creates and updates wait for the changes of what they depend on.
+            if change.action != Action::Delete {
+                for dependency in &change.depends_on {
+                    if let Some(&index) = position.get(dependency.as_str())
+                        && changes[index].action != Action::Delete
+                    {
+                        waits.insert(index);
+                    }
+                }
+            }
+            // Deleting a resource waits until whatever used it has let go of it: been deleted,
+            // replaced, or updated to stop referencing it. Replacing one waits only for users
+            // that are deleted (users that are updated wait for the replacement instead).
+            for (index, other) in changes.iter().enumerate() {
+                let uses_it = other.address != change.address
+                    && recorded
+                        .get(&other.address)
+                        .is_some_and(|r| r.depends_on.contains(&change.address));
+                let must_go_first = match change.action {
+                    Action::Delete => true,
+                    Action::Replace => other.action == Action::Delete,
+                    _ => false,
+                };
+                if uses_it && must_go_first {
+                    waits.insert(index);
+                }
+            }
+            waits
+        })
+        .collect()
+}
+
+/// One change, with everything it needs to run on its own.
+struct Task {
+    address: String,
+    kind: String,
+    action: Action,
+    desired: Option<Value>,
+    recorded: Option<Recorded>,
+}
+
+impl Task {
+    fn new(change: &Change, graph: &Graph, store: &LocalState) -> Result<Self, EngineError> {
+        let state = store.state();
+        let desired = match change.action {
+            Action::Delete | Action::NoOp => None,
+            _ => {
+                let resource = graph
+                    .get(&change.address)
+                    .ok_or_else(|| EngineError::NotInGraph(change.address.clone()))?;
+                let attributes = crate::plan::resolved(resource, state).ok_or_else(|| {
+                    EngineError::NotInGraph(format!(
+                        "{} (an output it references is not recorded)",
+                        change.address
+                    ))
+                })?;
+                Some(Value::Object(attributes))
+            }
+        };
+        Ok(Self {
+            address: change.address.clone(),
+            kind: change.kind.clone(),
+            action: change.action,
+            desired,
+            recorded: state.resources.get(&change.address).cloned(),
+        })
+    }
+
+    async fn run(self, providers: &Providers) -> Result<Effect, ProviderError> {
+        let provider = providers.get(&self.kind).ok_or_else(|| {
+            ProviderError::Invalid(format!(
+                "no provider for {} (preflight should have said)",
+                self.kind
+            ))
+        })?;
+        let desired = self.desired.unwrap_or(Value::Null);
+        match (self.action, self.recorded) {
+            (Action::Delete, Some(recorded)) => {
+                provider.delete(&self.address, &recorded).await?;
+                Ok(Effect::Deleted)
+            }
+            (Action::Delete, None) => Ok(Effect::Deleted),
+            (Action::Update, Some(recorded)) => Ok(Effect::Applied(
+                provider.update(&self.address, &recorded, &desired).await?,
+            )),
+            (Action::Replace, Some(recorded)) => {
+                provider.delete(&self.address, &recorded).await?;
+                Ok(Effect::Applied(
+                    provider.create(&self.address, &desired).await?,
+                ))
+            }
+            _ => {
+                // Adopt what an interrupted run created but never recorded.
+                if let Some(found) = provider.find(&self.address, &desired).await? {
+                    return Ok(Effect::Applied(found));
+                }
+                Ok(Effect::Applied(
+                    provider.create(&self.address, &desired).await?,
+                ))
+            }
+        }
+    }
+}
+
+/// Writes a completed change to the state.
+fn record(
+    store: &mut LocalState,
+    graph: &Graph,
+    change: &Change,
+    effect: Effect,
+) -> Result<(), StateError> {
+    match effect {
+        Effect::Deleted => store.update(|state| {
+            state.resources.shift_remove(&change.address);
+        }),
+        Effect::Applied(applied) => {
+            let Some(resource) = graph.get(&change.address) else {
+                return Ok(());
+            };
+            let attributes = crate::plan::recordable(resource, store.state()).unwrap_or_default();
+            let entry = Recorded {
+                kind: resource.kind.name.to_string(),
+                id: Some(applied.id),
+                attributes,
+                outputs: applied.outputs,
+                depends_on: resource.depends_on.clone(),
+            };
+            store.update(|state| {
+                state.resources.insert(change.address.clone(), entry);
+            })
+        }
+    }
+}

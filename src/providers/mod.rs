@@ -1,0 +1,113 @@
+//! Providers make resources real: one implementation of [`Provider`] per resource type.
+//!
+//! The engine only knows this trait; adding a type's provider means adding it to a family file
+//! and to [`Providers::new`].
+
+pub mod aws;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::state::Recorded;
+
+/// What a provider reports after creating, adopting or updating a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Provider-side identifier.
+    pub id: String,
+    /// Outputs other resources may reference.
+    pub outputs: Map<String, Value>,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The cloud refused or failed the request (after the SDK's own retries).
+    #[error("{operation} failed: {message}")]
+    Api {
+        /// What trails asked for, e.g. `CreateVpc`.
+        operation: String,
+        /// What the API said.
+        message: String,
+    },
+    /// The desired attributes do not fit the type (a bug, or a state edited by hand).
+    #[error("invalid attributes: {0}")]
+    Invalid(String),
+    /// A resource did not reach the wanted state in time.
+    #[error("timed out after {seconds}s waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        seconds: u64,
+    },
+    /// Something exists under the resource's name that trails did not create.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl ProviderError {
+    /// An API failure with the SDK's full error context.
+    pub fn api(operation: &str, error: impl std::error::Error) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        ProviderError::Api {
+            operation: operation.to_string(),
+            message,
+        }
+    }
+}
+
+/// Creates, adopts, updates and deletes resources of one type.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Finds a resource this environment created at `address` but did not record (an apply
+    /// interrupted between the create call and the state write), so that it is adopted
+    /// instead of created twice.
+    async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError>;
+    /// Creates the resource and waits until it is usable.
+    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError>;
+    /// Changes an existing resource in place.
+    async fn update(
+        &self,
+        address: &str,
+        recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError>;
+    /// Deletes the resource and waits until it is gone; a resource already gone is success.
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError>;
+}
+
+/// Providers by resource type.
+pub struct Providers {
+    by_kind: HashMap<&'static str, Box<dyn Provider>>,
+}
+
+impl Providers {
+    /// Every provider, sharing one AWS context.
+    pub fn new(aws: aws::Context) -> Self {
+        let mut by_kind: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
+        aws::register(&aws, &mut by_kind);
+        Self { by_kind }
+    }
+
+    /// The provider of a type, if trails can apply it yet.
+    pub fn get(&self, kind: &str) -> Option<&dyn Provider> {
+        self.by_kind.get(kind).map(|provider| provider.as_ref())
+    }
+}
+
+/// Resource types `apply` can execute, for preflight messages and docs.
+pub const SUPPORTED: &[&str] = aws::SUPPORTED;
+
+/// Deserializes desired attributes into a type's spec.
+pub fn spec<T: serde::de::DeserializeOwned>(desired: &Value) -> Result<T, ProviderError> {
+    serde_json::from_value(desired.clone())
+        .map_err(|error| ProviderError::Invalid(error.to_string()))
+}

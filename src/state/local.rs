@@ -1,0 +1,275 @@
+//! The local state backend: one JSON file per environment, written atomically, guarded by a
+//! lock file that names its holder.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use super::{State, StateError, read_local};
+
+/// Who holds a lock and since when; written into the lock file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LockInfo {
+    /// `user@host (pid N)`.
+    pub holder: String,
+    /// What the holder is doing, e.g. `apply`.
+    pub operation: String,
+    /// When the lock was taken, RFC 3339.
+    pub created_at: String,
+}
+
+impl LockInfo {
+    fn current(operation: &str) -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown-host".to_string());
+        Self {
+            holder: format!("{user}@{host} (pid {})", std::process::id()),
+            operation: operation.to_string(),
+            created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        }
+    }
+
+    /// How long ago the lock was taken, when its time can be read.
+    pub fn age(&self) -> Option<Duration> {
+        let created = humantime::parse_rfc3339(&self.created_at).ok()?;
+        SystemTime::now().duration_since(created).ok()
+    }
+}
+
+/// Problems with the state's lock.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Someone else holds the lock.
+    #[error(
+        "the state {state} is locked by {holder} for `{operation}` since {created_at}{age}; if that run is gone, release the lock with `trails state unlock`"
+    )]
+    Held {
+        /// The state file.
+        state: PathBuf,
+        /// Holder of the lock.
+        holder: String,
+        /// What the holder does.
+        operation: String,
+        /// When it was taken.
+        created_at: String,
+        /// `" (12m ago)"`, or empty when unknown.
+        age: String,
+    },
+    /// The lock file cannot be created or read.
+    #[error("cannot use the lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// An exclusive hold on a local state file; released when dropped.
+#[derive(Debug)]
+pub struct LocalState {
+    path: PathBuf,
+    lock_path: PathBuf,
+    state: State,
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Reads who holds the lock of a state file, if anyone.
+pub fn lock_holder(path: &Path) -> Result<Option<LockInfo>, LockError> {
+    let lock = lock_path(path);
+    match std::fs::read_to_string(&lock) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).unwrap_or(LockInfo {
+            holder: "an unreadable lock file".to_string(),
+            operation: "unknown".to_string(),
+            created_at: "unknown".to_string(),
+        }))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LockError::Io { path: lock, source }),
+    }
+}
+
+/// Releases a lock deliberately (`trails state unlock`); returns who held it.
+pub fn force_unlock(path: &Path) -> Result<Option<LockInfo>, LockError> {
+    let holder = lock_holder(path)?;
+    let lock = lock_path(path);
+    match std::fs::remove_file(&lock) {
+        Ok(()) => Ok(holder),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(LockError::Io { path: lock, source }),
+    }
+}
+
+impl LocalState {
+    /// Takes the lock of `path` for `operation` and reads the state (empty if none yet).
+    pub fn open(
+        path: &Path,
+        blueprint: &str,
+        environment: &str,
+        operation: &str,
+    ) -> Result<Self, StateOpenError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| LockError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let lock = lock_path(path);
+        let info = LockInfo::current(operation);
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock);
+        match created {
+            Ok(mut file) => {
+                let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+                file.write_all(text.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|source| LockError::Io {
+                        path: lock.clone(),
+                        source,
+                    })?;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                let held = lock_holder(path)?.unwrap_or(LockInfo {
+                    holder: "a run that just finished".to_string(),
+                    operation: operation.to_string(),
+                    created_at: "unknown".to_string(),
+                });
+                let age = held
+                    .age()
+                    .map(|age| {
+                        format!(
+                            " ({} ago)",
+                            humantime::format_duration(Duration::from_secs(age.as_secs()))
+                        )
+                    })
+                    .unwrap_or_default();
+                return Err(LockError::Held {
+                    state: path.to_path_buf(),
+                    holder: held.holder,
+                    operation: held.operation,
+                    created_at: held.created_at,
+                    age,
+                }
+                .into());
+            }
+            Err(source) => return Err(LockError::Io { path: lock, source }.into()),
+        }
+        let mut opened = Self {
+            path: path.to_path_buf(),
+            lock_path: lock,
+            state: State::empty(blueprint, environment),
+        };
+        // From here on the lock file is removed on drop, also when reading fails.
+        opened.state = read_local(path, blueprint, environment)?;
+        Ok(opened)
+    }
+
+    /// The state as last written.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Changes the state and writes it at once: a new serial, a temporary file synced to
+    /// disk, then an atomic rename over the old one.
+    pub fn update(&mut self, change: impl FnOnce(&mut State)) -> Result<(), StateError> {
+        let mut next = self.state.clone();
+        change(&mut next);
+        next.serial += 1;
+        if next.lineage.is_empty() {
+            next.lineage = uuid::Uuid::new_v4().to_string();
+        }
+        let text = serde_json::to_string_pretty(&next).map_err(|source| StateError::Parse {
+            path: self.path.clone(),
+            source,
+        })?;
+        let temporary = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, &self.path)
+        };
+        write().map_err(|source| StateError::Read {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.state = next;
+        Ok(())
+    }
+}
+
+impl Drop for LocalState {
+    fn drop(&mut self) {
+        // Best effort: a lock left behind is reported with its holder and can be released.
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Why a state could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StateOpenError {
+    /// The lock.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The document.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_writer_is_refused_with_the_holder_named_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(".trails/dev.state.json");
+        let mut first = LocalState::open(&path, "demo", "dev", "apply").expect("first lock");
+        let error = LocalState::open(&path, "demo", "dev", "destroy").expect_err("held");
+        let message = error.to_string();
+        assert!(message.contains("locked by"), "{message}");
+        assert!(message.contains("for `apply`"), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+
+        first
+            .update(|state| state.blueprint = "demo".to_string())
+            .expect("write");
+        assert_eq!(first.state().serial, 1);
+        assert!(!first.state().lineage.is_empty());
+        drop(first);
+        let second = LocalState::open(&path, "demo", "dev", "apply").expect("lock released");
+        assert_eq!(second.state().serial, 1, "the write survived");
+    }
+
+    #[test]
+    fn a_stale_lock_can_be_released_deliberately() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dev.state.json");
+        let held = LocalState::open(&path, "demo", "dev", "apply").expect("lock");
+        std::mem::forget(held);
+        let holder = force_unlock(&path)
+            .expect("unlock")
+            .expect("someone held it");
+        assert_eq!(holder.operation, "apply");
+        LocalState::open(&path, "demo", "dev", "apply").expect("free again");
+    }
+}

@@ -24,3 +24,51 @@ ensure_rust_components() {
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
+
+# The moto AWS emulator, in a virtualenv cached outside the clone. Sets MOTO_SERVER.
+MOTO_VERSION="5.2.5"
+ensure_moto() {
+  local venv="$TRAILS_CACHE/venv"
+  MOTO_SERVER="$venv/bin/moto_server"
+  if [ -x "$MOTO_SERVER" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2> /dev/null; then
+    return
+  fi
+  step "installing moto[server]==$MOTO_VERSION into $venv"
+  if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c 'import ensurepip' 2> /dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3-venv > /dev/null
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+}
+
+# Starts moto on a free loopback port; sets MOTO_URL and MOTO_PID. Stop it with stop_moto.
+start_moto() {
+  local port log
+  port="$(free_port)"
+  log="${TMPDIR:-/tmp}/trails-moto-$port.log"
+  "$MOTO_SERVER" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
+  MOTO_PID=$!
+  MOTO_URL="http://127.0.0.1:$port"
+  for _ in $(seq 300); do
+    if python3 -c "import urllib.request, sys; urllib.request.urlopen('$MOTO_URL/moto-api/', timeout=1)" 2> /dev/null; then
+      return
+    fi
+    if ! kill -0 "$MOTO_PID" 2> /dev/null; then
+      echo "moto exited while starting; its log:" >&2
+      cat "$log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  echo "moto did not answer on $MOTO_URL within 60s" >&2
+  exit 1
+}
+
+stop_moto() {
+  if [ -n "${MOTO_PID:-}" ]; then
+    kill "$MOTO_PID" 2> /dev/null || true
+    wait "$MOTO_PID" 2> /dev/null || true
+    MOTO_PID=""
+  fi
+}

@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow};
 use clap::Args;
 
 use super::{Failure, Outcome, Output, StateLocation, Target, load};
-use crate::engine::progress::{Bars, Lines};
+use crate::engine::progress::{Bars, Lines, Quiet};
 use crate::engine::{self, Options, Progress};
 use crate::plan::render::{TextOptions, summary, text};
 use crate::plan::{self, Plan};
@@ -131,7 +131,9 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     if !args.yes {
         confirm(operation, &loaded.environment)?;
     }
-    let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() && !output.quiet {
+    let progress: Box<dyn Progress> = if output.quiet {
+        Box::new(Quiet)
+    } else if std::io::stderr().is_terminal() {
         Box::new(Bars::default())
     } else {
         Box::new(Lines)
@@ -149,14 +151,16 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
             progress.as_ref(),
         ))
         .map_err(|error| Failure::User(error.into()))?;
-    println!(
-        "\n{operation}: {} done, {} failed, {} not started (state {} at serial {})",
-        report.completed.len(),
-        report.failed.len(),
-        report.skipped.len(),
-        path.display(),
-        store.state().serial
-    );
+    if !output.quiet || !report.succeeded() {
+        println!(
+            "\n{operation}: {} done, {} failed, {} not started (state {} at serial {})",
+            report.completed.len(),
+            report.failed.len(),
+            report.skipped.len(),
+            path.display(),
+            store.state().serial
+        );
+    }
     for (address, error) in &report.failed {
         eprintln!("  failed: {address}: {error}");
     }

@@ -149,3 +149,14 @@ impl Progress for Bars {
         }
     }
 }
+
+/// Only failures, for `-q`.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn event(&self, event: &Event) {
+        if let Event::Failed { .. } = event {
+            Lines.event(event);
+        }
+    }
+}

@@ -14,6 +14,12 @@ use super::{State, StateError, read_local};
 pub struct LockInfo {
     /// `user@host (pid N)`.
     pub holder: String,
+    /// Host of the holder.
+    #[serde(default)]
+    pub host: String,
+    /// Process id of the holder.
+    #[serde(default)]
+    pub pid: u32,
     /// What the holder is doing, e.g. `apply`.
     pub operation: String,
     /// When the lock was taken, RFC 3339.
@@ -31,9 +37,22 @@ impl LockInfo {
             .unwrap_or_else(|_| "unknown-host".to_string());
         Self {
             holder: format!("{user}@{host} (pid {})", std::process::id()),
+            host,
+            pid: std::process::id(),
             operation: operation.to_string(),
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         }
+    }
+
+    /// True when the holder ran on this host and its process no longer exists: a run killed
+    /// before it could release the lock. Holders on other hosts are never presumed dead.
+    pub fn is_orphaned(&self) -> bool {
+        let here = Self::current("check");
+        self.pid != 0
+            && !self.host.is_empty()
+            && self.host == here.host
+            && self.pid != here.pid
+            && !Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
     /// How long ago the lock was taken, when its time can be read.
@@ -92,6 +111,8 @@ pub fn lock_holder(path: &Path) -> Result<Option<LockInfo>, LockError> {
     match std::fs::read_to_string(&lock) {
         Ok(text) => Ok(Some(serde_json::from_str(&text).unwrap_or(LockInfo {
             holder: "an unreadable lock file".to_string(),
+            host: String::new(),
+            pid: 0,
             operation: "unknown".to_string(),
             created_at: "unknown".to_string(),
         }))),
@@ -113,7 +134,22 @@ pub fn force_unlock(path: &Path) -> Result<Option<LockInfo>, LockError> {
 
 impl LocalState {
     /// Takes the lock of `path` for `operation` and reads the state (empty if none yet).
+    /// A lock left by a killed run on this host is taken over (see [`LockInfo::is_orphaned`]).
     pub fn open(
+        path: &Path,
+        blueprint: &str,
+        environment: &str,
+        operation: &str,
+    ) -> Result<Self, StateOpenError> {
+        if let Some(held) = lock_holder(path)?
+            && held.is_orphaned()
+        {
+            force_unlock(path)?;
+        }
+        Self::open_locked(path, blueprint, environment, operation)
+    }
+
+    fn open_locked(
         path: &Path,
         blueprint: &str,
         environment: &str,
@@ -146,6 +182,8 @@ impl LocalState {
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 let held = lock_holder(path)?.unwrap_or(LockInfo {
                     holder: "a run that just finished".to_string(),
+                    host: String::new(),
+                    pid: 0,
                     operation: operation.to_string(),
                     created_at: "unknown".to_string(),
                 });
@@ -258,6 +296,36 @@ mod tests {
         drop(first);
         let second = LocalState::open(&path, "demo", "dev", "apply").expect("lock released");
         assert_eq!(second.state().serial, 1, "the write survived");
+    }
+
+    #[test]
+    fn a_lock_of_a_dead_process_on_this_host_is_taken_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dev.state.json");
+        let mut dead = LockInfo::current("apply");
+        // Process ids are below 2^22 on Linux; this one cannot be alive.
+        dead.pid = 4_194_304 + 17;
+        std::fs::write(
+            lock_path(&path),
+            serde_json::to_string(&dead).expect("serializes"),
+        )
+        .expect("write lock");
+        assert!(dead.is_orphaned());
+        LocalState::open(&path, "demo", "dev", "apply").expect("orphaned lock taken over");
+
+        let mut remote = LockInfo::current("apply");
+        remote.host = "another-host".to_string();
+        remote.pid = 4_194_304 + 17;
+        std::fs::write(
+            lock_path(&path),
+            serde_json::to_string(&remote).expect("serializes"),
+        )
+        .expect("write lock");
+        assert!(
+            !remote.is_orphaned(),
+            "a holder elsewhere is never presumed dead"
+        );
+        LocalState::open(&path, "demo", "dev", "apply").expect_err("held by another host");
     }
 
     #[test]

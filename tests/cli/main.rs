@@ -1,8 +1,10 @@
 //! Integration tests of the `trails` command, one module per capability (one binary keeps
 //! link times down).
 
+mod apply_aws;
 mod blueprint_fuzz;
 mod graph;
+mod moto;
 mod plan;
 mod validate;
 
@@ -47,9 +49,17 @@ pub fn run(args: &[&str]) -> Run {
 
 /// Runs `trails ARGS` in a directory.
 pub fn run_in(dir: Option<&Path>, args: &[&str]) -> Run {
+    run_with(dir, &[], args)
+}
+
+/// Runs `trails ARGS` in a directory with extra environment variables.
+pub fn run_with(dir: Option<&Path>, env: &[(&str, String)], args: &[&str]) -> Run {
     let mut command = trails();
     if let Some(dir) = dir {
         command.current_dir(dir);
+    }
+    for (key, value) in env {
+        command.env(key, value);
     }
     let output = command.args(args).output().expect("trails runs");
     let run = Run {

@@ -1,0 +1,677 @@
+//! `trails apply` and `trails destroy` against the moto AWS emulator: what the blueprint
+//! declares exists with its attributes, a second apply does nothing, an interrupted apply
+//! resumes without duplicates, and destroy leaves nothing behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+
+use super::moto::Moto;
+use super::{Run, repo, run_with};
+
+const BLUEPRINT: &str = "trails-demo";
+
+/// A copy of the AWS fixture in its own directory (its state lands beside it).
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("platform.yaml");
+    std::fs::copy(repo("examples/local-network.yaml"), &file).expect("copy fixture");
+    (dir, file)
+}
+
+fn trails(moto: &Moto, file: &Path, args: &[&str]) -> Run {
+    let mut full: Vec<&str> = args.to_vec();
+    full.extend(["-f", file.to_str().expect("utf-8 path")]);
+    run_with(None, &moto.env(), &full)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("tokio runtime")
+}
+
+fn ours() -> Filter {
+    Filter::builder()
+        .name("tag:trails:blueprint")
+        .values(BLUEPRINT)
+        .build()
+}
+
+fn live() -> Filter {
+    Filter::builder()
+        .name("state")
+        .values("pending")
+        .values("available")
+        .build()
+}
+
+/// How many live resources of each kind carry the blueprint's tags.
+#[derive(Debug, PartialEq, Eq)]
+struct Census {
+    vpcs: usize,
+    subnets: usize,
+    internet_gateways: usize,
+    elastic_ips: usize,
+    nat_gateways: usize,
+    route_tables: usize,
+    security_groups: usize,
+    network_acls: usize,
+    buckets: BTreeSet<String>,
+}
+
+const EVERYTHING: fn() -> Census = || Census {
+    vpcs: 1,
+    subnets: 6,
+    internet_gateways: 1,
+    elastic_ips: 2,
+    nat_gateways: 2,
+    route_tables: 4,
+    security_groups: 2,
+    network_acls: 3,
+    buckets: [
+        "trails-demo-local-audit",
+        "trails-demo-local-backups",
+        "trails-demo-local-plain",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect(),
+};
+
+const NOTHING: fn() -> Census = || Census {
+    vpcs: 0,
+    subnets: 0,
+    internet_gateways: 0,
+    elastic_ips: 0,
+    nat_gateways: 0,
+    route_tables: 0,
+    security_groups: 0,
+    network_acls: 0,
+    buckets: BTreeSet::new(),
+};
+
+async fn census(moto: &Moto) -> Census {
+    let (ec2, s3) = moto.clients();
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(ours())
+        .send()
+        .await
+        .expect("vpcs");
+    let subnets = ec2
+        .describe_subnets()
+        .filters(ours())
+        .send()
+        .await
+        .expect("subnets");
+    let gateways = ec2
+        .describe_internet_gateways()
+        .filters(ours())
+        .send()
+        .await
+        .expect("internet gateways");
+    let addresses = ec2
+        .describe_addresses()
+        .filters(ours())
+        .send()
+        .await
+        .expect("eips");
+    let nats = ec2
+        .describe_nat_gateways()
+        .filter(ours())
+        .filter(live())
+        .send()
+        .await
+        .expect("nat gateways");
+    let tables = ec2
+        .describe_route_tables()
+        .filters(ours())
+        .send()
+        .await
+        .expect("tables");
+    let groups = ec2
+        .describe_security_groups()
+        .filters(ours())
+        .send()
+        .await
+        .expect("security groups");
+    let acls = ec2
+        .describe_network_acls()
+        .filters(ours())
+        .send()
+        .await
+        .expect("acls");
+    let buckets = s3.list_buckets().send().await.expect("buckets");
+    Census {
+        vpcs: vpcs.vpcs().len(),
+        subnets: subnets.subnets().len(),
+        internet_gateways: gateways.internet_gateways().len(),
+        elastic_ips: addresses.addresses().len(),
+        nat_gateways: nats.nat_gateways().len(),
+        route_tables: tables.route_tables().len(),
+        security_groups: groups.security_groups().len(),
+        network_acls: acls.network_acls().len(),
+        buckets: buckets
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name())
+            .filter(|name| name.starts_with("trails-demo-"))
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// Checks the attributes the blueprint declares, read back through the AWS API.
+async fn check_attributes(moto: &Moto, ingress: &str, expire_days: i32) {
+    let (ec2, s3) = moto.clients();
+    let vpc = ec2
+        .describe_vpcs()
+        .filters(ours())
+        .send()
+        .await
+        .expect("vpcs");
+    assert_eq!(vpc.vpcs()[0].cidr_block(), Some("10.20.0.0/16"));
+
+    let subnets = ec2
+        .describe_subnets()
+        .filters(ours())
+        .send()
+        .await
+        .expect("subnets");
+    let layout: BTreeSet<(String, String)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.cidr_block().unwrap_or_default().to_string(),
+                s.availability_zone().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("10.20.0.0/24", "us-east-1a"),
+        ("10.20.1.0/24", "us-east-1b"),
+        ("10.20.16.0/20", "us-east-1a"),
+        ("10.20.32.0/20", "us-east-1b"),
+        ("10.20.64.0/24", "us-east-1a"),
+        ("10.20.65.0/24", "us-east-1b"),
+    ]
+    .into_iter()
+    .map(|(c, z)| (c.to_string(), z.to_string()))
+    .collect();
+    assert_eq!(layout, expected);
+
+    // Each private table sends the internet through a NAT gateway; the database one nowhere.
+    let tables = ec2
+        .describe_route_tables()
+        .filters(ours())
+        .send()
+        .await
+        .expect("tables");
+    for table in tables.route_tables() {
+        let name = table
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("trails:address"))
+            .and_then(|t| t.value())
+            .unwrap_or_default()
+            .to_string();
+        let default_route = table
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+        match name.as_str() {
+            "aws.route_table.public" => {
+                assert!(
+                    default_route
+                        .and_then(|r| r.gateway_id())
+                        .is_some_and(|g| g.starts_with("igw-")),
+                    "{table:?}"
+                )
+            }
+            "aws.route_table.private-a" | "aws.route_table.private-b" => {
+                assert!(
+                    default_route.and_then(|r| r.nat_gateway_id()).is_some(),
+                    "{table:?}"
+                )
+            }
+            "aws.route_table.database" => assert!(default_route.is_none(), "{table:?}"),
+            other => panic!("unexpected route table {other}"),
+        }
+        let associated = table
+            .associations()
+            .iter()
+            .filter(|a| a.subnet_id().is_some())
+            .count();
+        let expected = if name == "aws.route_table.public" || name == "aws.route_table.database" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(associated, expected, "{name} subnet associations");
+    }
+
+    // The load balancers' group admits HTTPS only from the declared CIDR.
+    let groups = ec2
+        .describe_security_groups()
+        .filters(ours())
+        .filters(
+            Filter::builder()
+                .name("tag:trails:address")
+                .values("aws.security_group.alb")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("alb group");
+    let https: Vec<String> = groups.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .filter(|p| p.from_port() == Some(443))
+        .flat_map(|p| {
+            p.ip_ranges()
+                .iter()
+                .filter_map(|r| r.cidr_ip().map(String::from))
+        })
+        .collect();
+    assert_eq!(https, vec![ingress.to_string()]);
+
+    let acls = ec2
+        .describe_network_acls()
+        .filters(ours())
+        .send()
+        .await
+        .expect("acls");
+    for acl in acls.network_acls() {
+        assert_eq!(
+            acl.associations().len(),
+            2,
+            "each tier ACL covers both zones: {acl:?}"
+        );
+    }
+
+    // Versioning, by its effect (moto's GetBucketVersioning reply does not parse in this
+    // SDK): two writes to one key leave two versions only where versioning is on.
+    for (bucket, versioned) in [
+        ("trails-demo-local-backups", true),
+        ("trails-demo-local-plain", false),
+    ] {
+        for body in ["first", "second"] {
+            s3.put_object()
+                .bucket(bucket)
+                .key("versioning-probe")
+                .body(body.as_bytes().to_vec().into())
+                .send()
+                .await
+                .expect("put object");
+        }
+        let listed = s3
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix("versioning-probe")
+            .send()
+            .await
+            .expect("list versions");
+        let count = listed.versions().len();
+        if versioned {
+            assert!(
+                count >= 2,
+                "{bucket} is versioned but keeps {count} version(s)"
+            );
+        } else {
+            assert_eq!(
+                count, 1,
+                "{bucket} is not versioned but keeps {count} versions"
+            );
+        }
+    }
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("trails-demo-local-backups")
+        .send()
+        .await
+        .expect("lifecycle");
+    assert_eq!(
+        lifecycle.rules()[0].expiration().and_then(|e| e.days()),
+        Some(expire_days)
+    );
+    let lock = s3
+        .get_object_lock_configuration()
+        .bucket("trails-demo-local-audit")
+        .send()
+        .await
+        .expect("object lock");
+    let retention = lock
+        .object_lock_configuration()
+        .and_then(|c| c.rule())
+        .and_then(|r| r.default_retention())
+        .expect("default retention");
+    assert_eq!(retention.mode().map(|m| m.as_str()), Some("GOVERNANCE"));
+    assert_eq!(retention.days(), Some(1));
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket("trails-demo-local-plain")
+        .send()
+        .await
+        .expect("encryption");
+    let algorithm = encryption
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().as_str().to_string());
+    assert_eq!(algorithm.as_deref(), Some("aws:kms"));
+    let block = s3
+        .get_public_access_block()
+        .bucket("trails-demo-local-plain")
+        .send()
+        .await
+        .expect("public access block");
+    assert_eq!(
+        block
+            .public_access_block_configuration()
+            .and_then(|c| c.block_public_policy()),
+        Some(true)
+    );
+}
+
+#[test]
+fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_removes_it_all() {
+    let moto = Moto::start();
+    let (_dir, file) = workspace();
+    let rt = runtime();
+
+    let started = Instant::now();
+    let applied = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    eprintln!(
+        "apply against moto took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
+    rt.block_on(check_attributes(&moto, "0.0.0.0/0", 7));
+
+    let before = moto.requests();
+    let again = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("Nothing to do"), "{}", again.stdout);
+    assert_eq!(moto.requests(), before, "a no-op apply made AWS calls");
+
+    // Changing values in place updates only what changed.
+    let edit = ["--var", "ingress=10.0.0.0/8", "--var", "expire_days=30"];
+    let mut args = vec!["apply", "--yes"];
+    args.extend(edit);
+    let updated = trails(&moto, &file, &args);
+    assert_eq!(updated.code, 0, "{}\n{}", updated.stdout, updated.stderr);
+    assert!(
+        updated
+            .stdout
+            .contains("0 to create, 2 to update, 0 to replace"),
+        "{}",
+        updated.stdout
+    );
+    rt.block_on(check_attributes(&moto, "10.0.0.0/8", 30));
+    assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
+
+    // Versions in a bucket do not stop an ephemeral environment's destroy.
+    let (_, s3) = moto.clients();
+    for body in ["one", "two"] {
+        rt.block_on(
+            s3.put_object()
+                .bucket("trails-demo-local-backups")
+                .key("backup.tar")
+                .body(body.as_bytes().to_vec().into())
+                .send(),
+        )
+        .expect("put object");
+    }
+
+    let started = Instant::now();
+    let mut args = vec!["destroy", "--yes"];
+    args.extend(edit);
+    let destroyed = trails(&moto, &file, &args);
+    assert_eq!(
+        destroyed.code, 0,
+        "{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    eprintln!(
+        "destroy against moto took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(rt.block_on(census(&moto)), NOTHING());
+    let listed = trails(&moto, &file, &["state", "list"]);
+    assert_eq!(
+        listed.stdout.trim(),
+        "",
+        "the state still lists {}",
+        listed.stdout
+    );
+}
+
+fn state_serial(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|state| state["serial"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_apply_killed_half_way_resumes_and_creates_nothing_twice() {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    let state = dir.path().join(".trails/local.state.json");
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"));
+    command
+        .args(["apply", "--yes", "--parallelism", "1", "-f"])
+        .arg(&file)
+        .envs(moto.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("trails starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while state_serial(&state) < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the apply recorded nothing within 120s"
+        );
+        if child.try_wait().expect("child status").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGKILL: no cleanup at all, the lock file stays behind.
+    let _ = child.kill();
+    let _ = child.wait();
+    let recorded = state_serial(&state);
+    assert!(recorded >= 6, "killed before anything was recorded");
+
+    let resumed = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(runtime().block_on(census(&moto)), EVERYTHING());
+    let again = trails(&moto, &file, &["apply", "--yes"]);
+    assert!(again.stdout.contains("Nothing to do"), "{}", again.stdout);
+}
+
+#[test]
+fn resources_created_but_not_recorded_are_adopted_by_their_tags() {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+    let path = dir.path().join(".trails/local.state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    let forgotten = [
+        "aws.subnet.public-a",
+        "aws.nat_gateway.a",
+        "aws.s3_bucket.audit",
+        "aws.network_acl.private",
+    ];
+    let mut ids = Vec::new();
+    for address in forgotten {
+        let removed = state["resources"]
+            .as_object_mut()
+            .expect("resources")
+            .remove(address)
+            .unwrap_or_else(|| panic!("{address} was recorded"));
+        ids.push(removed["id"].clone());
+    }
+    std::fs::write(&path, serde_json::to_string(&state).expect("json")).expect("write state");
+
+    let resumed = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        runtime().block_on(census(&moto)),
+        EVERYTHING(),
+        "something was created twice"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    for (address, id) in forgotten.iter().zip(ids) {
+        assert_eq!(
+            state["resources"][address]["id"], id,
+            "{address} was not adopted"
+        );
+    }
+}
+
+#[test]
+fn a_failed_resource_stops_only_what_depends_on_it() {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    let (_, s3) = moto.clients();
+    runtime()
+        .block_on(s3.create_bucket().bucket("trails-demo-local-plain").send())
+        .expect("a bucket someone else made");
+
+    let applied = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(applied.code, 1, "{}\n{}", applied.stdout, applied.stderr);
+    assert!(
+        applied
+            .stderr
+            .contains("bucket trails-demo-local-plain exists but was not created by trails"),
+        "{}",
+        applied.stderr
+    );
+    assert!(applied.stdout.contains("1 failed"), "{}", applied.stdout);
+    let listed = trails(&moto, &file, &["state", "list"]);
+    assert!(listed.stdout.contains("aws.vpc.main"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("aws.s3_bucket.backups"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        !listed.stdout.contains("aws.s3_bucket.plain"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        !dir.path().join(".trails/local.state.json.lock").exists(),
+        "the lock was not released"
+    );
+}
+
+#[test]
+fn apply_refuses_resource_types_it_cannot_execute_before_any_call() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("local.yaml");
+    std::fs::copy(repo("examples/local.yaml"), &file).expect("copy example");
+    let result = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    assert!(
+        result
+            .stderr
+            .contains("apply cannot execute these changes yet"),
+        "{}",
+        result.stderr
+    );
+    assert!(
+        result.stderr.contains("aws.eks_cluster"),
+        "{}",
+        result.stderr
+    );
+    assert_eq!(moto.requests(), 0, "calls were made before refusing");
+}
+
+#[test]
+fn destroy_refuses_a_protected_environment_without_the_override() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("protected.yaml");
+    std::fs::write(
+        &file,
+        "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  prod: { protect: true }\nbuckets:\n  keep: {}\n",
+    )
+    .expect("write");
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+    let refused = trails(&moto, &file, &["destroy", "--yes"]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("is protected"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        runtime()
+            .block_on(census(&moto))
+            .buckets
+            .contains("trails-demo-prod-keep")
+    );
+    let forced = trails(&moto, &file, &["destroy", "--yes", "--override-protection"]);
+    assert_eq!(forced.code, 0, "{}", forced.stderr);
+}
+
+#[test]
+fn a_saved_plan_is_applied_exactly_once_and_refused_when_stale() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("buckets.yaml");
+    std::fs::write(
+        &file,
+        "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  dev: { ephemeral: true }\nbuckets:\n  one: {}\n",
+    )
+    .expect("write");
+    let saved = dir.path().join("plan.json");
+    let saved_arg = saved.to_str().expect("utf-8");
+    assert_eq!(trails(&moto, &file, &["plan", "--out", saved_arg]).code, 0);
+    let applied = trails(&moto, &file, &["apply", "--yes", "--plan", saved_arg]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    // The state moved on: the same plan must not run again.
+    std::fs::write(
+        &file,
+        "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  dev: { ephemeral: true }\nbuckets:\n  one: {}\n  two: {}\n",
+    )
+    .expect("write");
+    let stale = trails(&moto, &file, &["apply", "--yes", "--plan", saved_arg]);
+    assert_eq!(stale.code, 1);
+    assert!(
+        stale.stderr.contains("was made against state serial 0"),
+        "{}",
+        stale.stderr
+    );
+    // A plan saved now, then a blueprint edited before apply: refused as well.
+    assert_eq!(trails(&moto, &file, &["plan", "--out", saved_arg]).code, 0);
+    std::fs::write(
+        &file,
+        "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  dev: { ephemeral: true }\nbuckets:\n  one: {}\n  three: {}\n",
+    )
+    .expect("write");
+    let changed = trails(&moto, &file, &["apply", "--yes", "--plan", saved_arg]);
+    assert_eq!(changed.code, 1);
+    assert!(
+        changed
+            .stderr
+            .contains("the blueprint changed since the plan"),
+        "{}",
+        changed.stderr
+    );
+    assert!(
+        !runtime()
+            .block_on(census(&moto))
+            .buckets
+            .contains("trails-demo-dev-three")
+    );
+}

@@ -59,6 +59,31 @@ fn outputs(pairs: &[(&str, &str)]) -> Map<String, Value> {
         .collect()
 }
 
+/// The result of a call that only needs the new resource's id.
+fn only_id(id: impl Into<String>) -> Applied {
+    let id = id.into();
+    Applied {
+        outputs: outputs(&[("id", &id)]),
+        id,
+    }
+}
+
+fn no_id(operation: &str) -> ProviderError {
+    ProviderError::Invalid(format!("{operation} returned no id"))
+}
+
+/// A delete whose target is already gone has done its job.
+fn gone_is_fine<T, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    result: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
+    operation: &str,
+) -> Result<(), ProviderError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(ProviderError::api(operation, error)),
+    }
+}
+
 fn recorded_spec<T: serde::de::DeserializeOwned>(recorded: &Recorded) -> Result<T, ProviderError> {
     spec(&Value::Object(recorded.attributes.clone()))
 }
@@ -178,8 +203,8 @@ impl Provider for VpcProvider {
         let id = created
             .vpc()
             .and_then(|v| v.vpc_id())
-            .ok_or_else(|| ProviderError::Invalid("CreateVpc returned no VPC id".into()))?
-            .to_string();
+            .map(str::to_string)
+            .ok_or_else(|| no_id("CreateVpc"))?;
         self.set_dns(&id, &vpc).await?;
         Ok(Applied {
             outputs: outputs(&[("id", &id), ("cidr_block", &vpc.cidr_block)]),
@@ -209,18 +234,15 @@ impl Provider for VpcProvider {
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        match self
-            .0
-            .ec2
-            .delete_vpc()
-            .vpc_id(recorded_id(recorded)?)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("DeleteVpc", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .delete_vpc()
+                .vpc_id(recorded_id(recorded)?)
+                .send()
+                .await,
+            "DeleteVpc",
+        )
     }
 }
 
@@ -323,18 +345,15 @@ impl Provider for SubnetProvider {
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        match self
-            .0
-            .ec2
-            .delete_subnet()
-            .subnet_id(recorded_id(recorded)?)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("DeleteSubnet", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .delete_subnet()
+                .subnet_id(recorded_id(recorded)?)
+                .send()
+                .await,
+            "DeleteSubnet",
+        )
     }
 }
 
@@ -402,10 +421,7 @@ impl Provider for InternetGatewayProvider {
         if !attached {
             self.attach(&id, &gateway.vpc_id).await?;
         }
-        Ok(Some(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        }))
+        Ok(Some(only_id(id)))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -424,13 +440,10 @@ impl Provider for InternetGatewayProvider {
         let id = created
             .internet_gateway()
             .and_then(|g| g.internet_gateway_id())
-            .ok_or_else(|| ProviderError::Invalid("CreateInternetGateway returned no id".into()))?
-            .to_string();
+            .map(str::to_string)
+            .ok_or_else(|| no_id("CreateInternetGateway"))?;
         self.attach(&id, &gateway.vpc_id).await?;
-        Ok(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        })
+        Ok(only_id(id))
     }
 
     async fn update(
@@ -447,28 +460,22 @@ impl Provider for InternetGatewayProvider {
             self.attach(id, &gateway.vpc_id).await?;
         }
         sync_tags(&self.0, id, &before.tags, &gateway.tags).await?;
-        Ok(Applied {
-            id: id.to_string(),
-            outputs: outputs(&[("id", id)]),
-        })
+        Ok(only_id(id))
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         let gateway: InternetGateway = recorded_spec(recorded)?;
         let id = recorded_id(recorded)?;
         self.detach(id, &gateway.vpc_id).await?;
-        match self
-            .0
-            .ec2
-            .delete_internet_gateway()
-            .internet_gateway_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("DeleteInternetGateway", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .delete_internet_gateway()
+                .internet_gateway_id(id)
+                .send()
+                .await,
+            "DeleteInternetGateway",
+        )
     }
 }
 
@@ -540,18 +547,15 @@ impl Provider for EipProvider {
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        match self
-            .0
-            .ec2
-            .release_address()
-            .allocation_id(recorded_id(recorded)?)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("ReleaseAddress", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .release_address()
+                .allocation_id(recorded_id(recorded)?)
+                .send()
+                .await,
+            "ReleaseAddress",
+        )
     }
 }
 
@@ -611,10 +615,7 @@ impl Provider for NatGatewayProvider {
             return Ok(None);
         };
         self.wait_available(&id).await?;
-        Ok(Some(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        }))
+        Ok(Some(only_id(id)))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -632,13 +633,10 @@ impl Provider for NatGatewayProvider {
         let id = created
             .nat_gateway()
             .and_then(|g| g.nat_gateway_id())
-            .ok_or_else(|| ProviderError::Invalid("CreateNatGateway returned no id".into()))?
-            .to_string();
+            .map(str::to_string)
+            .ok_or_else(|| no_id("CreateNatGateway"))?;
         self.wait_available(&id).await?;
-        Ok(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        })
+        Ok(only_id(id))
     }
 
     async fn update(
@@ -651,10 +649,7 @@ impl Provider for NatGatewayProvider {
         let before: NatGateway = recorded_spec(recorded)?;
         let id = recorded_id(recorded)?;
         sync_tags(&self.0, id, &before.tags, &gateway.tags).await?;
-        Ok(Applied {
-            id: id.to_string(),
-            outputs: outputs(&[("id", id)]),
-        })
+        Ok(only_id(id))
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
@@ -810,10 +805,7 @@ impl Provider for RouteTableProvider {
             })
             .collect();
         self.sync(&id, &present, &table).await?;
-        Ok(Some(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        }))
+        Ok(Some(only_id(id)))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -830,13 +822,10 @@ impl Provider for RouteTableProvider {
         let id = created
             .route_table()
             .and_then(|t| t.route_table_id())
-            .ok_or_else(|| ProviderError::Invalid("CreateRouteTable returned no id".into()))?
-            .to_string();
+            .map(str::to_string)
+            .ok_or_else(|| no_id("CreateRouteTable"))?;
         self.sync(&id, &[], &table).await?;
-        Ok(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        })
+        Ok(only_id(id))
     }
 
     async fn update(
@@ -850,10 +839,7 @@ impl Provider for RouteTableProvider {
         let id = recorded_id(recorded)?;
         self.sync(id, &before.routes, &table).await?;
         sync_tags(&self.0, id, &before.tags, &table.tags).await?;
-        Ok(Applied {
-            id: id.to_string(),
-            outputs: outputs(&[("id", id)]),
-        })
+        Ok(only_id(id))
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
@@ -874,18 +860,15 @@ impl Provider for RouteTableProvider {
                 .await
                 .map_err(|e| ProviderError::api("DisassociateRouteTable", e))?;
         }
-        match self
-            .0
-            .ec2
-            .delete_route_table()
-            .route_table_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("DeleteRouteTable", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .delete_route_table()
+                .route_table_id(id)
+                .send()
+                .await,
+            "DeleteRouteTable",
+        )
     }
 }
 
@@ -1111,10 +1094,7 @@ impl Provider for SecurityGroupProvider {
             return Ok(None);
         };
         self.sync_rules(&id, &group).await?;
-        Ok(Some(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        }))
+        Ok(Some(only_id(id)))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -1132,13 +1112,10 @@ impl Provider for SecurityGroupProvider {
             .map_err(|e| ProviderError::api("CreateSecurityGroup", e))?;
         let id = created
             .group_id()
-            .ok_or_else(|| ProviderError::Invalid("CreateSecurityGroup returned no id".into()))?
-            .to_string();
+            .map(str::to_string)
+            .ok_or_else(|| no_id("CreateSecurityGroup"))?;
         self.sync_rules(&id, &group).await?;
-        Ok(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        })
+        Ok(only_id(id))
     }
 
     async fn update(
@@ -1152,25 +1129,19 @@ impl Provider for SecurityGroupProvider {
         let id = recorded_id(recorded)?;
         self.sync_rules(id, &group).await?;
         sync_tags(&self.0, id, &before.tags, &group.tags).await?;
-        Ok(Applied {
-            id: id.to_string(),
-            outputs: outputs(&[("id", id)]),
-        })
+        Ok(only_id(id))
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        match self
-            .0
-            .ec2
-            .delete_security_group()
-            .group_id(recorded_id(recorded)?)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("DeleteSecurityGroup", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .delete_security_group()
+                .group_id(recorded_id(recorded)?)
+                .send()
+                .await,
+            "DeleteSecurityGroup",
+        )
     }
 }
 
@@ -1396,10 +1367,7 @@ impl Provider for NetworkAclProvider {
             return Ok(None);
         };
         self.sync(&id, &acl).await?;
-        Ok(Some(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        }))
+        Ok(Some(only_id(id)))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -1416,13 +1384,10 @@ impl Provider for NetworkAclProvider {
         let id = created
             .network_acl()
             .and_then(|a| a.network_acl_id())
-            .ok_or_else(|| ProviderError::Invalid("CreateNetworkAcl returned no id".into()))?
-            .to_string();
+            .map(str::to_string)
+            .ok_or_else(|| no_id("CreateNetworkAcl"))?;
         self.sync(&id, &acl).await?;
-        Ok(Applied {
-            outputs: outputs(&[("id", &id)]),
-            id,
-        })
+        Ok(only_id(id))
     }
 
     async fn update(
@@ -1436,10 +1401,7 @@ impl Provider for NetworkAclProvider {
         let id = recorded_id(recorded)?;
         self.sync(id, &acl).await?;
         sync_tags(&self.0, id, &before.tags, &acl.tags).await?;
-        Ok(Applied {
-            id: id.to_string(),
-            outputs: outputs(&[("id", id)]),
-        })
+        Ok(only_id(id))
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
@@ -1460,17 +1422,14 @@ impl Provider for NetworkAclProvider {
                 self.associate(subnet, &default).await?;
             }
         }
-        match self
-            .0
-            .ec2
-            .delete_network_acl()
-            .network_acl_id(id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) => Err(ProviderError::api("DeleteNetworkAcl", error)),
-        }
+        gone_is_fine(
+            self.0
+                .ec2
+                .delete_network_acl()
+                .network_acl_id(id)
+                .send()
+                .await,
+            "DeleteNetworkAcl",
+        )
     }
 }

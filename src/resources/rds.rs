@@ -126,7 +126,15 @@ impl Spec for DbInstance {
         ],
         replace_check: None,
         sensitive: &[],
-        outputs: &["endpoint", "address", "port", "arn", "username"],
+        outputs: &[
+            "endpoint",
+            "address",
+            "port",
+            "arn",
+            "username",
+            "master_user_secret_arn",
+        ],
+        // The password itself lives in Secrets Manager; it is read only where it is used.
         sensitive_outputs: &["password"],
     };
 }

@@ -57,6 +57,8 @@ struct Census {
     route_tables: usize,
     security_groups: usize,
     network_acls: usize,
+    flow_logs: usize,
+    db_instances: usize,
     buckets: BTreeSet<String>,
 }
 
@@ -67,8 +69,10 @@ const EVERYTHING: fn() -> Census = || Census {
     elastic_ips: 2,
     nat_gateways: 2,
     route_tables: 4,
-    security_groups: 2,
+    security_groups: 3,
     network_acls: 3,
+    flow_logs: 1,
+    db_instances: 1,
     buckets: [
         "trails-demo-local-audit",
         "trails-demo-local-backups",
@@ -88,6 +92,8 @@ const NOTHING: fn() -> Census = || Census {
     route_tables: 0,
     security_groups: 0,
     network_acls: 0,
+    flow_logs: 0,
+    db_instances: 0,
     buckets: BTreeSet::new(),
 };
 
@@ -142,6 +148,18 @@ async fn census(moto: &Moto) -> Census {
         .send()
         .await
         .expect("acls");
+    let flow_logs = ec2
+        .describe_flow_logs()
+        .filter(ours())
+        .send()
+        .await
+        .expect("flow logs");
+    let databases = moto
+        .rds()
+        .describe_db_instances()
+        .send()
+        .await
+        .expect("db instances");
     let buckets = s3.list_buckets().send().await.expect("buckets");
     Census {
         vpcs: vpcs.vpcs().len(),
@@ -152,6 +170,15 @@ async fn census(moto: &Moto) -> Census {
         route_tables: tables.route_tables().len(),
         security_groups: groups.security_groups().len(),
         network_acls: acls.network_acls().len(),
+        flow_logs: flow_logs.flow_logs().len(),
+        db_instances: databases
+            .db_instances()
+            .iter()
+            .filter(|db| {
+                db.db_instance_identifier()
+                    .is_some_and(|id| id.starts_with("trails-demo-"))
+            })
+            .count(),
         buckets: buckets
             .buckets()
             .iter()
@@ -390,6 +417,18 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
     );
     assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
     rt.block_on(check_attributes(&moto, "0.0.0.0/0", 7));
+
+    let shown = trails(&moto, &file, &["state", "show", "aws.db_instance.main"]);
+    assert!(
+        shown.stdout.contains("master_user_secret_arn"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        !shown.stdout.to_lowercase().contains("\"password\""),
+        "{}",
+        shown.stdout
+    );
 
     let before = moto.requests();
     let again = trails(&moto, &file, &["apply", "--yes"]);

@@ -125,6 +125,21 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// An RDS client pointed at this moto.
+    pub fn rds(&self) -> aws_sdk_rds::Client {
+        let config = aws_sdk_rds::Config::builder()
+            .behavior_version(aws_sdk_rds::config::BehaviorVersion::latest())
+            .region(aws_sdk_rds::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_rds::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&self.url)
+            .build();
+        aws_sdk_rds::Client::from_conf(config)
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -2,6 +2,7 @@
 //! retries with backoff and jitter, waiters and pagination are the SDK's own.
 
 pub mod network;
+pub mod rds;
 pub mod s3;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,11 @@ pub const SUPPORTED: &[&str] = &[
     "aws.route_table",
     "aws.security_group",
     "aws.network_acl",
+    "aws.flow_log",
     "aws.s3_bucket",
+    "aws.db_subnet_group",
+    "aws.db_parameter_group",
+    "aws.db_instance",
 ];
 
 /// Clients and settings shared by every AWS provider.
@@ -32,6 +37,8 @@ pub struct Context {
     pub ec2: aws_sdk_ec2::Client,
     /// S3.
     pub s3: aws_sdk_s3::Client,
+    /// RDS.
+    pub rds: aws_sdk_rds::Client,
     /// The blueprint's region.
     pub region: String,
     /// Longest wait for an asynchronous resource (NAT gateway, cluster, database).
@@ -55,6 +62,7 @@ impl Context {
         Self {
             ec2: aws_sdk_ec2::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            rds: aws_sdk_rds::Client::new(&shared),
             region: region.to_string(),
             wait_timeout,
         }
@@ -64,6 +72,7 @@ impl Context {
 /// Registers every AWS provider.
 pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
     network::register(context, by_kind);
+    rds::register(context, by_kind);
     s3::register(context, by_kind);
 }
 

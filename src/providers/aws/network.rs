@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 use super::{Context, ownership_filters, tag_specification};
 use crate::providers::{Applied, Provider, ProviderError, spec};
 use crate::resources::network::{
-    AclRule, Eip, InternetGateway, NatGateway, NetworkAcl, Route, RouteTable, SecurityGroup,
-    SecurityRule, Subnet, Vpc,
+    AclRule, Eip, FlowLog, InternetGateway, NatGateway, NetworkAcl, Route, RouteTable,
+    SecurityGroup, SecurityRule, Subnet, Vpc,
 };
 use crate::state::Recorded;
 
@@ -43,6 +43,7 @@ pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn P
         "aws.network_acl",
         Box::new(NetworkAclProvider(context.clone())),
     );
+    by_kind.insert("aws.flow_log", Box::new(FlowLogProvider(context.clone())));
 }
 
 /// True when EC2 says the thing does not exist (any `*.NotFound` code).
@@ -57,6 +58,20 @@ fn outputs(pairs: &[(&str, &str)]) -> Map<String, Value> {
         .iter()
         .map(|(key, value)| (key.to_string(), json!(value)))
         .collect()
+}
+
+/// True when an EC2 resource carries the ownership tags of the desired one. Checked here as
+/// well as in the request's filters: adopting the wrong resource is worse than creating one.
+fn is_ours(tags: &[aws_sdk_ec2::types::Tag], desired: &BTreeMap<String, String>) -> bool {
+    ["trails:blueprint", "trails:environment", super::ADDRESS_TAG]
+        .iter()
+        .all(|key| {
+            let wanted = desired.get(*key).map(String::as_str);
+            wanted.is_some()
+                && tags
+                    .iter()
+                    .any(|tag| tag.key() == Some(*key) && tag.value() == wanted)
+        })
 }
 
 /// The result of a call that only needs the new resource's id.
@@ -181,7 +196,8 @@ impl Provider for VpcProvider {
             .map_err(|e| ProviderError::api("DescribeVpcs", e))?;
         Ok(found
             .vpcs()
-            .first()
+            .iter()
+            .find(|v| is_ours(v.tags(), &vpc.tags))
             .and_then(|v| v.vpc_id())
             .map(|id| Applied {
                 id: id.to_string(),
@@ -289,13 +305,17 @@ impl Provider for SubnetProvider {
             .send()
             .await
             .map_err(|e| ProviderError::api("DescribeSubnets", e))?;
-        Ok(found.subnets().first().map(|s| {
-            let mut applied = Self::applied(s.subnet_id().unwrap_or_default());
-            if let Some(arn) = s.subnet_arn() {
-                applied.outputs.insert("arn".into(), json!(arn));
-            }
-            applied
-        }))
+        Ok(found
+            .subnets()
+            .iter()
+            .find(|s| is_ours(s.tags(), &subnet.tags))
+            .map(|s| {
+                let mut applied = Self::applied(s.subnet_id().unwrap_or_default());
+                if let Some(arn) = s.subnet_arn() {
+                    applied.outputs.insert("arn".into(), json!(arn));
+                }
+                applied
+            }))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -407,7 +427,11 @@ impl Provider for InternetGatewayProvider {
             .send()
             .await
             .map_err(|e| ProviderError::api("DescribeInternetGateways", e))?;
-        let Some(existing) = found.internet_gateways().first() else {
+        let Some(existing) = found
+            .internet_gateways()
+            .iter()
+            .find(|g| is_ours(g.tags(), &gateway.tags))
+        else {
             return Ok(None);
         };
         let id = existing
@@ -497,16 +521,20 @@ impl Provider for EipProvider {
             .send()
             .await
             .map_err(|e| ProviderError::api("DescribeAddresses", e))?;
-        Ok(found.addresses().first().map(|address| {
-            let id = address.allocation_id().unwrap_or_default();
-            Applied {
-                id: id.to_string(),
-                outputs: outputs(&[
-                    ("id", id),
-                    ("public_ip", address.public_ip().unwrap_or_default()),
-                ]),
-            }
-        }))
+        Ok(found
+            .addresses()
+            .iter()
+            .find(|a| is_ours(a.tags(), &eip.tags))
+            .map(|address| {
+                let id = address.allocation_id().unwrap_or_default();
+                Applied {
+                    id: id.to_string(),
+                    outputs: outputs(&[
+                        ("id", id),
+                        ("public_ip", address.public_ip().unwrap_or_default()),
+                    ]),
+                }
+            }))
     }
 
     async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
@@ -608,7 +636,8 @@ impl Provider for NatGatewayProvider {
             .map_err(|e| ProviderError::api("DescribeNatGateways", e))?;
         let Some(id) = found
             .nat_gateways()
-            .first()
+            .iter()
+            .find(|g| is_ours(g.tags(), &gateway.tags))
             .and_then(|g| g.nat_gateway_id())
             .map(str::to_string)
         else {
@@ -787,7 +816,11 @@ impl Provider for RouteTableProvider {
             .send()
             .await
             .map_err(|e| ProviderError::api("DescribeRouteTables", e))?;
-        let Some(existing) = found.route_tables().first() else {
+        let Some(existing) = found
+            .route_tables()
+            .iter()
+            .find(|t| is_ours(t.tags(), &table.tags))
+        else {
             return Ok(None);
         };
         let id = existing.route_table_id().unwrap_or_default().to_string();
@@ -1087,7 +1120,8 @@ impl Provider for SecurityGroupProvider {
             .map_err(|e| ProviderError::api("DescribeSecurityGroups", e))?;
         let Some(id) = found
             .security_groups()
-            .first()
+            .iter()
+            .find(|g| is_ours(g.tags(), &group.tags))
             .and_then(|g| g.group_id())
             .map(str::to_string)
         else {
@@ -1360,7 +1394,8 @@ impl Provider for NetworkAclProvider {
         let acl: NetworkAcl = spec(desired)?;
         let found = self.describe(ownership_filters(&acl.tags)).await?;
         let Some(id) = found
-            .first()
+            .iter()
+            .find(|a| is_ours(a.tags(), &acl.tags))
             .and_then(|a| a.network_acl_id())
             .map(str::to_string)
         else {
@@ -1431,5 +1466,91 @@ impl Provider for NetworkAclProvider {
                 .await,
             "DeleteNetworkAcl",
         )
+    }
+}
+
+struct FlowLogProvider(Context);
+
+#[async_trait]
+impl Provider for FlowLogProvider {
+    async fn find(
+        &self,
+        _address: &str,
+        desired: &Value,
+    ) -> Result<Option<Applied>, ProviderError> {
+        let log: FlowLog = spec(desired)?;
+        let found = self
+            .0
+            .ec2
+            .describe_flow_logs()
+            .set_filter(Some(ownership_filters(&log.tags)))
+            .send()
+            .await
+            .map_err(|e| ProviderError::api("DescribeFlowLogs", e))?;
+        Ok(found
+            .flow_logs()
+            .iter()
+            .find(|f| is_ours(f.tags(), &log.tags))
+            .and_then(|f| f.flow_log_id())
+            .map(only_id))
+    }
+
+    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        let log: FlowLog = spec(desired)?;
+        let created = self
+            .0
+            .ec2
+            .create_flow_logs()
+            .resource_ids(&log.vpc_id)
+            .resource_type(aws_sdk_ec2::types::FlowLogsResourceType::Vpc)
+            .traffic_type(aws_sdk_ec2::types::TrafficType::from(
+                log.traffic_type.as_str(),
+            ))
+            .log_destination_type(aws_sdk_ec2::types::LogDestinationType::S3)
+            .log_destination(&log.log_destination)
+            .tag_specifications(tag_specification(ResourceType::VpcFlowLog, &log.tags))
+            .send()
+            .await
+            .map_err(|e| ProviderError::api("CreateFlowLogs", e))?;
+        if let Some(refused) = created.unsuccessful().first() {
+            return Err(ProviderError::Api {
+                operation: "CreateFlowLogs".into(),
+                message: refused
+                    .error()
+                    .and_then(|e| e.message())
+                    .unwrap_or("refused without a reason")
+                    .to_string(),
+            });
+        }
+        let id = created
+            .flow_log_ids()
+            .first()
+            .cloned()
+            .ok_or_else(|| no_id("CreateFlowLogs"))?;
+        Ok(only_id(id))
+    }
+
+    async fn update(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        let log: FlowLog = spec(desired)?;
+        let before: FlowLog = recorded_spec(recorded)?;
+        let id = recorded_id(recorded)?;
+        sync_tags(&self.0, id, &before.tags, &log.tags).await?;
+        Ok(only_id(id))
+    }
+
+    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let deleted = self
+            .0
+            .ec2
+            .delete_flow_logs()
+            .flow_log_ids(recorded_id(recorded)?)
+            .send()
+            .await;
+        gone_is_fine(deleted, "DeleteFlowLogs")
     }
 }

@@ -96,6 +96,29 @@ async fn sync_tags(
     Ok(())
 }
 
+/// Refuses to adopt something trails did not create at `address`.
+async fn check_owned(
+    context: &Context,
+    arn: &str,
+    address: &str,
+    what: &str,
+) -> Result<(), ProviderError> {
+    let listed = context
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| ProviderError::api("ListTagsForResource", e))?;
+    if owned_by(listed.tag_list(), address) {
+        Ok(())
+    } else {
+        Err(ProviderError::Conflict(format!(
+            "{what} exists but was not created by trails for {address}"
+        )))
+    }
+}
+
 fn recorded<T: serde::de::DeserializeOwned>(recorded: &Recorded) -> Result<T, ProviderError> {
     spec(&Value::Object(recorded.attributes.clone()))
 }
@@ -134,20 +157,13 @@ impl Provider for SubnetGroupProvider {
             .db_subnet_group_arn()
             .unwrap_or_default()
             .to_string();
-        let listed = self
-            .0
-            .rds
-            .list_tags_for_resource()
-            .resource_name(&arn)
-            .send()
-            .await
-            .map_err(|e| ProviderError::api("ListTagsForResource", e))?;
-        if !owned_by(listed.tag_list(), address) {
-            return Err(ProviderError::Conflict(format!(
-                "DB subnet group {} exists but was not created by trails for {address}",
-                group.name
-            )));
-        }
+        check_owned(
+            &self.0,
+            &arn,
+            address,
+            &format!("DB subnet group {}", group.name),
+        )
+        .await?;
         Ok(Some(named(&group.name, Some(&arn))))
     }
 
@@ -289,20 +305,13 @@ impl Provider for ParameterGroupProvider {
             .db_parameter_group_arn()
             .unwrap_or_default()
             .to_string();
-        let listed = self
-            .0
-            .rds
-            .list_tags_for_resource()
-            .resource_name(&arn)
-            .send()
-            .await
-            .map_err(|e| ProviderError::api("ListTagsForResource", e))?;
-        if !owned_by(listed.tag_list(), address) {
-            return Err(ProviderError::Conflict(format!(
-                "DB parameter group {} exists but was not created by trails for {address}",
-                group.name
-            )));
-        }
+        check_owned(
+            &self.0,
+            &arn,
+            address,
+            &format!("DB parameter group {}", group.name),
+        )
+        .await?;
         self.sync(&group.name, &BTreeMap::new(), &group.parameters)
             .await?;
         Ok(Some(named(&group.name, Some(&arn))))

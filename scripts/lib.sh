@@ -25,12 +25,13 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# The moto AWS emulator, in a virtualenv cached outside the clone. Sets MOTO_SERVER.
+# The moto AWS emulator, in a virtualenv cached outside the clone. Sets MOTO_PYTHON, the venv's
+# python that runs scripts/moto_server.py (moto plus the few operations trails needs it lacks).
 MOTO_VERSION="5.2.5"
 ensure_moto() {
   local venv="$TRAILS_CACHE/venv"
-  MOTO_SERVER="$venv/bin/moto_server"
-  if [ -x "$MOTO_SERVER" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2> /dev/null; then
+  MOTO_PYTHON="$venv/bin/python"
+  if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2> /dev/null; then
     return
   fi
   step "installing moto[server]==$MOTO_VERSION into $venv"
@@ -47,7 +48,7 @@ start_moto() {
   local port log
   port="$(free_port)"
   log="${TMPDIR:-/tmp}/trails-moto-$port.log"
-  "$MOTO_SERVER" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
+  "$MOTO_PYTHON" "$(dirname "${BASH_SOURCE[0]}")/moto_server.py" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
   MOTO_PID=$!
   MOTO_URL="http://127.0.0.1:$port"
   for _ in $(seq 300); do

@@ -118,10 +118,28 @@ impl Spec for ReplicationGroup {
                 "subnet_group_name",
                 "a replication group cannot change subnet group",
             ),
+            (
+                "transit_encryption",
+                "trails does not migrate a group to or from TLS in place yet",
+            ),
+            (
+                "num_node_groups",
+                "trails does not reshard a group in place yet",
+            ),
+            (
+                "replicas_per_node_group",
+                "trails does not change a group's replica count in place yet",
+            ),
         ],
         replace_check: None,
         sensitive: &[],
-        outputs: &["configuration_endpoint", "primary_endpoint", "port", "arn"],
+        outputs: &[
+            "configuration_endpoint",
+            "primary_endpoint",
+            "port",
+            "arn",
+            "auth_token_secret_arn",
+        ],
         sensitive_outputs: &["auth_token"],
     };
 }

@@ -17,7 +17,7 @@ const BLUEPRINT: &str = "trails-demo";
 fn workspace() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("platform.yaml");
-    std::fs::copy(repo("examples/local-network.yaml"), &file).expect("copy fixture");
+    std::fs::copy(repo("examples/local-aws.yaml"), &file).expect("copy fixture");
     (dir, file)
 }
 
@@ -60,6 +60,15 @@ struct Census {
     flow_logs: usize,
     db_instances: usize,
     buckets: BTreeSet<String>,
+    iam_roles: usize,
+    oidc_providers: usize,
+    clusters: usize,
+    node_groups: usize,
+    addons: usize,
+    cache_subnet_groups: usize,
+    cache_parameter_groups: usize,
+    replication_groups: usize,
+    secrets: usize,
 }
 
 const EVERYTHING: fn() -> Census = || Census {
@@ -69,7 +78,7 @@ const EVERYTHING: fn() -> Census = || Census {
     elastic_ips: 2,
     nat_gateways: 2,
     route_tables: 4,
-    security_groups: 3,
+    security_groups: 4,
     network_acls: 3,
     flow_logs: 1,
     db_instances: 1,
@@ -81,6 +90,15 @@ const EVERYTHING: fn() -> Census = || Census {
     .into_iter()
     .map(String::from)
     .collect(),
+    iam_roles: 3,
+    oidc_providers: 1,
+    clusters: 1,
+    node_groups: 2,
+    addons: 1,
+    cache_subnet_groups: 1,
+    cache_parameter_groups: 1,
+    replication_groups: 1,
+    secrets: 1,
 };
 
 const NOTHING: fn() -> Census = || Census {
@@ -95,7 +113,92 @@ const NOTHING: fn() -> Census = || Census {
     flow_logs: 0,
     db_instances: 0,
     buckets: BTreeSet::new(),
+    iam_roles: 0,
+    oidc_providers: 0,
+    clusters: 0,
+    node_groups: 0,
+    addons: 0,
+    cache_subnet_groups: 0,
+    cache_parameter_groups: 0,
+    replication_groups: 0,
+    secrets: 0,
 };
+
+fn demo(name: &str) -> bool {
+    name.starts_with("trails-demo-")
+}
+
+/// Counts of the IAM, EKS, ElastiCache and Secrets Manager resources of the blueprint.
+async fn census_platform(moto: &Moto, census: &mut Census) {
+    let roles = moto.iam().list_roles().send().await.expect("roles");
+    census.iam_roles = roles.roles().iter().filter(|r| demo(r.role_name())).count();
+    let providers = moto
+        .iam()
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .expect("oidc providers");
+    census.oidc_providers = providers.open_id_connect_provider_list().len();
+    let eks = moto.eks();
+    let clusters = eks.list_clusters().send().await.expect("clusters");
+    for cluster in clusters.clusters().iter().filter(|c| demo(c)) {
+        census.clusters += 1;
+        let groups = eks
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .send()
+            .await
+            .expect("node groups");
+        census.node_groups += groups.nodegroups().len();
+        let addons = eks
+            .list_addons()
+            .cluster_name(cluster)
+            .send()
+            .await
+            .expect("addons");
+        census.addons += addons.addons().len();
+    }
+    let cache = moto.elasticache();
+    let subnet_groups = cache
+        .describe_cache_subnet_groups()
+        .send()
+        .await
+        .expect("cache subnet groups");
+    census.cache_subnet_groups = subnet_groups
+        .cache_subnet_groups()
+        .iter()
+        .filter(|g| g.cache_subnet_group_name().is_some_and(demo))
+        .count();
+    let parameter_groups = cache
+        .describe_cache_parameter_groups()
+        .send()
+        .await
+        .expect("cache parameter groups");
+    census.cache_parameter_groups = parameter_groups
+        .cache_parameter_groups()
+        .iter()
+        .filter(|g| g.cache_parameter_group_name().is_some_and(demo))
+        .count();
+    let replication_groups = cache
+        .describe_replication_groups()
+        .send()
+        .await
+        .expect("replication groups");
+    census.replication_groups = replication_groups
+        .replication_groups()
+        .iter()
+        .filter(|g| g.replication_group_id().is_some_and(demo))
+        .count();
+    let secrets = moto.secrets().list_secrets().send().await.expect("secrets");
+    census.secrets = secrets
+        .secret_list()
+        .iter()
+        .filter(|s| {
+            s.name()
+                .is_some_and(|n| n.starts_with("trails/trails-demo-"))
+        })
+        .count();
+}
 
 async fn census(moto: &Moto) -> Census {
     let (ec2, s3) = moto.clients();
@@ -161,7 +264,7 @@ async fn census(moto: &Moto) -> Census {
         .await
         .expect("db instances");
     let buckets = s3.list_buckets().send().await.expect("buckets");
-    Census {
+    let mut census = Census {
         vpcs: vpcs.vpcs().len(),
         subnets: subnets.subnets().len(),
         internet_gateways: gateways.internet_gateways().len(),
@@ -186,7 +289,10 @@ async fn census(moto: &Moto) -> Census {
             .filter(|name| name.starts_with("trails-demo-"))
             .map(String::from)
             .collect(),
-    }
+        ..NOTHING()
+    };
+    census_platform(moto, &mut census).await;
+    census
 }
 
 /// Checks the attributes the blueprint declares, read back through the AWS API.
@@ -402,6 +508,188 @@ async fn check_attributes(moto: &Moto, ingress: &str, expire_days: i32) {
     );
 }
 
+/// Checks the cluster, its roles and Redis as declared, read back through the AWS API.
+async fn check_platform(moto: &Moto, kubernetes: &str, general_max: i32) {
+    let eks = moto.eks();
+    let cluster = eks
+        .describe_cluster()
+        .name("trails-demo-local")
+        .send()
+        .await
+        .expect("cluster");
+    let cluster = cluster.cluster().expect("cluster described");
+    assert_eq!(cluster.version(), Some(kubernetes));
+    assert_eq!(
+        cluster.resources_vpc_config().map(|c| c.subnet_ids().len()),
+        Some(2),
+        "the control plane spans both private subnets"
+    );
+    let issuer = cluster
+        .identity()
+        .and_then(|i| i.oidc())
+        .and_then(|o| o.issuer())
+        .expect("oidc issuer")
+        .trim_start_matches("https://")
+        .to_string();
+
+    let general = eks
+        .describe_nodegroup()
+        .cluster_name("trails-demo-local")
+        .nodegroup_name("trails-demo-local-general")
+        .send()
+        .await
+        .expect("general node group");
+    let scaling = general
+        .nodegroup()
+        .and_then(|g| g.scaling_config())
+        .expect("scaling");
+    assert_eq!(
+        (
+            scaling.min_size(),
+            scaling.max_size(),
+            scaling.desired_size()
+        ),
+        (Some(1), Some(general_max), Some(1))
+    );
+    let stateful = eks
+        .describe_nodegroup()
+        .cluster_name("trails-demo-local")
+        .nodegroup_name("trails-demo-local-stateful")
+        .send()
+        .await
+        .expect("stateful node group");
+    let stateful = stateful.nodegroup().expect("stateful described");
+    assert_eq!(
+        stateful
+            .labels()
+            .and_then(|l| l.get("workload"))
+            .map(String::as_str),
+        Some("stateful")
+    );
+    let taint = &stateful.taints()[0];
+    assert_eq!(
+        (
+            taint.key(),
+            taint.value(),
+            taint.effect().map(|e| e.as_str())
+        ),
+        (Some("workload"), Some("stateful"), Some("NO_SCHEDULE"))
+    );
+    let addon = eks
+        .describe_addon()
+        .cluster_name("trails-demo-local")
+        .addon_name("vpc-cni")
+        .send()
+        .await
+        .expect("addon");
+    assert_eq!(
+        addon.addon().and_then(|a| a.addon_version()),
+        Some("v1.18.3-eksbuild.1")
+    );
+
+    let iam = moto.iam();
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name("trails-demo-local-eks-cluster")
+        .send()
+        .await
+        .expect("cluster role policies");
+    let arns: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    assert_eq!(arns, ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"]);
+    let irsa = iam
+        .get_role()
+        .role_name("trails-demo-local-irsa-backups")
+        .send()
+        .await
+        .expect("irsa role");
+    let trust = irsa
+        .role()
+        .and_then(|r| r.assume_role_policy_document())
+        .expect("trust policy");
+    // IAM returns the document URL-encoded; the issuer and subject survive as plain text
+    // except for `/` and `:`, so compare decoded.
+    let trust = trust
+        .replace("%2F", "/")
+        .replace("%3A", ":")
+        .replace("%22", "\"");
+    assert!(
+        trust.contains(&format!("{issuer}:sub"))
+            && trust.contains("system:serviceaccount:demo:backup"),
+        "{trust}"
+    );
+    let inline = iam
+        .get_role_policy()
+        .role_name("trails-demo-local-irsa-backups")
+        .policy_name("buckets")
+        .send()
+        .await
+        .expect("inline policy");
+    assert!(
+        inline
+            .policy_document()
+            .contains("trails-demo-local-backups"),
+        "{}",
+        inline.policy_document()
+    );
+
+    let cache = moto.elasticache();
+    let groups = cache
+        .describe_replication_groups()
+        .replication_group_id("trails-demo-local-main")
+        .send()
+        .await
+        .expect("replication group");
+    let group = &groups.replication_groups()[0];
+    assert_eq!(group.transit_encryption_enabled(), Some(true));
+    assert_eq!(group.at_rest_encryption_enabled(), Some(true));
+    assert_eq!(group.auth_token_enabled(), Some(true));
+    assert_eq!(
+        group.automatic_failover().map(|f| f.as_str()),
+        Some("enabled")
+    );
+    assert_eq!(
+        group.member_clusters().len(),
+        2,
+        "a primary and one replica"
+    );
+    let parameters = cache
+        .describe_cache_parameters()
+        .cache_parameter_group_name("trails-demo-local-main")
+        .send()
+        .await
+        .expect("cache parameters");
+    let set: BTreeSet<(String, String)> = parameters
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_name().unwrap_or_default().to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        set.contains(&("maxmemory-policy".to_string(), "allkeys-lru".to_string())),
+        "{set:?}"
+    );
+}
+
+/// The Redis AUTH token trails generated, read from Secrets Manager.
+async fn redis_token(moto: &Moto) -> String {
+    let value = moto
+        .secrets()
+        .get_secret_value()
+        .secret_id("trails/trails-demo-local-main/auth-token")
+        .send()
+        .await
+        .expect("auth token secret");
+    value.secret_string().expect("token").to_string()
+}
+
 #[test]
 fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_removes_it_all() {
     let moto = Moto::start();
@@ -417,6 +705,18 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
     );
     assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
     rt.block_on(check_attributes(&moto, "0.0.0.0/0", 7));
+    rt.block_on(check_platform(&moto, "1.30", 3));
+
+    // The generated Redis token is in Secrets Manager only: not in the state, not in output.
+    let token = rt.block_on(redis_token(&moto));
+    assert_eq!(token.len(), 64, "{} characters", token.len());
+    let state = std::fs::read_to_string(file.with_file_name(".trails/local.state.json"))
+        .expect("state file");
+    assert!(!state.contains(&token), "the Redis token is in the state");
+    assert!(
+        !applied.stdout.contains(&token) && !applied.stderr.contains(&token),
+        "the Redis token was printed"
+    );
 
     let shown = trails(&moto, &file, &["state", "show", "aws.db_instance.main"]);
     assert!(
@@ -437,7 +737,16 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
     assert_eq!(moto.requests(), before, "a no-op apply made AWS calls");
 
     // Changing values in place updates only what changed.
-    let edit = ["--var", "ingress=10.0.0.0/8", "--var", "expire_days=30"];
+    let edit = [
+        "--var",
+        "ingress=10.0.0.0/8",
+        "--var",
+        "expire_days=30",
+        "--var",
+        "kubernetes=1.32",
+        "--var",
+        "general_max=5",
+    ];
     let mut args = vec!["apply", "--yes"];
     args.extend(edit);
     let updated = trails(&moto, &file, &args);
@@ -445,11 +754,14 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
     assert!(
         updated
             .stdout
-            .contains("0 to create, 2 to update, 0 to replace"),
+            .contains("0 to create, 4 to update, 0 to replace"),
         "{}",
         updated.stdout
     );
     rt.block_on(check_attributes(&moto, "10.0.0.0/8", 30));
+    // Two minor versions up: EKS takes one at a time, trails walks them.
+    rt.block_on(check_platform(&moto, "1.32", 5));
+    assert_eq!(rt.block_on(redis_token(&moto)), token, "the token changed");
     assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
 
     // Versions in a bucket do not stop an ephemeral environment's destroy.
@@ -546,6 +858,12 @@ fn resources_created_but_not_recorded_are_adopted_by_their_tags() {
         "aws.nat_gateway.a",
         "aws.s3_bucket.audit",
         "aws.network_acl.private",
+        "aws.iam_role.eks-nodes",
+        "aws.iam_oidc_provider.eks",
+        "aws.eks_node_group.general",
+        "aws.eks_addon.vpc-cni",
+        "aws.elasticache_parameter_group.main",
+        "aws.elasticache_replication_group.main",
     ];
     let mut ids = Vec::new();
     for address in forgotten {
@@ -627,11 +945,7 @@ fn apply_refuses_resource_types_it_cannot_execute_before_any_call() {
         "{}",
         result.stderr
     );
-    assert!(
-        result.stderr.contains("aws.eks_cluster"),
-        "{}",
-        result.stderr
-    );
+    assert!(result.stderr.contains("kafka.topic"), "{}", result.stderr);
     assert_eq!(moto.requests(), 0, "calls were made before refusing");
 }
 

@@ -15,16 +15,18 @@ pub struct Moto {
     _dir: tempfile::TempDir,
 }
 
-fn moto_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("TRAILS_MOTO_SERVER") {
+/// The python of the venv that has moto; it runs `scripts/moto_server.py`, moto plus the few
+/// operations trails needs that moto lacks.
+fn moto_python() -> PathBuf {
+    if let Some(path) = std::env::var_os("TRAILS_MOTO_PYTHON") {
         return PathBuf::from(path);
     }
     let cached = std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join(".cache/trails/venv/bin/moto_server"));
+        .map(|home| PathBuf::from(home).join(".cache/trails/venv/bin/python"));
     if let Some(cached) = cached.filter(|path| path.is_file()) {
         return cached;
     }
-    PathBuf::from("moto_server")
+    PathBuf::from("python3")
 }
 
 impl Moto {
@@ -37,17 +39,20 @@ impl Moto {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("moto.log");
         let log_file = std::fs::File::create(&log).expect("moto log file");
-        let binary = moto_binary();
-        let child = Command::new(&binary)
+        let python = moto_python();
+        let script = crate::repo("scripts/moto_server.py");
+        let child = Command::new(&python)
+            .arg(&script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .unwrap_or_else(|error| {
                 panic!(
-                    "cannot start {} ({error}): these tests need the moto server; \
-                     ./scripts/test installs it, or set TRAILS_MOTO_SERVER",
-                    binary.display()
+                    "cannot start {} {} ({error}): these tests need the moto server; \
+                     ./scripts/test installs it, or set TRAILS_MOTO_PYTHON to a python that has moto",
+                    python.display(),
+                    script.display()
                 )
             });
         let moto = Self {
@@ -100,43 +105,53 @@ impl Moto {
         ]
     }
 
+    /// The shared SDK configuration of a client pointed at this moto.
+    fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+                aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"),
+            ))
+            .endpoint_url(&self.url)
+            .build()
+    }
+
     /// SDK clients pointed at this moto, for checking what trails did.
     pub fn clients(&self) -> (aws_sdk_ec2::Client, aws_sdk_s3::Client) {
-        let credentials =
-            aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
-        let region = aws_sdk_ec2::config::Region::new("us-east-1");
-        let ec2 = aws_sdk_ec2::Config::builder()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(region.clone())
-            .credentials_provider(credentials.clone())
-            .endpoint_url(&self.url)
-            .build();
-        let s3 = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(region)
-            .credentials_provider(credentials)
-            .endpoint_url(&self.url)
+        let shared = self.sdk_config();
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
             .build();
         (
-            aws_sdk_ec2::Client::from_conf(ec2),
+            aws_sdk_ec2::Client::new(&shared),
             aws_sdk_s3::Client::from_conf(s3),
         )
     }
-}
 
-impl Moto {
     /// An RDS client pointed at this moto.
     pub fn rds(&self) -> aws_sdk_rds::Client {
-        let config = aws_sdk_rds::Config::builder()
-            .behavior_version(aws_sdk_rds::config::BehaviorVersion::latest())
-            .region(aws_sdk_rds::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_rds::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&self.url)
-            .build();
-        aws_sdk_rds::Client::from_conf(config)
+        aws_sdk_rds::Client::new(&self.sdk_config())
+    }
+
+    /// An IAM client pointed at this moto.
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk_config())
+    }
+
+    /// An EKS client pointed at this moto.
+    pub fn eks(&self) -> aws_sdk_eks::Client {
+        aws_sdk_eks::Client::new(&self.sdk_config())
+    }
+
+    /// An ElastiCache client pointed at this moto.
+    pub fn elasticache(&self) -> aws_sdk_elasticache::Client {
+        aws_sdk_elasticache::Client::new(&self.sdk_config())
+    }
+
+    /// A Secrets Manager client pointed at this moto.
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config())
     }
 }
 

@@ -9,7 +9,7 @@ fn shipped_blueprints_and_examples_validate_in_every_environment() {
         "blueprints/turia-trails.yaml",
         "examples/minimal.yaml",
         "examples/local.yaml",
-        "examples/local-network.yaml",
+        "examples/local-aws.yaml",
     ] {
         let path = repo(file);
         let result = run(&["validate", "-f", path.to_str().expect("utf-8 path")]);

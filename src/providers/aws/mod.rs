@@ -1,6 +1,9 @@
 //! AWS providers, one file per resource family, on the official Rust SDK. Credentials,
 //! retries with backoff and jitter, waiters and pagination are the SDK's own.
 
+pub mod cache;
+pub mod eks;
+pub mod iam;
 pub mod network;
 pub mod rds;
 pub mod s3;
@@ -10,8 +13,11 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use serde_json::Value;
 
-use super::Provider;
+use super::{Provider, ProviderError, spec};
+use crate::state::Recorded;
 
 /// Resource types the AWS providers can apply so far.
 pub const SUPPORTED: &[&str] = &[
@@ -28,6 +34,14 @@ pub const SUPPORTED: &[&str] = &[
     "aws.db_subnet_group",
     "aws.db_parameter_group",
     "aws.db_instance",
+    "aws.iam_role",
+    "aws.iam_oidc_provider",
+    "aws.eks_cluster",
+    "aws.eks_node_group",
+    "aws.eks_addon",
+    "aws.elasticache_subnet_group",
+    "aws.elasticache_parameter_group",
+    "aws.elasticache_replication_group",
 ];
 
 /// Clients and settings shared by every AWS provider.
@@ -39,6 +53,14 @@ pub struct Context {
     pub s3: aws_sdk_s3::Client,
     /// RDS.
     pub rds: aws_sdk_rds::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+    /// EKS.
+    pub eks: aws_sdk_eks::Client,
+    /// ElastiCache.
+    pub elasticache: aws_sdk_elasticache::Client,
+    /// Secrets Manager, where generated Redis auth tokens are kept.
+    pub secrets: aws_sdk_secretsmanager::Client,
     /// The blueprint's region.
     pub region: String,
     /// Longest wait for an asynchronous resource (NAT gateway, cluster, database).
@@ -63,6 +85,10 @@ impl Context {
             ec2: aws_sdk_ec2::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             rds: aws_sdk_rds::Client::new(&shared),
+            iam: aws_sdk_iam::Client::new(&shared),
+            eks: aws_sdk_eks::Client::new(&shared),
+            elasticache: aws_sdk_elasticache::Client::new(&shared),
+            secrets: aws_sdk_secretsmanager::Client::new(&shared),
             region: region.to_string(),
             wait_timeout,
         }
@@ -74,6 +100,99 @@ pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn P
     network::register(context, by_kind);
     rds::register(context, by_kind);
     s3::register(context, by_kind);
+    iam::register(context, by_kind);
+    eks::register(context, by_kind);
+    cache::register(context, by_kind);
+}
+
+/// True when the service says the thing does not exist, in any service's dialect: EC2's
+/// `InvalidVpcID.NotFound`, RDS's `DBInstanceNotFound`, ElastiCache's `...NotFoundFault`,
+/// EKS's and Secrets Manager's `ResourceNotFoundException`, IAM's `NoSuchEntity`.
+pub fn is_not_found<E: ProvideErrorMetadata>(error: &E) -> bool {
+    error.code().is_some_and(|code| {
+        code.ends_with("NotFound")
+            || code.ends_with("NotFoundFault")
+            || code.ends_with("NotFoundException")
+            || code == "NoSuchEntity"
+    })
+}
+
+/// A delete whose target is already gone has done its job.
+pub fn gone_is_fine<T, E>(result: Result<T, E>, operation: &str) -> Result<(), ProviderError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_not_found(&error) => Ok(()),
+        Err(error) => Err(ProviderError::api(operation, error)),
+    }
+}
+
+/// The attributes a resource was recorded with, as its type's spec.
+pub fn recorded_spec<T: serde::de::DeserializeOwned>(
+    recorded: &Recorded,
+) -> Result<T, ProviderError> {
+    spec(&Value::Object(recorded.attributes.clone()))
+}
+
+/// A recorded output, or empty.
+pub fn recorded_output(recorded: &Recorded, output: &str) -> String {
+    recorded
+        .outputs
+        .get(output)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// True when `tags` carry the ownership tags (blueprint, environment, address) of `desired`.
+pub fn owns<'a>(
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    desired: &BTreeMap<String, String>,
+) -> bool {
+    let tags: Vec<(&str, &str)> = tags.into_iter().collect();
+    ["trails:blueprint", "trails:environment", ADDRESS_TAG]
+        .iter()
+        .all(|key| {
+            desired
+                .get(*key)
+                .is_some_and(|wanted| tags.contains(&(*key, wanted.as_str())))
+        })
+}
+
+/// Refuses to adopt `what` when it lacks the ownership tags of `desired`.
+pub fn check_owns<'a>(
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+    desired: &BTreeMap<String, String>,
+    what: &str,
+) -> Result<(), ProviderError> {
+    if owns(tags, desired) {
+        Ok(())
+    } else {
+        let address = desired.get(ADDRESS_TAG).map(String::as_str).unwrap_or("?");
+        Err(ProviderError::Conflict(format!(
+            "{what} exists but was not created by trails for {address}"
+        )))
+    }
+}
+
+/// What changed between two tag sets: keys to remove and tags to set.
+pub fn tag_changes(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> (Vec<String>, BTreeMap<String, String>) {
+    let removed = before
+        .keys()
+        .filter(|key| !after.contains_key(*key))
+        .cloned()
+        .collect();
+    let set = after
+        .iter()
+        .filter(|(key, value)| before.get(*key) != Some(*value))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    (removed, set)
 }
 
 /// The tag trails finds its resources by.

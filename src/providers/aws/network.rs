@@ -10,7 +10,9 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{Context, ownership_filters, tag_specification};
+use super::{
+    Context, gone_is_fine, is_not_found, ownership_filters, recorded_spec, tag_specification,
+};
 use crate::providers::{Applied, Provider, ProviderError, spec};
 use crate::resources::network::{
     AclRule, Eip, FlowLog, InternetGateway, NatGateway, NetworkAcl, Route, RouteTable,
@@ -46,13 +48,6 @@ pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn P
     by_kind.insert("aws.flow_log", Box::new(FlowLogProvider(context.clone())));
 }
 
-/// True when EC2 says the thing does not exist (any `*.NotFound` code).
-fn is_not_found<E: ProvideErrorMetadata>(error: &E) -> bool {
-    error
-        .code()
-        .is_some_and(|code| code.ends_with("NotFound") || code.ends_with(".NotFound"))
-}
-
 fn outputs(pairs: &[(&str, &str)]) -> Map<String, Value> {
     pairs
         .iter()
@@ -63,15 +58,10 @@ fn outputs(pairs: &[(&str, &str)]) -> Map<String, Value> {
 /// True when an EC2 resource carries the ownership tags of the desired one. Checked here as
 /// well as in the request's filters: adopting the wrong resource is worse than creating one.
 fn is_ours(tags: &[aws_sdk_ec2::types::Tag], desired: &BTreeMap<String, String>) -> bool {
-    ["trails:blueprint", "trails:environment", super::ADDRESS_TAG]
-        .iter()
-        .all(|key| {
-            let wanted = desired.get(*key).map(String::as_str);
-            wanted.is_some()
-                && tags
-                    .iter()
-                    .any(|tag| tag.key() == Some(*key) && tag.value() == wanted)
-        })
+    super::owns(
+        tags.iter().filter_map(|tag| tag.key().zip(tag.value())),
+        desired,
+    )
 }
 
 /// The result of a call that only needs the new resource's id.
@@ -85,22 +75,6 @@ fn only_id(id: impl Into<String>) -> Applied {
 
 fn no_id(operation: &str) -> ProviderError {
     ProviderError::Invalid(format!("{operation} returned no id"))
-}
-
-/// A delete whose target is already gone has done its job.
-fn gone_is_fine<T, E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    result: Result<T, aws_sdk_ec2::error::SdkError<E, R>>,
-    operation: &str,
-) -> Result<(), ProviderError> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(error) if is_not_found(&error) => Ok(()),
-        Err(error) => Err(ProviderError::api(operation, error)),
-    }
-}
-
-fn recorded_spec<T: serde::de::DeserializeOwned>(recorded: &Recorded) -> Result<T, ProviderError> {
-    spec(&Value::Object(recorded.attributes.clone()))
 }
 
 fn recorded_id(recorded: &Recorded) -> Result<&str, ProviderError> {

@@ -7,11 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_rds::client::Waiters;
-use aws_sdk_rds::error::ProvideErrorMetadata;
 use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 use serde_json::{Map, Value, json};
 
-use super::{ADDRESS_TAG, Context};
+use super::{ADDRESS_TAG, Context, is_not_found, recorded_output, recorded_spec};
 use crate::providers::{Applied, Provider, ProviderError, spec};
 use crate::resources::rds::{DbInstance, DbParameterGroup, DbSubnetGroup};
 use crate::state::Recorded;
@@ -36,12 +35,6 @@ fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
         .map(|(key, value)| Tag::builder().key(key).value(value).build())
         .collect()
-}
-
-fn is_not_found<E: ProvideErrorMetadata>(error: &E) -> bool {
-    error
-        .code()
-        .is_some_and(|code| code.ends_with("NotFound") || code.ends_with("NotFoundFault"))
 }
 
 fn named(name: &str, arn: Option<&str>) -> Applied {
@@ -119,19 +112,6 @@ async fn check_owned(
     }
 }
 
-fn recorded<T: serde::de::DeserializeOwned>(recorded: &Recorded) -> Result<T, ProviderError> {
-    spec(&Value::Object(recorded.attributes.clone()))
-}
-
-fn recorded_arn(recorded: &Recorded) -> String {
-    recorded
-        .outputs
-        .get("arn")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 struct SubnetGroupProvider(Context);
 
 #[async_trait]
@@ -193,7 +173,7 @@ impl Provider for SubnetGroupProvider {
         desired: &Value,
     ) -> Result<Applied, ProviderError> {
         let group: DbSubnetGroup = spec(desired)?;
-        let before: DbSubnetGroup = recorded(previous)?;
+        let before: DbSubnetGroup = recorded_spec(previous)?;
         if before.subnet_ids != group.subnet_ids || before.description != group.description {
             self.0
                 .rds
@@ -205,13 +185,13 @@ impl Provider for SubnetGroupProvider {
                 .await
                 .map_err(|e| ProviderError::api("ModifyDBSubnetGroup", e))?;
         }
-        let arn = recorded_arn(previous);
+        let arn = recorded_output(previous, "arn");
         sync_tags(&self.0, &arn, &before.tags, &group.tags).await?;
         Ok(named(&group.name, Some(&arn)))
     }
 
     async fn delete(&self, _address: &str, previous: &Recorded) -> Result<(), ProviderError> {
-        let group: DbSubnetGroup = recorded(previous)?;
+        let group: DbSubnetGroup = recorded_spec(previous)?;
         match self
             .0
             .rds
@@ -345,16 +325,16 @@ impl Provider for ParameterGroupProvider {
         desired: &Value,
     ) -> Result<Applied, ProviderError> {
         let group: DbParameterGroup = spec(desired)?;
-        let before: DbParameterGroup = recorded(previous)?;
+        let before: DbParameterGroup = recorded_spec(previous)?;
         self.sync(&group.name, &before.parameters, &group.parameters)
             .await?;
-        let arn = recorded_arn(previous);
+        let arn = recorded_output(previous, "arn");
         sync_tags(&self.0, &arn, &before.tags, &group.tags).await?;
         Ok(named(&group.name, Some(&arn)))
     }
 
     async fn delete(&self, _address: &str, previous: &Recorded) -> Result<(), ProviderError> {
-        let group: DbParameterGroup = recorded(previous)?;
+        let group: DbParameterGroup = recorded_spec(previous)?;
         match self
             .0
             .rds
@@ -494,7 +474,7 @@ impl Provider for InstanceProvider {
         desired: &Value,
     ) -> Result<Applied, ProviderError> {
         let instance: DbInstance = spec(desired)?;
-        let before: DbInstance = recorded(previous)?;
+        let before: DbInstance = recorded_spec(previous)?;
         let mut without_tags = before.clone();
         without_tags.tags = instance.tags.clone();
         if without_tags != instance {
@@ -524,7 +504,7 @@ impl Provider for InstanceProvider {
         }
         sync_tags(
             &self.0,
-            &recorded_arn(previous),
+            &recorded_output(previous, "arn"),
             &before.tags,
             &instance.tags,
         )
@@ -533,7 +513,7 @@ impl Provider for InstanceProvider {
     }
 
     async fn delete(&self, _address: &str, previous: &Recorded) -> Result<(), ProviderError> {
-        let instance: DbInstance = recorded(previous)?;
+        let instance: DbInstance = recorded_spec(previous)?;
         if instance.deletion_protection {
             return Err(ProviderError::Conflict(format!(
                 "{} has deletion protection; set `deletion_protection: false`, apply, then destroy",

@@ -1,0 +1,528 @@
+"""moto's server with the few AWS operations trails needs that moto 5.2 lacks.
+
+Run with the venv's python exactly like `moto_server` (`-H HOST -p PORT`). What is added follows
+the AWS API reference of each operation, kept as small as trails' tests need:
+
+- ElastiCache: cache parameter groups (Create/Describe/Modify/Reset/Delete, DescribeCacheParameters),
+  ModifyCacheSubnetGroup and DeleteCacheSubnetGroup (both refused while a replication group uses
+  the group, as AWS does), and replication groups that disappear once deleted (moto keeps them in
+  `deleting` for ever, so a waiter for their deletion could never finish). Tags on parameter groups.
+  Replication groups without cluster mode get NumCacheClusters nodes (moto reads only
+  ReplicasPerNodeGroup there and makes a lone primary).
+- EKS: add-ons (Create/Describe/List/Update/Delete), UpdateClusterVersion (one minor version at a
+  time, as AWS requires), DescribeUpdate for every update (moto's UpdateClusterConfig answers with
+  the cluster instead of the update AWS returns; here it returns the update), and tags on node
+  groups and add-ons (moto tags clusters only).
+
+Everything else is moto's own. When moto grows an operation, delete it here. AWS's managed IAM
+policies (AmazonEKSClusterPolicy, ...) are loaded, as they exist in every real account.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.eks import urls as eks_urls
+from moto.eks.exceptions import (
+    InvalidParameterException,
+    InvalidRequestException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+)
+from moto.eks.models import EKSBackend
+from moto.eks.responses import EKSResponse
+from moto.elasticache import models as elasticache_models
+from moto.elasticache.exceptions import ElastiCacheException
+from moto.elasticache.models import ElastiCacheBackend
+from moto.elasticache.responses import ElastiCacheResponse
+from moto.server import main
+
+
+# ElastiCache ---------------------------------------------------------------------------------
+
+
+class CacheParameterGroupNotFound(ElastiCacheException):
+    code = "CacheParameterGroupNotFound"
+
+    def __init__(self, name):
+        super().__init__(f"CacheParameterGroup {name} not found.")
+
+
+class CacheParameterGroupAlreadyExists(ElastiCacheException):
+    code = "CacheParameterGroupAlreadyExists"
+
+    def __init__(self, name):
+        super().__init__(f"Parameter group {name} already exists.")
+
+
+class InvalidCacheParameterGroupState(ElastiCacheException):
+    code = "InvalidCacheParameterGroupState"
+
+    def __init__(self, name, user):
+        super().__init__(f"Parameter group {name} is in use by {user}.")
+
+
+class CacheSubnetGroupInUse(ElastiCacheException):
+    code = "CacheSubnetGroupInUse"
+
+    def __init__(self, name, user):
+        super().__init__(f"Cache subnet group {name} is in use by {user}.")
+
+
+class CacheSubnetGroupNotFound(ElastiCacheException):
+    code = "CacheSubnetGroupNotFoundFault"
+
+    def __init__(self, name):
+        super().__init__(f"CacheSubnetGroup {name} not found.")
+
+
+def _parameter_groups(backend):
+    if not hasattr(backend, "trails_parameter_groups"):
+        backend.trails_parameter_groups = {}
+    return backend.trails_parameter_groups
+
+
+def _parameter_group(backend, name):
+    group = _parameter_groups(backend).get(name)
+    if group is None:
+        raise CacheParameterGroupNotFound(name)
+    return group
+
+
+def _user_of(backend, attribute, name):
+    for group in backend.replication_groups.values():
+        if getattr(group, attribute, None) == name:
+            return group.replication_group_id
+    return None
+
+
+def create_cache_parameter_group(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheParameterGroupName")
+    if name in _parameter_groups(backend):
+        raise CacheParameterGroupAlreadyExists(name)
+    arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:parametergroup:{name}"
+    group = {
+        "CacheParameterGroupName": name,
+        "CacheParameterGroupFamily": self._get_param("CacheParameterGroupFamily"),
+        "Description": self._get_param("Description"),
+        "IsGlobal": False,
+        "ARN": arn,
+        "parameters": {},
+    }
+    _parameter_groups(backend)[name] = group
+    tags = self._get_param("Tags", [])
+    if tags:
+        backend.tagging_service.tag_resource(arn, tags)
+    return ActionResult({"CacheParameterGroup": _public(group)})
+
+
+def _public(group):
+    return {key: value for key, value in group.items() if key != "parameters"}
+
+
+def describe_cache_parameter_groups(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheParameterGroupName")
+    if name:
+        groups = [_parameter_group(backend, name)]
+    else:
+        groups = list(_parameter_groups(backend).values())
+    return ActionResult({"CacheParameterGroups": [_public(group) for group in groups]})
+
+
+def modify_cache_parameter_group(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheParameterGroupName")
+    group = _parameter_group(backend, name)
+    for parameter in self._get_param("ParameterNameValues", []):
+        group["parameters"][parameter["ParameterName"]] = parameter["ParameterValue"]
+    return ActionResult({"CacheParameterGroupName": name})
+
+
+def reset_cache_parameter_group(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheParameterGroupName")
+    group = _parameter_group(backend, name)
+    if self._get_bool_param("ResetAllParameters"):
+        group["parameters"].clear()
+    for parameter in self._get_param("ParameterNameValues", []):
+        group["parameters"].pop(parameter["ParameterName"], None)
+    return ActionResult({"CacheParameterGroupName": name})
+
+
+def describe_cache_parameters(self):
+    backend = self.elasticache_backend
+    group = _parameter_group(backend, self._get_param("CacheParameterGroupName"))
+    parameters = [
+        {
+            "ParameterName": key,
+            "ParameterValue": value,
+            "Source": "user",
+            "DataType": "string",
+            "IsModifiable": True,
+        }
+        for key, value in sorted(group["parameters"].items())
+    ]
+    return ActionResult({"Parameters": parameters})
+
+
+def delete_cache_parameter_group(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheParameterGroupName")
+    group = _parameter_group(backend, name)
+    user = _user_of(backend, "cache_parameter_group_name", name)
+    if user:
+        raise InvalidCacheParameterGroupState(name, user)
+    del _parameter_groups(backend)[name]
+    backend.tagging_service.delete_all_tags_for_resource(group["ARN"])
+    return EmptyResult()
+
+
+def modify_cache_subnet_group(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheSubnetGroupName")
+    if name not in backend.cache_subnet_groups:
+        raise CacheSubnetGroupNotFound(name)
+    group = backend.cache_subnet_groups[name]
+    description = self._get_param("CacheSubnetGroupDescription")
+    if description is not None:
+        group.cache_subnet_group_description = description
+    subnet_ids = self._get_param("SubnetIds")
+    if subnet_ids:
+        rebuilt = elasticache_models.CacheSubnetGroup(
+            account_id=backend.account_id,
+            region_name=backend.region_name,
+            cache_subnet_group_name=name,
+            cache_subnet_group_description=group.cache_subnet_group_description,
+            subnet_ids=subnet_ids,
+            tags=group.tags,
+        )
+        backend.cache_subnet_groups[name] = rebuilt
+        group = rebuilt
+    return ActionResult({"CacheSubnetGroup": group})
+
+
+def delete_cache_subnet_group(self):
+    backend = self.elasticache_backend
+    name = self._get_param("CacheSubnetGroupName")
+    group = backend.cache_subnet_groups.get(name)
+    if group is None:
+        raise CacheSubnetGroupNotFound(name)
+    user = _user_of(backend, "cache_subnet_group_name", name)
+    if user:
+        raise CacheSubnetGroupInUse(name, user)
+    del backend.cache_subnet_groups[name]
+    arn = getattr(group, "arn", None)
+    if arn:
+        backend.tagging_service.delete_all_tags_for_resource(arn)
+    return EmptyResult()
+
+
+_moto_delete_replication_group = ElastiCacheBackend.delete_replication_group
+
+
+def delete_replication_group(self, replication_group_id, retain_primary_cluster):
+    group = _moto_delete_replication_group(self, replication_group_id, retain_primary_cluster)
+    # AWS removes the group once its nodes are gone; moto would keep it `deleting` for ever.
+    del self.replication_groups[replication_group_id]
+    self.tagging_service.delete_all_tags_for_resource(group.arn)
+    return group
+
+
+for handler in (
+    create_cache_parameter_group,
+    describe_cache_parameter_groups,
+    modify_cache_parameter_group,
+    reset_cache_parameter_group,
+    describe_cache_parameters,
+    delete_cache_parameter_group,
+    modify_cache_subnet_group,
+    delete_cache_subnet_group,
+):
+    setattr(ElastiCacheResponse, handler.__name__, handler)
+ElastiCacheBackend.delete_replication_group = delete_replication_group
+
+_moto_members_disabled = elasticache_models.ReplicationGroup._set_node_members_clusters_disabled
+
+
+def _set_node_members_clusters_disabled(self, *args, **kwargs):
+    clusters = kwargs.get("num_cache_clusters") or 1
+    if not kwargs.get("replicas_per_node_group") and clusters > 1:
+        kwargs["replicas_per_node_group"] = clusters - 1
+    return _moto_members_disabled(self, *args, **kwargs)
+
+
+elasticache_models.ReplicationGroup._set_node_members_clusters_disabled = (
+    _set_node_members_clusters_disabled
+)
+
+
+class _ArnPattern:
+    """moto's ARN check for tagging, widened to parameter groups."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def match(self, arn):
+        return self.inner.match(arn) or ":parametergroup:" in arn
+
+
+_moto_backend_init = ElastiCacheBackend.__init__
+
+
+def _backend_init(self, *args, **kwargs):
+    _moto_backend_init(self, *args, **kwargs)
+    self.arn_regex = _ArnPattern(self.arn_regex)
+
+
+ElastiCacheBackend.__init__ = _backend_init
+
+
+# EKS -----------------------------------------------------------------------------------------
+
+
+def _cluster(backend, name):
+    cluster = backend.clusters.get(name)
+    if cluster is None:
+        raise ResourceNotFoundException(
+            clusterName=name,
+            nodegroupName=None,
+            fargateProfileName=None,
+            addonName=None,
+            message=f"No cluster found for name: {name}.",
+        )
+    return cluster
+
+
+def _addons(cluster):
+    if not hasattr(cluster, "trails_addons"):
+        cluster.trails_addons = {}
+    return cluster.trails_addons
+
+
+def _addon(cluster, name):
+    addon = _addons(cluster).get(name)
+    if addon is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster.name,
+            nodegroupName=None,
+            fargateProfileName=None,
+            addonName=name,
+            message=f"No addon: {name} found in cluster: {cluster.name}",
+        )
+    return addon
+
+
+def _updates(cluster):
+    if not hasattr(cluster, "trails_updates"):
+        cluster.trails_updates = {}
+    return cluster.trails_updates
+
+
+def _update(cluster, kind, params):
+    """Records a finished update so that DescribeUpdate finds it."""
+    import uuid
+
+    update = {
+        "id": str(uuid.uuid4()),
+        "status": "Successful",
+        "type": kind,
+        "params": [{"type": key, "value": str(value)} for key, value in params.items()],
+        "errors": [],
+    }
+    _updates(cluster)[update["id"]] = update
+    return update
+
+
+def describe_update(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    update_id = self._get_param("updateId")
+    update = _updates(cluster).get(update_id)
+    if update is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster.name,
+            nodegroupName=None,
+            fargateProfileName=None,
+            addonName=None,
+            message=f"No update found for ID: {update_id}",
+        )
+    return ActionResult({"update": update})
+
+
+_moto_update_cluster_config = EKSResponse.update_cluster_config
+
+
+def update_cluster_config(self):
+    _moto_update_cluster_config(self)
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    params = {}
+    for key in ("resourcesVpcConfig", "logging"):
+        if self._get_param(key):
+            params[key] = self._get_param(key)
+    kind = "LoggingUpdate" if "logging" in params else "EndpointAccessUpdate"
+    return ActionResult({"update": _update(cluster, kind, params)})
+
+
+_moto_update_nodegroup_config = EKSBackend.update_nodegroup_config
+
+
+def update_nodegroup_config(self, cluster_name, nodegroup_name, **kwargs):
+    update = _moto_update_nodegroup_config(self, cluster_name, nodegroup_name, **kwargs)
+    _updates(_cluster(self, cluster_name))[update["id"]] = update
+    return update
+
+
+EKSBackend.update_nodegroup_config = update_nodegroup_config
+
+
+def create_addon(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    name = self._get_param("addonName")
+    if name in _addons(cluster):
+        raise ResourceInUseException(
+            clusterName=cluster.name,
+            nodegroupName=None,
+            fargateProfileName=None,
+            addonName=name,
+            message=f"Addon already exists with name: {name} in cluster: {cluster.name}",
+        )
+    arn = cluster.arn.replace(":cluster/", ":addon/") + f"/{name}/{len(_addons(cluster)) + 1}"
+    addon = {
+        "addonName": name,
+        "clusterName": cluster.name,
+        "status": "ACTIVE",
+        "addonVersion": self._get_param("addonVersion") or "v1.0.0-eksbuild.1",
+        "health": {"issues": []},
+        "addonArn": arn,
+        "tags": self._get_param("tags") or {},
+    }
+    _addons(cluster)[name] = addon
+    return ActionResult({"addon": addon})
+
+
+def describe_addon(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    return ActionResult({"addon": _addon(cluster, self._get_param("addonName"))})
+
+
+def list_addons(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    return ActionResult({"addons": sorted(_addons(cluster))})
+
+
+def update_addon(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    addon = _addon(cluster, self._get_param("addonName"))
+    version = self._get_param("addonVersion")
+    if version:
+        addon["addonVersion"] = version
+    return ActionResult({"update": _update(cluster, "AddonUpdate", {"AddonVersion": version or ""})})
+
+
+def delete_addon(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    addon = _addon(cluster, self._get_param("addonName"))
+    del _addons(cluster)[addon["addonName"]]
+    return ActionResult({"addon": dict(addon, status="DELETING")})
+
+
+def update_cluster_version(self):
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    wanted = self._get_param("version")
+    try:
+        now = [int(part) for part in cluster.version.split(".")[:2]]
+        then = [int(part) for part in wanted.split(".")[:2]]
+    except (AttributeError, ValueError):
+        raise InvalidParameterException(
+            clusterName=cluster.name,
+            nodegroupName=None,
+            fargateProfileName=None,
+            addonName=None,
+            message=f"Unsupported Kubernetes version {wanted}",
+        )
+    if then[0] != now[0] or then[1] != now[1] + 1:
+        raise InvalidRequestException(
+            clusterName=cluster.name,
+            nodegroupName=None,
+            fargateProfileName=None,
+            addonName=None,
+            message=f"Cluster can only be upgraded one minor version at a time, from {cluster.version}",
+        )
+    cluster.version = wanted
+    return ActionResult({"update": _update(cluster, "VersionUpdate", {"Version": wanted})})
+
+
+for handler in (
+    create_addon,
+    describe_addon,
+    list_addons,
+    update_addon,
+    delete_addon,
+    update_cluster_version,
+    update_cluster_config,
+    describe_update,
+):
+    setattr(EKSResponse, handler.__name__, handler)
+
+eks_urls.url_paths.update(
+    {
+        "{0}/clusters/(?P<name>[^/]+)/addons$": eks_urls.response.dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)$": eks_urls.response.dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)/update$": eks_urls.response.dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/updates$": eks_urls.response.dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$": eks_urls.response.dispatch,
+    }
+)
+
+
+def _tagged(backend, arn):
+    """The tags dict of a node group or add-on by ARN, or None."""
+    for cluster in backend.clusters.values():
+        for nodegroup in cluster.nodegroups.values():
+            if nodegroup.arn == arn:
+                if nodegroup.tags is None:
+                    nodegroup.tags = {}
+                return nodegroup.tags
+        for addon in _addons(cluster).values():
+            if addon["addonArn"] == arn:
+                return addon["tags"]
+    return None
+
+
+_moto_tag = EKSBackend.tag_resource
+_moto_untag = EKSBackend.untag_resource
+_moto_list_tags = EKSBackend.list_tags_for_resource
+
+
+def tag_resource(self, resource_arn, tags):
+    found = _tagged(self, resource_arn)
+    if found is None:
+        return _moto_tag(self, resource_arn, tags)
+    found.update(tags)
+
+
+def untag_resource(self, resource_arn, tag_keys):
+    found = _tagged(self, resource_arn)
+    if found is None:
+        return _moto_untag(self, resource_arn, tag_keys)
+    for key in tag_keys:
+        found.pop(key, None)
+
+
+def list_tags_for_resource(self, resource_arn):
+    found = _tagged(self, resource_arn)
+    if found is None:
+        return _moto_list_tags(self, resource_arn)
+    return found
+
+
+EKSBackend.tag_resource = tag_resource
+EKSBackend.untag_resource = untag_resource
+EKSBackend.list_tags_for_resource = list_tags_for_resource
+
+
+if __name__ == "__main__":
+    sys.exit(main())

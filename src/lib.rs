@@ -4,6 +4,7 @@ pub mod blueprint;
 pub mod cli;
 pub mod engine;
 pub mod graph;
+pub mod ingest;
 pub mod plan;
 pub mod providers;
 pub mod resources;

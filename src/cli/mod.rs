@@ -4,6 +4,7 @@
 mod apply;
 mod completions;
 mod graph;
+mod ingest;
 mod plan;
 mod state;
 mod validate;
@@ -50,6 +51,9 @@ enum Command {
     State(state::StateCommand),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// The platform's ingest service: audit events over HTTP into Kafka.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
 }
 
 /// Which blueprint and environment a command works on.
@@ -178,6 +182,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args, output),
         Command::State(command) => state::run(command, output),
         Command::Completions(args) => completions::run(args),
+        Command::Ingest(command) => ingest::run(command),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -1,0 +1,172 @@
+//! The service's configuration, from the environment (twelve-factor). Every bad value names its
+//! variable and what was expected.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where the service listens and what it talks to.
+#[derive(Clone)]
+pub struct Config {
+    /// `INGEST_LISTEN_ADDR`, host:port (default `0.0.0.0:8080`).
+    pub listen_addr: SocketAddr,
+    /// `DATABASE_URL`: PostgreSQL holding `api_keys`.
+    pub database_url: String,
+    /// `REDIS_URL`: rate-limit counters.
+    pub redis_url: String,
+    /// `KAFKA_BROKERS`: comma-separated bootstrap servers.
+    pub kafka_brokers: String,
+    /// `INGEST_TOPIC` (default `audit.events.v1`).
+    pub topic: String,
+    /// `INGEST_DLQ_TOPIC` (default `audit.events.dlq`).
+    pub dlq_topic: String,
+    /// `INGEST_NODE_NAME`, else `HOSTNAME`, else `unknown`: stamped on every event.
+    pub node_name: String,
+    /// `INGEST_MAX_EVENT_BYTES` (default 1 MiB): body limit of `POST /v1/events`.
+    pub max_event_bytes: usize,
+    /// `INGEST_MAX_BATCH_BYTES` (default 10 MiB): body limit of `POST /v1/events/batch`.
+    pub max_batch_bytes: usize,
+    /// `INGEST_KEY_CACHE_SECONDS` (default 30): how long a looked-up key is trusted, and so the
+    /// longest a revoked key keeps working.
+    pub key_cache_ttl: Duration,
+    /// `INGEST_PRODUCE_TIMEOUT_MS` (default 10000): how long the producer keeps retrying one
+    /// event before it goes to the dead-letter topic.
+    pub produce_timeout: Duration,
+    /// `INGEST_DEFAULT_RATE_LIMIT` (default 10000): requests per minute for keys without one.
+    pub default_rate_limit: u64,
+}
+
+impl std::fmt::Debug for Config {
+    // URLs may carry passwords: show only where they point.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database", &redact(&self.database_url))
+            .field("redis", &redact(&self.redis_url))
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("topic", &self.topic)
+            .field("dlq_topic", &self.dlq_topic)
+            .field("node_name", &self.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL without its user information (`postgres://u:p@h/db` → `postgres://h/db`).
+pub fn redact(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+impl Config {
+    /// Reads the configuration through `lookup` (the process environment in production).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |variable: &'static str, example: &str| {
+            lookup(variable)
+                .filter(|value| !value.trim().is_empty())
+                .ok_or_else(|| ConfigError {
+                    variable,
+                    message: format!("is required, e.g. {example}"),
+                })
+        };
+        let number = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(variable) {
+                None => Ok(default),
+                Some(value) => value.trim().parse().map_err(|_| ConfigError {
+                    variable,
+                    message: format!("`{value}` is not a whole number"),
+                }),
+            }
+        };
+        let listen = lookup("INGEST_LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".to_string());
+        let listen_addr = listen.parse().map_err(|_| ConfigError {
+            variable: "INGEST_LISTEN_ADDR",
+            message: format!("`{listen}` is not host:port, e.g. 0.0.0.0:8080"),
+        })?;
+        Ok(Self {
+            listen_addr,
+            database_url: required("DATABASE_URL", "postgres://ingest@db:5432/turia_trails")?,
+            redis_url: required("REDIS_URL", "redis://cache:6379")?,
+            kafka_brokers: required("KAFKA_BROKERS", "broker-0:9092,broker-1:9092")?,
+            topic: lookup("INGEST_TOPIC").unwrap_or_else(|| "audit.events.v1".to_string()),
+            dlq_topic: lookup("INGEST_DLQ_TOPIC").unwrap_or_else(|| "audit.events.dlq".to_string()),
+            node_name: lookup("INGEST_NODE_NAME")
+                .or_else(|| lookup("HOSTNAME"))
+                .unwrap_or_else(|| "unknown".to_string()),
+            max_event_bytes: usize::try_from(number("INGEST_MAX_EVENT_BYTES", 1 << 20)?)
+                .unwrap_or(usize::MAX),
+            max_batch_bytes: usize::try_from(number("INGEST_MAX_BATCH_BYTES", 10 << 20)?)
+                .unwrap_or(usize::MAX),
+            key_cache_ttl: Duration::from_secs(number("INGEST_KEY_CACHE_SECONDS", 30)?),
+            produce_timeout: Duration::from_millis(number("INGEST_PRODUCE_TIMEOUT_MS", 10_000)?),
+            default_rate_limit: number("INGEST_DEFAULT_RATE_LIMIT", 10_000)?,
+        })
+    }
+
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn missing_and_malformed_settings_name_their_variable() {
+        let error = Config::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(error.variable, "DATABASE_URL");
+        let error = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("INGEST_LISTEN_ADDR", "nowhere"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "INGEST_LISTEN_ADDR");
+        let error = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("INGEST_KEY_CACHE_SECONDS", "soon"),
+        ]))
+        .unwrap_err();
+        assert!(error.to_string().contains("`soon` is not a whole number"));
+    }
+
+    #[test]
+    fn debug_output_hides_credentials_in_urls() {
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://ingest:hunter2@db:5432/app"),
+            ("REDIS_URL", "rediss://:tok3n@cache:6379"),
+            ("KAFKA_BROKERS", "k:9092"),
+        ]))
+        .expect("valid");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("tok3n"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://db:5432/app"), "{shown}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The platform's own ingest service (SPEC §9): audit events over HTTP into Kafka, started by
+//! `trails ingest serve` and configured by environment variables ([`config::Config`]).
+
+pub mod config;
+pub mod event;
+pub mod keys;
+pub mod produce;
+pub mod ratelimit;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deadpool_postgres::{Pool, Runtime};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+use config::{Config, redact};
+
+/// A PostgreSQL pool for `url` (plain TCP; put TLS in front with the database's own settings).
+pub fn pool(url: &str) -> anyhow::Result<Pool> {
+    let mut settings = deadpool_postgres::Config::new();
+    settings.url = Some(url.to_string());
+    settings
+        .create_pool(Some(Runtime::Tokio1), NoTls)
+        .with_context(|| format!("DATABASE_URL {}: cannot build a pool", redact(url)))
+}
+
+/// Creates `api_keys` when missing. Several replicas starting at once take turns.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    let client = pool.get().await.context("connecting to PostgreSQL")?;
+    client
+        .batch_execute(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(7286517); {} COMMIT;",
+            keys::MIGRATION
+        ))
+        .await
+        .context("migrating the api_keys table")?;
+    Ok(())
+}
+
+/// Waits until PostgreSQL answers, for at most `patience`.
+async fn connected(pool: &Pool, url: &str, patience: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match pool.get().await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(anyhow::anyhow!(
+                    "PostgreSQL at {} did not answer within {}s: {error}",
+                    redact(url),
+                    patience.as_secs()
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// A new API key for `tenant`, stored as its hash; the key itself is returned once.
+pub async fn create_key(
+    pool: &Pool,
+    tenant: Uuid,
+    name: &str,
+    scopes: &[String],
+    rate_limit: Option<i32>,
+) -> anyhow::Result<String> {
+    migrate(pool).await?;
+    let key = keys::generate();
+    let client = pool.get().await.context("connecting to PostgreSQL")?;
+    client
+        .execute(
+            "INSERT INTO api_keys (id, key_hash, tenant_id, name, scopes, rate_limit) \
+             VALUES ($1, $2, $3, $4, $5, COALESCE($6, 10000))",
+            &[
+                &Uuid::new_v4(),
+                &keys::hash(&key),
+                &tenant,
+                &name,
+                &scopes,
+                &rate_limit,
+            ],
+        )
+        .await
+        .context("inserting the key")?;
+    Ok(key)
+}
+
+/// Runs the service until SIGTERM or Ctrl-C, then stops taking requests, finishes those in
+/// flight and flushes the producer.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let database = pool(&config.database_url)?;
+    connected(&database, &config.database_url, Duration::from_secs(30)).await?;
+    migrate(&database).await?;
+    let producer = produce::EventProducer::new(
+        &config.kafka_brokers,
+        &config.topic,
+        &config.dlq_topic,
+        config.produce_timeout,
+    )
+    .with_context(|| {
+        format!(
+            "KAFKA_BROKERS {}: cannot create a producer",
+            config.kafka_brokers
+        )
+    })?;
+    let limiter = ratelimit::RateLimiter::new(&config.redis_url)
+        .with_context(|| format!("REDIS_URL {}", redact(&config.redis_url)))?;
+    let app = Arc::new(server::App {
+        database,
+        keys: keys::KeyCache::new(config.key_cache_ttl),
+        limiter,
+        producer: producer.clone(),
+        node_name: config.node_name.clone(),
+        max_event_bytes: config.max_event_bytes,
+        max_batch_bytes: config.max_batch_bytes,
+        default_rate_limit: config.default_rate_limit,
+        metrics: server::Metrics::new().context("registering metrics")?,
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("INGEST_LISTEN_ADDR {}: cannot listen", config.listen_addr))?;
+    tracing::info!(
+        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        topic = %config.topic,
+        node = %config.node_name,
+        "ingest service listening"
+    );
+    axum::serve(listener, server::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: flushing events in flight");
+    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+        .await
+        .context("flushing the producer")?;
+    flushed.context("events were still in flight after 30s")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// JSON log lines on stdout (`RUST_LOG` filters, default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .try_init();
+}

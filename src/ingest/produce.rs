@@ -1,0 +1,112 @@
+//! Producing events to Kafka with rdkafka: acks=all, idempotence, lz4, key `tenant_id`. An
+//! event counts as stored only once the broker acknowledged it; one that cannot be produced to
+//! the main topic within the produce timeout goes to the dead-letter topic, and one that cannot
+//! go there either fails the request (503). Nothing is dropped silently.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+/// Where an event ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// In the main topic.
+    Topic,
+    /// In the dead-letter topic, after the main topic refused it for `reason`.
+    DeadLetter {
+        /// Why the main topic did not take it.
+        reason: String,
+    },
+    /// Nowhere: the request must fail.
+    Failed {
+        /// What the broker said.
+        reason: String,
+    },
+}
+
+/// The service's producer.
+#[derive(Clone)]
+pub struct EventProducer {
+    producer: FutureProducer,
+    topic: String,
+    dlq_topic: String,
+}
+
+impl EventProducer {
+    /// An idempotent lz4 producer for `brokers`.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        dlq_topic: &str,
+        timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", timeout.as_millis().to_string())
+            .set("client.id", "trails-ingest")
+            .create()?;
+        Ok(Self {
+            producer,
+            topic: topic.to_string(),
+            dlq_topic: dlq_topic.to_string(),
+        })
+    }
+
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+        self.producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                // Waiting for room in a full local queue counts against the same budget.
+                Timeout::After(Duration::from_secs(5)),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
+    }
+
+    /// Produces one event, falling back to the dead-letter topic.
+    pub async fn store(&self, key: &str, payload: &[u8]) -> Stored {
+        let reason = match self.send(&self.topic, key, payload).await {
+            Ok(()) => return Stored::Topic,
+            Err(error) => error.to_string(),
+        };
+        match self.send(&self.dlq_topic, key, payload).await {
+            Ok(()) => Stored::DeadLetter { reason },
+            Err(error) => Stored::Failed {
+                reason: format!("{reason}; dead-letter topic: {error}"),
+            },
+        }
+    }
+
+    /// Whether the broker answers a metadata request for the main topic.
+    pub async fn check(&self) -> Result<(), String> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(2)))
+                .map_err(|error| error.to_string())
+                .and_then(
+                    |metadata| match metadata.topics().iter().find(|t| t.name() == topic) {
+                        Some(found) if found.error().is_none() => Ok(()),
+                        Some(_) | None => Err(format!("topic {topic} is not available")),
+                    },
+                )
+        })
+        .await
+        .map_err(|error| error.to_string())?
+    }
+
+    /// Waits for every event in flight (graceful shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+}

@@ -1,0 +1,118 @@
+//! Per-key rate limiting in Redis: a fixed one-minute window per key, counted atomically by a
+//! Lua script (increment, start the window's expiry on the first request, read what is left).
+//!
+//! When Redis does not answer within 250 ms the request is let through (fail open) and
+//! `ingest_ratelimit_unavailable_total` counts it: audit events are evidence, and refusing
+//! them because a counter store is down would lose more than an unthrottled minute costs.
+//! Authentication still applies; only the limit is skipped.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+
+/// The window every limit counts over.
+pub const WINDOW_SECONDS: u64 = 60;
+
+/// Longest wait for Redis before failing open.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+const SCRIPT: &str = r#"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"#;
+
+/// The state of one key's window after a request, for the `X-RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// Requests left in this window.
+    pub remaining: u64,
+    /// Seconds until the window starts over.
+    pub reset: u64,
+    /// Whether this request is over the limit.
+    pub exceeded: bool,
+    /// Whether Redis answered (false: failed open).
+    pub counted: bool,
+}
+
+/// Counts requests per key in Redis.
+pub struct RateLimiter {
+    client: redis::Client,
+    connection: Mutex<Option<ConnectionManager>>,
+    script: redis::Script,
+}
+
+impl RateLimiter {
+    /// A limiter for the Redis at `url` (`redis://` or `rediss://` for TLS).
+    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            connection: Mutex::new(None),
+            script: redis::Script::new(SCRIPT),
+        })
+    }
+
+    /// A connection, made on first use and remade by the manager after failures.
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut slot = self.connection.lock().await;
+        if slot.is_none() {
+            let made = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_connection_manager())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            *slot = made;
+        }
+        slot.clone()
+    }
+
+    /// Counts one request of key `id` against `limit` per minute.
+    pub async fn hit(&self, id: &str, limit: u64) -> Window {
+        let open = Window {
+            limit,
+            remaining: limit,
+            reset: WINDOW_SECONDS,
+            exceeded: false,
+            counted: false,
+        };
+        let Some(mut connection) = self.connection().await else {
+            return open;
+        };
+        let mut invocation = self.script.key(format!("trails:ratelimit:{id}"));
+        invocation.arg(WINDOW_SECONDS);
+        let call = invocation.invoke_async::<(u64, i64)>(&mut connection);
+        match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            Ok(Ok((count, ttl))) => Window {
+                limit,
+                remaining: limit.saturating_sub(count),
+                reset: u64::try_from(ttl).unwrap_or(WINDOW_SECONDS),
+                exceeded: count > limit,
+                counted: true,
+            },
+            _ => open,
+        }
+    }
+
+    /// Whether Redis answers a PING.
+    pub async fn ping(&self) -> Result<(), String> {
+        let Some(mut connection) = self.connection().await else {
+            return Err("cannot connect".to_string());
+        };
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(Duration::from_secs(2), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err("no answer within 2s".to_string()),
+        }
+    }
+}

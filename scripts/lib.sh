@@ -43,6 +43,45 @@ ensure_moto() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 }
 
+# Installs Debian packages (apt-get update once per run).
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  step "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" > /dev/null
+}
+
+# PostgreSQL's server binaries (the tests run initdb and postgres themselves).
+ensure_postgres() {
+  if ! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1; then
+    apt_install postgresql
+  fi
+}
+
+# redis-server (the tests start their own).
+ensure_redis() {
+  if ! command -v redis-server > /dev/null; then
+    apt_install redis-server
+  fi
+}
+
+# The Kafka-compatible broker tansu, built once into the cache (about ten minutes on two
+# cores), with in-memory storage (dynostore). Sets TANSU.
+TANSU_VERSION="0.6.0"
+ensure_tansu() {
+  local root="$TRAILS_CACHE/tansu"
+  TANSU="$root/bin/tansu"
+  if [ -x "$TANSU" ] && [ "$(cat "$root/version" 2> /dev/null)" = "$TANSU_VERSION" ]; then
+    return
+  fi
+  step "cargo install tansu $TANSU_VERSION into $root (once; cached)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore --root "$root" --quiet
+  echo "$TANSU_VERSION" > "$root/version"
+}
+
 # Starts moto on a free loopback port; sets MOTO_URL and MOTO_PID. Stop it with stop_moto.
 start_moto() {
   local port log

@@ -353,9 +353,14 @@ fn prepare(
     Ok((receipt, payload))
 }
 
-fn parse(body: &[u8]) -> Result<Value, Response> {
-    serde_json::from_slice(body)
-        .map_err(|error| problem(StatusCode::BAD_REQUEST, &format!("malformed JSON: {error}")))
+/// The body as JSON, or the 400 that says where it is malformed.
+fn parse(body: &[u8], window: &Window) -> Result<Value, Box<Response>> {
+    serde_json::from_slice(body).map_err(|error| {
+        Box::new(with_window(
+            problem(StatusCode::BAD_REQUEST, &format!("malformed JSON: {error}")),
+            window,
+        ))
+    })
 }
 
 fn record_stored(app: &App, stored: &Stored) {
@@ -383,9 +388,9 @@ async fn single(State(app): State<Arc<App>>, request: Request) -> Response {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    let event = match parse(&body) {
+    let event = match parse(&body, &window) {
         Ok(event) => event,
-        Err(response) => return with_window(response, &window),
+        Err(response) => return *response,
     };
     let (receipt, payload) = match prepare(&app, event, &key.tenant_id.to_string()) {
         Ok(prepared) => prepared,
@@ -424,9 +429,9 @@ async fn batch(State(app): State<Arc<App>>, request: Request) -> Response {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
-    let document = match parse(&body) {
+    let document = match parse(&body, &window) {
         Ok(document) => document,
-        Err(response) => return with_window(response, &window),
+        Err(response) => return *response,
     };
     let events = match document {
         Value::Object(mut object) => match object.remove("events") {

@@ -4,8 +4,10 @@
 mod apply_aws;
 mod blueprint_fuzz;
 mod graph;
+mod ingest;
 mod moto;
 mod plan;
+mod services;
 mod validate;
 
 use std::path::{Path, PathBuf};

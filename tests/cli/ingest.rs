@@ -1,0 +1,622 @@
+//! `trails ingest serve` against real PostgreSQL, Redis and a tansu broker: every status code,
+//! partial batches, events read back from the topic, rate limiting, Redis down, a broker
+//! restart, and a graceful shutdown that loses nothing.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::services::{Postgres, Redis, Tansu, free_port};
+
+const TOPIC: &str = "audit.events.v1";
+const DLQ: &str = "audit.events.dlq";
+const PARTITIONS: i32 = 3;
+const TENANT: &str = "6f1c3b2e-9a4d-4c1e-8f0a-2b7d5e9c1a33";
+
+/// The keys every stack has, by what they are for.
+const WRITER: &str = "tt_writer_key_for_tests";
+const LIMITED: &str = "tt_limited_key_for_tests";
+const REVOKED: &str = "tt_revoked_key_for_tests";
+const EXPIRED: &str = "tt_expired_key_for_tests";
+const READER: &str = "tt_reader_key_for_tests";
+
+/// PostgreSQL, Redis, a broker with both topics, and the service, on free ports.
+struct Stack {
+    service: Option<Child>,
+    log: std::path::PathBuf,
+    base: String,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    tansu: Tansu,
+    redis: Redis,
+    postgres: Postgres,
+    _dir: tempfile::TempDir,
+}
+
+fn create_topics(brokers: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let topics = [
+        NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1)),
+        NewTopic::new(DLQ, 1, TopicReplication::Fixed(1)),
+    ];
+    let results = runtime
+        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .expect("create topics");
+    for result in results {
+        if let Err((topic, error)) = result {
+            assert!(
+                error == rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                "cannot create {topic}: {error}"
+            );
+        }
+    }
+}
+
+impl Stack {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[(&str, &str)]) -> Self {
+        let postgres = Postgres::start();
+        let redis = Redis::start();
+        let tansu = Tansu::start();
+        create_topics(&tansu.brokers);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let mut stack = Self {
+            service: None,
+            log: dir.path().join("ingest.log"),
+            base: String::new(),
+            http: reqwest::Client::new(),
+            runtime,
+            tansu,
+            redis,
+            postgres,
+            _dir: dir,
+        };
+        stack.launch(extra);
+        stack.insert_keys();
+        stack
+    }
+
+    /// Starts `trails ingest serve` and waits for `/health`.
+    fn launch(&mut self, extra: &[(&str, &str)]) {
+        let port = free_port();
+        self.base = format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(&self.log).expect("log");
+        let mut command = Command::new(assert_cmd::cargo::cargo_bin("trails"));
+        command
+            .args(["ingest", "serve"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", &self.postgres.url)
+            .env("REDIS_URL", &self.redis.url)
+            .env("KAFKA_BROKERS", &self.tansu.brokers)
+            .env("INGEST_NODE_NAME", "test-node")
+            .env("INGEST_KEY_CACHE_SECONDS", "1")
+            .envs(extra.iter().copied())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null());
+        let mut child = command.spawn().expect("trails ingest serve starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the service exited ({status}):\n{}", self.logs());
+            }
+            let healthy = self
+                .runtime
+                .block_on(self.http.get(format!("{}/health", self.base)).send())
+                .is_ok_and(|response| response.status() == StatusCode::OK);
+            if healthy {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not answer /health within 60s:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.service = Some(child);
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The service migrated `api_keys`; these rows are the test's keys.
+    fn insert_keys(&self) {
+        let url = self.postgres.url.clone();
+        self.runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to postgres");
+            tokio::spawn(connection);
+            let write = vec!["events:write"];
+            let read = vec!["events:read"];
+            let rows: [(&str, &str, &Vec<&str>, i32, bool); 5] = [
+                (WRITER, "writer", &write, 10_000, true),
+                (LIMITED, "limited", &write, 3, true),
+                (REVOKED, "revoked", &write, 10_000, false),
+                (EXPIRED, "expired", &write, 10_000, true),
+                (READER, "reader", &read, 10_000, true),
+            ];
+            for (key, name, scopes, limit, active) in rows {
+                let expires = if name == "expired" {
+                    "NOW() - INTERVAL '1 hour'"
+                } else {
+                    "NULL"
+                };
+                client
+                    .execute(
+                        &format!(
+                            "INSERT INTO api_keys (id, key_hash, tenant_id, name, scopes, \
+                             rate_limit, is_active, expires_at) VALUES (gen_random_uuid(), $1, \
+                             '{TENANT}', $2, $3, $4, $5, {expires})"
+                        ),
+                        &[
+                            &trails::ingest::keys::hash(key),
+                            &name,
+                            &scopes,
+                            &limit,
+                            &active,
+                        ],
+                    )
+                    .await
+                    .expect("insert key");
+            }
+        });
+    }
+
+    fn post(&self, path: &str, key: Option<&str>, body: Vec<u8>, content_type: &str) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        self.runtime.block_on(async {
+            let response = request.send().await.expect("request");
+            Reply::read(response).await
+        })
+    }
+
+    fn event(&self, key: &str, event: &Value) -> Reply {
+        self.post(
+            "/v1/events",
+            Some(key),
+            event.to_string().into_bytes(),
+            "application/json",
+        )
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.runtime.block_on(async {
+            let response = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .expect("request");
+            Reply::read(response).await
+        })
+    }
+
+    /// SIGTERM, then waits for the service to exit; returns its exit success.
+    fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.service.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every message in `topic`, read from the beginning until `expected` arrived or 30s.
+    fn consume(&self, topic: &str, partitions: i32, expected: usize) -> Vec<(String, Value)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.tansu.brokers)
+            .set("group.id", "trails-tests")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..partitions {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut messages = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while messages.len() < expected && Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).to_string();
+                let payload: Value =
+                    serde_json::from_slice(message.payload().unwrap_or_default()).expect("json");
+                messages.push((key, payload));
+            }
+        }
+        // A little longer: more than expected would be duplicates.
+        let settle = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < settle {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).to_string();
+                let payload: Value =
+                    serde_json::from_slice(message.payload().unwrap_or_default()).expect("json");
+                messages.push((key, payload));
+            }
+        }
+        messages
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.service.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: BTreeMap<String, String>,
+    body: Value,
+    text: String,
+}
+
+impl Reply {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    value.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+fn valid(n: usize) -> Value {
+    json!({
+        "actor": { "id": format!("user-{n}"), "type": "user" },
+        "action": { "name": "Document.Viewed" },
+        "resource": { "type": "document", "id": format!("doc-{n}") },
+        "timestamp": "2026-11-21T12:00:00Z"
+    })
+}
+
+#[test]
+fn every_status_code_of_the_api_is_answered_as_documented() {
+    let stack = Stack::start();
+
+    let accepted = stack.event(WRITER, &valid(1));
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+    let id = accepted.body["event_id"].as_str().expect("event_id");
+    assert_eq!(
+        uuid::Uuid::parse_str(id).expect("uuid").get_version_num(),
+        7
+    );
+    assert!(accepted.body["received_at"].as_str().is_some());
+    assert_eq!(accepted.header("x-ratelimit-limit"), Some("10000"));
+    assert_eq!(accepted.header("x-ratelimit-remaining"), Some("9999"));
+    assert!(accepted.header("x-ratelimit-reset").is_some());
+
+    let malformed = stack.post(
+        "/v1/events",
+        Some(WRITER),
+        b"{\"actor\": ".to_vec(),
+        "application/json",
+    );
+    assert_eq!(
+        malformed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        malformed.text
+    );
+    assert!(
+        malformed.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("malformed JSON")
+    );
+
+    let invalid = stack.event(
+        WRITER,
+        &json!({ "actor": { "id": 5 }, "resource": { "type": "doc" } }),
+    );
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = invalid.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["actor.id", "action.name", "resource.id"]);
+
+    let missing = stack.post(
+        "/v1/events",
+        None,
+        valid(1).to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    let unknown = stack.event("tt_nobody", &valid(1));
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    for (key, reason) in [
+        (REVOKED, "revoked"),
+        (EXPIRED, "expired"),
+        (READER, "events:write"),
+    ] {
+        let refused = stack.event(key, &valid(1));
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{key}");
+        assert!(refused.text.contains(reason), "{}", refused.text);
+    }
+
+    let mut huge = valid(1);
+    huge["metadata"] = json!({ "blob": "x".repeat(1_100_000) });
+    let too_large = stack.event(WRITER, &huge);
+    assert_eq!(
+        too_large.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        too_large.text
+    );
+
+    let wrong_type = stack.post(
+        "/v1/events",
+        Some(WRITER),
+        valid(1).to_string().into_bytes(),
+        "text/plain",
+    );
+    assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    assert_eq!(stack.get("/health").status, StatusCode::OK);
+    let ready = stack.get("/ready");
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    let openapi = stack.get("/openapi.json");
+    assert_eq!(openapi.body["openapi"], "3.0.3");
+    let metrics = stack.get("/metrics");
+    assert!(
+        metrics
+            .text
+            .contains("ingest_requests_total{route=\"/v1/events\",status=\"202\"} 1"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("ingest_events_total{outcome=\"accepted\"} 1")
+    );
+
+    // The event is in the topic, keyed by tenant, enriched.
+    let messages = stack.consume(TOPIC, PARTITIONS, 1);
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let (key, event) = &messages[0];
+    assert_eq!(key, TENANT);
+    assert_eq!(event["event_id"], id);
+    assert_eq!(event["tenant_id"], TENANT);
+    assert_eq!(event["action"]["name"], "document.viewed");
+    assert_eq!(event["event_date"], "2026-11-21");
+    assert_eq!(event["processing"]["node"], "test-node");
+
+    // Logs are JSON lines and never carry a key.
+    let logs = stack.logs();
+    assert!(!logs.contains(WRITER) && !logs.contains(REVOKED), "{logs}");
+    assert!(
+        logs.lines()
+            .filter(|line| !line.trim().is_empty())
+            .all(|line| serde_json::from_str::<Value>(line).is_ok()),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_partial_batch_accepts_the_valid_events_and_names_the_invalid_ones() {
+    let stack = Stack::start();
+    let batch = json!({ "events": [valid(1), { "actor": { "id": "x" } }, valid(3)] });
+    let reply = stack.post(
+        "/v1/events/batch",
+        Some(WRITER),
+        batch.to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.body["accepted"], 2);
+    assert_eq!(reply.body["rejected"], 1);
+    let results = reply.body["results"].as_array().expect("results");
+    assert_eq!(results[0]["status"], "accepted");
+    assert_eq!(results[1]["status"], "rejected");
+    assert_eq!(results[1]["errors"][0]["field"], "action.name");
+    assert_eq!(results[2]["status"], "accepted");
+
+    let too_many = json!({ "events": vec![valid(0); 1001] });
+    let refused = stack.post(
+        "/v1/events/batch",
+        Some(WRITER),
+        too_many.to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text.contains("1 to 1000"), "{}", refused.text);
+    let not_a_batch = stack.post(
+        "/v1/events/batch",
+        Some(WRITER),
+        b"[1, 2]".to_vec(),
+        "application/json",
+    );
+    assert_eq!(not_a_batch.status, StatusCode::BAD_REQUEST);
+
+    let mut ids: Vec<String> = [0, 2]
+        .iter()
+        .map(|i| results[*i]["event_id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    let mut stored: Vec<String> = stack
+        .consume(TOPIC, PARTITIONS, 2)
+        .into_iter()
+        .map(|(key, event)| {
+            assert_eq!(key, TENANT);
+            event["event_id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ids);
+}
+
+#[test]
+fn the_rate_limit_counts_per_key_and_answers_429_with_retry_after() {
+    let stack = Stack::start();
+    for remaining in ["2", "1", "0"] {
+        let reply = stack.event(LIMITED, &valid(1));
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+        assert_eq!(reply.header("x-ratelimit-limit"), Some("3"));
+        assert_eq!(reply.header("x-ratelimit-remaining"), Some(remaining));
+    }
+    let limited = stack.event(LIMITED, &valid(1));
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another key is not affected.
+    assert_eq!(stack.event(WRITER, &valid(1)).status, StatusCode::ACCEPTED);
+    let metrics = stack.get("/metrics");
+    assert!(
+        metrics
+            .text
+            .contains("ingest_ratelimit_rejections_total{route=\"/v1/events\"} 1"),
+        "{}",
+        metrics.text
+    );
+}
+
+#[test]
+fn with_redis_down_events_are_still_accepted_and_ready_says_why_not() {
+    let mut stack = Stack::start();
+    assert_eq!(stack.event(WRITER, &valid(1)).status, StatusCode::ACCEPTED);
+    stack.redis.stop();
+    let started = Instant::now();
+    let reply = stack.event(WRITER, &valid(2));
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "Redis being down stalled the request for {:?}",
+        started.elapsed()
+    );
+    let ready = stack.get("/ready");
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["postgres"], "ok");
+    assert_ne!(ready.body["redis"], "ok");
+    let metrics = stack.get("/metrics");
+    assert!(
+        metrics
+            .text
+            .contains("ingest_ratelimit_unavailable_total{route=\"/v1/events\"} 1"),
+        "{}",
+        metrics.text
+    );
+    stack.redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stack.get("/ready").status != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again after Redis came back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(stack.consume(TOPIC, PARTITIONS, 2).len(), 2);
+}
+
+#[test]
+fn a_graceful_shutdown_flushes_every_acknowledged_event() {
+    let mut stack = Stack::start();
+    let batch = json!({ "events": (0..200).map(valid).collect::<Vec<_>>() });
+    let reply = stack.post(
+        "/v1/events/batch",
+        Some(WRITER),
+        batch.to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert!(
+        stack.terminate(),
+        "the service did not exit cleanly:\n{}",
+        stack.logs()
+    );
+    assert!(
+        stack.logs().contains("flushing events in flight"),
+        "{}",
+        stack.logs()
+    );
+    assert_eq!(stack.consume(TOPIC, PARTITIONS, 200).len(), 200);
+}
+
+#[test]
+fn when_the_broker_is_down_the_request_fails_with_503_and_nothing_is_claimed() {
+    let mut stack = Stack::start_with(&[("INGEST_PRODUCE_TIMEOUT_MS", "1500")]);
+    assert_eq!(stack.event(WRITER, &valid(1)).status, StatusCode::ACCEPTED);
+    stack.tansu.stop();
+    let reply = stack.event(WRITER, &valid(2));
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    let ready = stack.get("/ready");
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(ready.body["kafka"], "ok");
+}

@@ -1,0 +1,308 @@
+//! Real PostgreSQL, Redis and tansu (Kafka) servers on free loopback ports, each owned by one
+//! test and stopped when dropped. A test that needs one panics with what to do when it cannot
+//! start it: it must not pass without it. `scripts/test` installs all three.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on at the moment.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// Waits until something accepts connections on `port`, or panics with `log`'s content.
+fn wait_for_port(what: &str, port: u16, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) while starting; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on port {port} within 60s; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn spawn(what: &str, command: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).expect("log file");
+    let err = file.try_clone().expect("log file");
+    command
+        .stdout(file)
+        .stderr(err)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot start {what} ({error}): ./scripts/test installs it; \
+                 see the README's test command"
+            )
+        })
+}
+
+fn stop(child: &mut Child) {
+    // SIGINT: PostgreSQL's fast shutdown; Redis and tansu stop on it too.
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The directory of PostgreSQL's server binaries (`TRAILS_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/*/bin`).
+fn postgres_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("TRAILS_PG_BIN") {
+        return PathBuf::from(path);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin); ./scripts/test installs it"
+        )
+    })
+}
+
+/// A PostgreSQL server in a fresh data directory.
+pub struct Postgres {
+    child: Child,
+    /// `postgres://trails@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// initdb and start, as the `postgres` user when running as root (PostgreSQL refuses root).
+    pub fn start() -> Self {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let log = dir.path().join("postgres.log");
+        let root = running_as_root();
+        let as_owner = |program: PathBuf| {
+            if root {
+                let mut command = Command::new("setpriv");
+                command
+                    .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+                    .arg(program);
+                command
+            } else {
+                Command::new(program)
+            }
+        };
+        if root {
+            let chowned = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(
+                chowned.success(),
+                "cannot hand the data directory to postgres"
+            );
+        }
+        let initdb = as_owner(bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "trails", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap_or_else(|error| {
+                panic!("cannot run initdb ({error}); ./scripts/test installs PostgreSQL")
+            });
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = free_port();
+        let mut child = spawn(
+            "postgres",
+            as_owner(bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-k"])
+                .arg(dir.path())
+                .args([
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ]),
+            &log,
+        );
+        wait_for_port("postgres", port, &mut child, &log);
+        Self {
+            child,
+            url: format!("postgres://trails@127.0.0.1:{port}/postgres"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// A Redis server without persistence.
+pub struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut redis = Self {
+            child: None,
+            port,
+            dir,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Stops the server (a test of Redis being down).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        let log = self.dir.path().join("redis.log");
+        let mut child = spawn(
+            "redis-server",
+            Command::new("redis-server").args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
+            &log,
+        );
+        wait_for_port("redis-server", self.port, &mut child, &log);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The tansu binary: `TRAILS_TANSU`, else the one `./scripts/test` installs.
+fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TRAILS_TANSU") {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/trails/tansu/bin/tansu"))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("tansu"))
+}
+
+/// A tansu broker with in-memory storage.
+pub struct Tansu {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub brokers: String,
+}
+
+impl Tansu {
+    /// Starts a broker on a free port.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut tansu = Self {
+            child: None,
+            port,
+            dir,
+            brokers: format!("127.0.0.1:{port}"),
+        };
+        tansu.restart();
+        tansu
+    }
+
+    /// Stops the broker (what it stored in memory is gone with it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop(&mut child);
+        }
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&mut self) {
+        let log = self.dir.path().join("tansu.log");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut child = spawn(
+            "tansu",
+            Command::new(tansu_binary())
+                .args(["broker", "--storage-engine", "memory://tansu/"])
+                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .env("RUST_LOG", "warn"),
+            &log,
+        );
+        wait_for_port("tansu", self.port, &mut child, &log);
+        self.child = Some(child);
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

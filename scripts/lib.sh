@@ -82,6 +82,73 @@ ensure_tansu() {
   echo "$TANSU_VERSION" > "$root/version"
 }
 
+# Starts PostgreSQL in a fresh directory on a free port (as the postgres user when root, since
+# PostgreSQL refuses root); sets PG_URL and PG_PID. Stop it with stop_pid "$PG_PID".
+start_postgres() {
+  local bin dir port run=()
+  bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  dir="$(mktemp -d)"
+  port="$(free_port)"
+  if [ "$(id -u)" = 0 ]; then
+    chown -R postgres:postgres "$dir"
+    run=(setpriv --reuid=postgres --regid=postgres --init-groups)
+  fi
+  "${run[@]}" "$bin/initdb" -D "$dir/data" -U trails -A trust -E UTF8 --no-sync > "$dir/initdb.log" 2>&1
+  "${run[@]}" "$bin/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off > "$dir/postgres.log" 2>&1 &
+  PG_PID=$!
+  PG_URL="postgres://trails@127.0.0.1:$port/postgres"
+  wait_port "$port" "$PG_PID" "$dir/postgres.log"
+}
+
+# Starts redis-server on a free port; sets REDIS_URL and REDIS_PID.
+start_redis() {
+  local port log
+  port="$(free_port)"
+  log="$(mktemp)"
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no > "$log" 2>&1 &
+  REDIS_PID=$!
+  REDIS_URL="redis://127.0.0.1:$port"
+  wait_port "$port" "$REDIS_PID" "$log"
+}
+
+# Starts tansu with in-memory storage on a free port; sets KAFKA_BROKERS and TANSU_PID.
+start_tansu() {
+  local port log
+  port="$(free_port)"
+  log="$(mktemp)"
+  RUST_LOG=warn "$TANSU" broker --storage-engine memory://tansu/ \
+    --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" > "$log" 2>&1 &
+  TANSU_PID=$!
+  KAFKA_BROKERS="127.0.0.1:$port"
+  wait_port "$port" "$TANSU_PID" "$log"
+}
+
+# Waits until PORT accepts connections while PID lives; prints LOG and exits otherwise.
+wait_port() {
+  for _ in $(seq 600); do
+    if python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', $1), 0.5)" 2> /dev/null; then
+      return
+    fi
+    if ! kill -0 "$2" 2> /dev/null; then
+      echo "a server exited while starting; its log:" >&2
+      cat "$3" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "nothing listened on port $1 within 60s; log:" >&2
+  cat "$3" >&2
+  exit 1
+}
+
+stop_pid() {
+  if [ -n "${1:-}" ]; then
+    kill -INT "$1" 2> /dev/null || true
+    wait "$1" 2> /dev/null || true
+  fi
+}
+
 # Starts moto on a free loopback port; sets MOTO_URL and MOTO_PID. Stop it with stop_moto.
 start_moto() {
   local port log

@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use super::moto::Moto;
 use super::services::{Postgres, Redis, Tansu, free_port};
 
 const TOPIC: &str = "audit.events.v1";
@@ -71,9 +72,12 @@ impl Stack {
     }
 
     fn start_with(extra: &[(&str, &str)]) -> Self {
+        Self::start_on(Tansu::start(), extra)
+    }
+
+    fn start_on(tansu: Tansu, extra: &[(&str, &str)]) -> Self {
         let postgres = Postgres::start();
         let redis = Redis::start();
-        let tansu = Tansu::start();
         create_topics(&tansu.brokers);
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -619,4 +623,98 @@ fn when_the_broker_is_down_the_request_fails_with_503_and_nothing_is_claimed() {
     let ready = stack.get("/ready");
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_ne!(ready.body["kafka"], "ok");
+}
+
+#[test]
+fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
+    // A broker that keeps its data across a restart: tansu storing in S3 (moto's).
+    let moto = Moto::start();
+    let (_, s3) = moto.clients();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(s3.create_bucket().bucket("tansu").send())
+        .expect("bucket for the broker");
+    let store = vec![
+        ("AWS_ENDPOINT".to_string(), moto.url.clone()),
+        ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
+        ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
+        ("AWS_DEFAULT_REGION".to_string(), "us-east-1".to_string()),
+        ("AWS_REGION".to_string(), "us-east-1".to_string()),
+    ];
+    let tansu = Tansu::start_on("s3://tansu/", store);
+    let mut stack = Stack::start_on(tansu, &[("INGEST_PRODUCE_TIMEOUT_MS", "20000")]);
+    let mut acknowledged = Vec::new();
+    let send = |stack: &Stack, n: usize, acknowledged: &mut Vec<String>| {
+        let reply = stack.event(WRITER, &valid(n));
+        if reply.status == StatusCode::ACCEPTED {
+            acknowledged.push(
+                reply.body["event_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        } else {
+            assert_eq!(
+                reply.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{}",
+                reply.text
+            );
+        }
+    };
+    for n in 0..20 {
+        send(&stack, n, &mut acknowledged);
+    }
+    assert_eq!(acknowledged.len(), 20, "all 20 before the restart");
+    stack.tansu.stop();
+    // Requests sent while the broker is away wait for it (up to the produce timeout).
+    let http = stack.http.clone();
+    let base = stack.base.clone();
+    let during = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let mut ids = Vec::new();
+            for n in 100..110 {
+                let response = http
+                    .post(format!("{base}/v1/events"))
+                    .header("content-type", "application/json")
+                    .header("x-api-key", WRITER)
+                    .body(valid(n).to_string())
+                    .send()
+                    .await
+                    .expect("request");
+                if response.status() == StatusCode::ACCEPTED {
+                    let body: Value = response.json().await.expect("json");
+                    ids.push(body["event_id"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            ids
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    stack.tansu.restart();
+    acknowledged.extend(during.join().expect("requests during the restart"));
+    for n in 200..220 {
+        send(&stack, n, &mut acknowledged);
+    }
+    assert!(
+        acknowledged.len() >= 40,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+    let stored: std::collections::BTreeSet<String> = stack
+        .consume(TOPIC, PARTITIONS, acknowledged.len())
+        .into_iter()
+        .map(|(_, event)| event["event_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events are not in the topic: {lost:?}",
+        lost.len()
+    );
 }

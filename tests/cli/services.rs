@@ -253,24 +253,33 @@ fn tansu_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("tansu"))
 }
 
-/// A tansu broker with in-memory storage.
+/// A tansu broker.
 pub struct Tansu {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    storage: String,
+    env: Vec<(String, String)>,
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     pub brokers: String,
 }
 
 impl Tansu {
-    /// Starts a broker on a free port.
+    /// Starts a broker with in-memory storage (gone when it stops) on a free port.
     pub fn start() -> Self {
+        Self::start_on("memory://tansu/", Vec::new())
+    }
+
+    /// Starts a broker storing in `storage` (e.g. `s3://bucket/`), with `env` for the store.
+    pub fn start_on(storage: &str, env: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let mut tansu = Self {
             child: None,
             port,
             dir,
+            storage: storage.to_string(),
+            env,
             brokers: format!("127.0.0.1:{port}"),
         };
         tansu.restart();
@@ -291,8 +300,9 @@ impl Tansu {
         let mut child = spawn(
             "tansu",
             Command::new(tansu_binary())
-                .args(["broker", "--storage-engine", "memory://tansu/"])
+                .args(["broker", "--storage-engine", &self.storage])
                 .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("RUST_LOG", "warn"),
             &log,
         );

@@ -1,0 +1,319 @@
+//! Load benchmark of the ingest service (run by `bench/ingest`, which starts PostgreSQL, Redis
+//! and tansu and passes their addresses). Reports requests/s and p50/p99/p99.9 latency for
+//! single events and for batches of 100, the raw ceiling of the same broker (a plain producer
+//! with the service's settings), and checks that every accepted event is in the topic.
+//!
+//! Environment: TRAILS_BIN, DATABASE_URL, REDIS_URL, KAFKA_BROKERS, BENCH_SECONDS (default 10),
+//! BENCH_CONCURRENCY (default 64).
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use serde_json::json;
+
+const TOPIC: &str = "audit.events.v1";
+const PARTITIONS: i32 = 3;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (bench/ingest sets it)"))
+}
+
+fn number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn event(n: u64) -> serde_json::Value {
+    json!({
+        "actor": { "id": format!("user-{}", n % 1000), "type": "user" },
+        "action": { "name": "Document.Viewed" },
+        "resource": { "type": "document", "id": format!("doc-{n}") },
+        "timestamp": "2026-11-21T12:00:00Z",
+        "metadata": { "ip": "10.0.0.1", "user_agent": "bench/1.0" }
+    })
+}
+
+/// Latencies of one run.
+struct Run {
+    label: String,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    errors: u64,
+    events_per_request: u64,
+}
+
+impl Run {
+    fn report(&mut self) {
+        self.latencies.sort();
+        let at = |q: f64| -> f64 {
+            if self.latencies.is_empty() {
+                return 0.0;
+            }
+            let index = ((self.latencies.len() as f64 * q).ceil() as usize)
+                .saturating_sub(1)
+                .min(self.latencies.len() - 1);
+            self.latencies[index].as_secs_f64() * 1000.0
+        };
+        let rate = self.latencies.len() as f64 / self.elapsed.as_secs_f64();
+        println!(
+            "{:<34} {:>9.0} req/s {:>9.0} events/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  errors {}",
+            self.label,
+            rate,
+            rate * self.events_per_request as f64,
+            at(0.50),
+            at(0.99),
+            at(0.999),
+            self.errors
+        );
+    }
+}
+
+/// `concurrency` workers call `work` back to back for `seconds`.
+async fn drive<F, Fut>(label: &str, seconds: u64, concurrency: u64, per: u64, work: F) -> Run
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let work = Arc::new(work);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let work = work.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = worker * 1_000_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                if work(n).await {
+                    latencies.push(sent.elapsed());
+                } else {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run {
+        label: label.to_string(),
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        errors: 0,
+        events_per_request: per,
+    };
+    for task in tasks {
+        if let Ok((latencies, errors)) = task.await {
+            run.latencies.extend(latencies);
+            run.errors += errors;
+        }
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+fn count_messages(brokers: &str) -> u64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench")
+        .create()
+        .expect("consumer");
+    let mut total = 0;
+    for partition in 0..PARTITIONS {
+        let (low, high) = consumer
+            .fetch_watermarks(TOPIC, partition, Timeout::After(Duration::from_secs(10)))
+            .expect("watermarks");
+        total += u64::try_from(high - low).unwrap_or(0);
+    }
+    total
+}
+
+#[tokio::main]
+async fn main() {
+    let brokers = env("KAFKA_BROKERS");
+    let seconds = number("BENCH_SECONDS", 10);
+    let concurrency = number("BENCH_CONCURRENCY", 64);
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin");
+    let topics = [
+        NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1)),
+        NewTopic::new("audit.events.dlq", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("bench.ceiling", PARTITIONS, TopicReplication::Fixed(1)),
+    ];
+    admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .expect("create topics");
+
+    // The broker's ceiling: the service's producer settings, no HTTP.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let payload = Arc::new(event(1).to_string());
+    let ceiling = {
+        let producer = producer.clone();
+        drive(
+            "raw producer (broker ceiling)",
+            seconds,
+            concurrency,
+            1,
+            move |n| {
+                let producer = producer.clone();
+                let payload = payload.clone();
+                async move {
+                    let key = format!("tenant-{}", n % 8);
+                    producer
+                        .send(
+                            FutureRecord::to("bench.ceiling")
+                                .key(&key)
+                                .payload(payload.as_str()),
+                            Timeout::After(Duration::from_secs(5)),
+                        )
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await
+    };
+
+    // The service, with a key that has room for everything.
+    let database = trails::ingest::pool(&env("DATABASE_URL")).expect("pool");
+    trails::ingest::migrate(&database).await.expect("migrate");
+    let key = trails::ingest::create_key(
+        &database,
+        uuid::Uuid::new_v4(),
+        "bench",
+        &["events:write".to_string()],
+        Some(i32::MAX),
+    )
+    .await
+    .expect("key");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut service = Command::new(env("TRAILS_BIN"))
+        .args(["ingest", "serve"])
+        .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("trails ingest serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::try_from(concurrency).unwrap_or(64))
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let single = {
+        let (http, base, key) = (http.clone(), base.clone(), key.clone());
+        drive(
+            "service: single events",
+            seconds,
+            concurrency,
+            1,
+            move |n| {
+                let request = http
+                    .post(format!("{base}/v1/events"))
+                    .header("content-type", "application/json")
+                    .header("x-api-key", &key)
+                    .body(event(n).to_string());
+                async move {
+                    request
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED)
+                }
+            },
+        )
+        .await
+    };
+    let batch_concurrency = (concurrency / 4).max(1);
+    let batches = {
+        let (http, base, key) = (http.clone(), base.clone(), key.clone());
+        drive(
+            "service: batches of 100",
+            seconds,
+            batch_concurrency,
+            100,
+            move |n| {
+                let body =
+                    json!({ "events": (0..100).map(|i| event(n * 100 + i)).collect::<Vec<_>>() });
+                let request = http
+                    .post(format!("{base}/v1/events/batch"))
+                    .header("content-type", "application/json")
+                    .header("x-api-key", &key)
+                    .body(body.to_string());
+                async move {
+                    request
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == reqwest::StatusCode::ACCEPTED)
+                }
+            },
+        )
+        .await
+    };
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status();
+    let _ = service.wait();
+
+    println!(
+        "ingest benchmark: {seconds}s per run, {concurrency} connections for single events, \
+         {batch_concurrency} for batches, loopback, 2 cores shared by service, broker, Redis, \
+         PostgreSQL and this load generator"
+    );
+    let mut ceiling = ceiling;
+    let (mut single, mut batches) = (single, batches);
+    ceiling.report();
+    single.report();
+    batches.report();
+    let accepted = single.latencies.len() as u64 + batches.latencies.len() as u64 * 100;
+    let stored = count_messages(&brokers);
+    println!(
+        "zero loss check: {accepted} events acknowledged with 202, {stored} in {TOPIC} ({})",
+        if stored >= accepted {
+            "none lost"
+        } else {
+            "LOST EVENTS"
+        }
+    );
+    if stored < accepted {
+        std::process::exit(1);
+    }
+}

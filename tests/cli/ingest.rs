@@ -718,3 +718,35 @@ fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
         lost.len()
     );
 }
+
+#[test]
+fn an_event_the_topic_refuses_goes_to_the_dead_letter_topic() {
+    // The service produces to a topic that does not exist: the broker refuses, the event goes
+    // to the dead-letter topic, and the client still gets its 202 (the event is kept).
+    let stack = Stack::start_with(&[
+        ("INGEST_TOPIC", "no.such.topic"),
+        ("INGEST_PRODUCE_TIMEOUT_MS", "1500"),
+    ]);
+    let reply = stack.event(WRITER, &valid(1));
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    let id = reply.body["event_id"]
+        .as_str()
+        .expect("event_id")
+        .to_string();
+    let dead = stack.consume(DLQ, 1, 1);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].1["event_id"], id.as_str());
+    let metrics = stack.get("/metrics");
+    assert!(
+        metrics
+            .text
+            .contains("ingest_produce_errors_total{fallback=\"dlq\"} 1"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("ingest_events_total{outcome=\"dead_lettered\"} 1")
+    );
+}

@@ -261,24 +261,22 @@ impl Stack {
         }
         consumer.assign(&assignment).expect("assign");
         let mut messages = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while messages.len() < expected && Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+        let read = |wait: Duration, messages: &mut Vec<(String, Value)>| {
+            if let Some(Ok(message)) = consumer.poll(wait) {
                 let key = String::from_utf8_lossy(message.key().unwrap_or_default()).to_string();
                 let payload: Value =
                     serde_json::from_slice(message.payload().unwrap_or_default()).expect("json");
                 messages.push((key, payload));
             }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while messages.len() < expected && Instant::now() < deadline {
+            read(Duration::from_millis(200), &mut messages);
         }
         // A little longer: more than expected would be duplicates.
         let settle = Instant::now() + Duration::from_millis(500);
         while Instant::now() < settle {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).to_string();
-                let payload: Value =
-                    serde_json::from_slice(message.payload().unwrap_or_default()).expect("json");
-                messages.push((key, payload));
-            }
+            read(Duration::from_millis(100), &mut messages);
         }
         messages
     }

@@ -331,37 +331,32 @@ impl Provider for ClusterProvider {
                 .await?;
         }
         // EKS runs one kind of configuration update at a time: network access, then logging.
+        let mut updates = Vec::new();
         if before.subnet_ids != cluster.subnet_ids
             || before.security_group_ids != cluster.security_group_ids
             || before.endpoint_public_access != cluster.endpoint_public_access
             || before.endpoint_private_access != cluster.endpoint_private_access
             || before.public_access_cidrs != cluster.public_access_cidrs
         {
-            let started = self
-                .0
-                .eks
-                .update_cluster_config()
-                .name(&cluster.name)
-                .resources_vpc_config(vpc_config(&cluster))
-                .send()
-                .await
-                .map_err(|e| ProviderError::api("UpdateClusterConfig", e))?;
-            follow_update(
-                &self.0,
-                &cluster.name,
-                None,
-                None,
-                started.update().and_then(|u| u.id()),
-            )
-            .await?;
+            updates.push(
+                self.0
+                    .eks
+                    .update_cluster_config()
+                    .name(&cluster.name)
+                    .resources_vpc_config(vpc_config(&cluster)),
+            );
         }
         if before.logging != cluster.logging {
-            let started = self
-                .0
-                .eks
-                .update_cluster_config()
-                .name(&cluster.name)
-                .logging(logging(&cluster))
+            updates.push(
+                self.0
+                    .eks
+                    .update_cluster_config()
+                    .name(&cluster.name)
+                    .logging(logging(&cluster)),
+            );
+        }
+        for request in updates {
+            let started = request
                 .send()
                 .await
                 .map_err(|e| ProviderError::api("UpdateClusterConfig", e))?;

@@ -52,7 +52,7 @@ pub enum EngineError {
     /// The plan names a resource type trails cannot apply yet.
     #[error(
         "apply cannot execute these changes yet: {0}. Supported resource types so far: {supported}",
-        supported = crate::providers::SUPPORTED.join(", ")
+        supported = crate::providers::supported().join(", ")
     )]
     Unsupported(String),
     /// A change's resource is not in the graph (a plan from another blueprint version).

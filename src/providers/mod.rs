@@ -4,6 +4,7 @@
 //! and to [`Providers::new`].
 
 pub mod aws;
+pub mod kafka;
 
 use std::collections::HashMap;
 
@@ -94,6 +95,7 @@ impl Providers {
     pub fn new(aws: aws::Context) -> Self {
         let mut by_kind: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
         aws::register(&aws, &mut by_kind);
+        kafka::register(&mut by_kind);
         Self { by_kind }
     }
 
@@ -104,10 +106,23 @@ impl Providers {
 }
 
 /// Resource types `apply` can execute, for preflight messages and docs.
-pub const SUPPORTED: &[&str] = aws::SUPPORTED;
+pub fn supported() -> Vec<&'static str> {
+    aws::SUPPORTED
+        .iter()
+        .copied()
+        .chain(["kafka.topic"])
+        .collect()
+}
 
 /// Deserializes desired attributes into a type's spec.
 pub fn spec<T: serde::de::DeserializeOwned>(desired: &Value) -> Result<T, ProviderError> {
     serde_json::from_value(desired.clone())
         .map_err(|error| ProviderError::Invalid(error.to_string()))
+}
+
+/// The attributes a resource was recorded with, as its type's spec.
+pub fn recorded_spec<T: serde::de::DeserializeOwned>(
+    recorded: &Recorded,
+) -> Result<T, ProviderError> {
+    spec(&Value::Object(recorded.attributes.clone()))
 }

@@ -935,7 +935,9 @@ fn apply_refuses_resource_types_it_cannot_execute_before_any_call() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("local.yaml");
-    std::fs::copy(repo("examples/local.yaml"), &file).expect("copy example");
+    let blueprint = std::fs::read_to_string(repo("examples/local-aws.yaml")).expect("example");
+    let in_cluster = "kubernetes:\n  namespaces:\n    turia-trails: {}\n";
+    std::fs::write(&file, format!("{blueprint}\n{in_cluster}")).expect("write blueprint");
     let result = trails(&moto, &file, &["apply", "--yes"]);
     assert_eq!(result.code, 1, "{}", result.stderr);
     assert!(
@@ -945,7 +947,7 @@ fn apply_refuses_resource_types_it_cannot_execute_before_any_call() {
         "{}",
         result.stderr
     );
-    assert!(result.stderr.contains("kafka.topic"), "{}", result.stderr);
+    assert!(result.stderr.contains("k8s.namespace"), "{}", result.stderr);
     assert_eq!(moto.requests(), 0, "calls were made before refusing");
 }
 

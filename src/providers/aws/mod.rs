@@ -16,7 +16,8 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use serde_json::Value;
 
-use super::{Provider, ProviderError, spec};
+pub use super::recorded_spec;
+use super::{Provider, ProviderError};
 use crate::state::Recorded;
 
 /// Resource types the AWS providers can apply so far.
@@ -127,13 +128,6 @@ where
         Err(error) if is_not_found(&error) => Ok(()),
         Err(error) => Err(ProviderError::api(operation, error)),
     }
-}
-
-/// The attributes a resource was recorded with, as its type's spec.
-pub fn recorded_spec<T: serde::de::DeserializeOwned>(
-    recorded: &Recorded,
-) -> Result<T, ProviderError> {
-    spec(&Value::Object(recorded.attributes.clone()))
 }
 
 /// A recorded output, or empty.

@@ -1,0 +1,235 @@
+//! Kafka topics, through the brokers' admin API (librdkafka via rdkafka).
+//!
+//! Topics carry no tags, so a topic is trails' by name: creating one that already exists brings
+//! it to the blueprint (partitions grow, configuration set) instead of failing, which is also how
+//! a run interrupted after the create call resumes. Kafka cannot remove partitions, so a topic
+//! with more than declared is a conflict for a human to settle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::{Value, json};
+
+use super::{Applied, Provider, ProviderError, recorded_spec, spec};
+use crate::resources::dayone::Topic;
+use crate::state::Recorded;
+
+/// How long one admin request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Registers the topic provider.
+pub fn register(by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
+    by_kind.insert("kafka.topic", Box::new(TopicProvider));
+}
+
+struct TopicProvider;
+
+/// An admin client for one cluster.
+pub fn admin(bootstrap_servers: &str) -> Result<Arc<Admin>, ProviderError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .set("socket.timeout.ms", "10000")
+        .create()
+        .map(Arc::new)
+        .map_err(|error| ProviderError::api("connect to the Kafka brokers", error))
+}
+
+/// A Kafka admin client.
+pub type Admin = AdminClient<DefaultClientContext>;
+
+fn options() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .operation_timeout(Some(REQUEST_TIMEOUT))
+}
+
+/// The number of partitions of `name`, or `None` when the brokers do not know the topic.
+pub async fn partitions(
+    admin: &Arc<Admin>,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<usize>, ProviderError> {
+    // Metadata requests block, so they run on a blocking thread.
+    let admin = Arc::clone(admin);
+    let topic = name.to_string();
+    let metadata =
+        tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(Some(&topic), timeout))
+            .await
+            .map_err(|error| ProviderError::Invalid(format!("metadata task failed: {error}")))?
+            .map_err(|error| ProviderError::api("fetch topic metadata", error))?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == name) else {
+        return Ok(None);
+    };
+    match found.error() {
+        None => Ok(Some(found.partitions().len())),
+        Some(error)
+            if RDKafkaErrorCode::from(error) == RDKafkaErrorCode::UnknownTopicOrPartition =>
+        {
+            Ok(None)
+        }
+        Some(error) => Err(ProviderError::Api {
+            operation: format!("metadata of topic {name}"),
+            message: RDKafkaErrorCode::from(error).to_string(),
+        }),
+    }
+}
+
+fn applied(topic: &Topic) -> Applied {
+    let outputs = [
+        ("name".to_string(), json!(topic.name)),
+        ("partitions".to_string(), json!(topic.partitions)),
+    ]
+    .into_iter()
+    .collect();
+    Applied {
+        id: topic.name.clone(),
+        outputs,
+    }
+}
+
+/// Grows the topic to the declared partitions and sets its declared configuration.
+async fn converge(
+    admin: &Arc<Admin>,
+    topic: &Topic,
+    config_changed: bool,
+) -> Result<(), ProviderError> {
+    let current = partitions(admin, &topic.name, REQUEST_TIMEOUT)
+        .await?
+        .ok_or_else(|| ProviderError::Conflict(format!("topic {} is gone", topic.name)))?;
+    let wanted = topic.partitions as usize;
+    if current > wanted {
+        return Err(ProviderError::Conflict(format!(
+            "topic {} has {current} partitions and the blueprint declares {wanted}; Kafka \
+             cannot remove partitions: raise `partitions` to {current} or delete the topic",
+            topic.name
+        )));
+    }
+    if current < wanted {
+        let results = admin
+            .create_partitions(&[NewPartitions::new(&topic.name, wanted)], &options())
+            .await
+            .map_err(|error| ProviderError::api("CreatePartitions", error))?;
+        for result in results {
+            if let Err((name, code)) = result {
+                return Err(ProviderError::Api {
+                    operation: format!("CreatePartitions {name} to {wanted}"),
+                    message: code.to_string(),
+                });
+            }
+        }
+    }
+    if config_changed {
+        // AlterConfigs replaces the topic's whole dynamic configuration: keys the blueprint no
+        // longer lists go back to the broker's defaults.
+        let mut change = AlterConfig::new(ResourceSpecifier::Topic(&topic.name));
+        for (key, value) in &topic.config {
+            change = change.set(key, value);
+        }
+        let results = admin
+            .alter_configs(&[change], &options())
+            .await
+            .map_err(|error| ProviderError::api("AlterConfigs", error))?;
+        for result in results {
+            if let Err((_, code)) = result {
+                return Err(ProviderError::Api {
+                    operation: format!("AlterConfigs of topic {}", topic.name),
+                    message: code.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Provider for TopicProvider {
+    async fn find(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<Option<Applied>, ProviderError> {
+        // `create` adopts an existing topic and brings it to the blueprint; a bare lookup here
+        // would record a topic with the wrong partitions as if it were right.
+        Ok(None)
+    }
+
+    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        let topic: Topic = spec(desired)?;
+        let admin = admin(&topic.bootstrap_servers)?;
+        let partitions = i32::try_from(topic.partitions)
+            .map_err(|_| ProviderError::Invalid(format!("{} partitions", topic.partitions)))?;
+        let replication = i32::try_from(topic.replication_factor).map_err(|_| {
+            ProviderError::Invalid(format!("replication factor {}", topic.replication_factor))
+        })?;
+        let mut new = NewTopic::new(
+            &topic.name,
+            partitions,
+            TopicReplication::Fixed(replication),
+        );
+        for (key, value) in &topic.config {
+            new = new.set(key, value);
+        }
+        let results = admin
+            .create_topics(&[new], &options())
+            .await
+            .map_err(|error| ProviderError::api("CreateTopics", error))?;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    converge(&admin, &topic, !topic.config.is_empty()).await?;
+                }
+                Err((name, code)) => {
+                    return Err(ProviderError::Api {
+                        operation: format!("CreateTopics {name}"),
+                        message: code.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(applied(&topic))
+    }
+
+    async fn update(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        let topic: Topic = spec(desired)?;
+        let before: Topic = recorded_spec(recorded)?;
+        let admin = admin(&topic.bootstrap_servers)?;
+        converge(&admin, &topic, before.config != topic.config).await?;
+        Ok(applied(&topic))
+    }
+
+    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let topic: Topic = recorded_spec(recorded)?;
+        let admin = admin(&topic.bootstrap_servers)?;
+        let results = admin
+            .delete_topics(&[topic.name.as_str()], &options())
+            .await
+            .map_err(|error| ProviderError::api("DeleteTopics", error))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((name, code)) => {
+                    return Err(ProviderError::Api {
+                        operation: format!("DeleteTopics {name}"),
+                        message: code.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -13,6 +13,8 @@ the AWS API reference of each operation, kept as small as trails' tests need:
   time, as AWS requires), DescribeUpdate for every update (moto's UpdateClusterConfig answers with
   the cluster instead of the update AWS returns; here it returns the update), and tags on node
   groups and add-ons (moto tags clusters only).
+- S3: GetBucketVersioning answers with the `VersioningConfiguration` document S3 returns (moto
+  5.2.5 names the root `GetBucketVersioningResponse`, which the AWS SDKs for Rust refuse).
 
 Everything else is moto's own. When moto grows an operation, delete it here. AWS's managed IAM
 policies (AmazonEKSClusterPolicy, ...) are loaded, as they exist in every real account.
@@ -37,6 +39,7 @@ from moto.elasticache import models as elasticache_models
 from moto.elasticache.exceptions import ElastiCacheException
 from moto.elasticache.models import ElastiCacheBackend
 from moto.elasticache.responses import ElastiCacheResponse
+from moto.s3.responses import S3Response
 from moto.server import main
 
 
@@ -522,6 +525,23 @@ def list_tags_for_resource(self, resource_arn):
 EKSBackend.tag_resource = tag_resource
 EKSBackend.untag_resource = untag_resource
 EKSBackend.list_tags_for_resource = list_tags_for_resource
+
+
+# S3 -----------------------------------------------------------------------------------------
+
+
+def get_bucket_versioning(self):
+    status = self.backend.get_bucket_versioning(self.bucket_name)
+    inner = f"<Status>{status}</Status>" if status else ""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{inner}'
+        "</VersioningConfiguration>"
+    )
+    return 200, {"Content-Type": "application/xml"}, body
+
+
+S3Response.get_bucket_versioning = get_bucket_versioning
 
 
 if __name__ == "__main__":

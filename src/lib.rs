@@ -9,3 +9,4 @@ pub mod plan;
 pub mod providers;
 pub mod resources;
 pub mod state;
+pub mod verify;

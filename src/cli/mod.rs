@@ -8,6 +8,7 @@ mod ingest;
 mod plan;
 mod state;
 mod validate;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Delete everything the environment owns, dependents first.
     Destroy(apply::DestroyArgs),
+    /// Check that the running environment works: live AWS resources, data stores, an event end
+    /// to end. Exit 1 when any check fails.
+    Verify(verify::VerifyArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
     /// Inspect the recorded state.
@@ -123,6 +127,8 @@ pub enum Outcome {
     Success,
     /// A plan under `--detailed-exitcode` found changes.
     Changes,
+    /// Verify ran and at least one check failed; the report says which (exit 1).
+    ChecksFailed,
 }
 
 /// Why a command failed.
@@ -179,6 +185,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args, output),
         Command::Apply(args) => apply::apply(args, output),
         Command::Destroy(args) => apply::destroy(args, output),
+        Command::Verify(args) => verify::run(args, output),
         Command::Graph(args) => graph::run(args, output),
         Command::State(command) => state::run(command, output),
         Command::Completions(args) => completions::run(args),
@@ -187,6 +194,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Changes) => ExitCode::from(2),
+        Ok(Outcome::ChecksFailed) => ExitCode::from(1),
         Err(Failure::User(error)) => {
             eprintln!("{}", render_error(&error));
             ExitCode::from(1)

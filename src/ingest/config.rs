@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The topic accepted events go to unless `INGEST_TOPIC` says otherwise.
+pub const DEFAULT_TOPIC: &str = "audit.events.v1";
+
 /// Where the service listens and what it talks to.
 #[derive(Clone)]
 pub struct Config {
@@ -98,7 +101,7 @@ impl Config {
             database_url: required("DATABASE_URL", "postgres://ingest@db:5432/turia_trails")?,
             redis_url: required("REDIS_URL", "redis://cache:6379")?,
             kafka_brokers: required("KAFKA_BROKERS", "broker-0:9092,broker-1:9092")?,
-            topic: lookup("INGEST_TOPIC").unwrap_or_else(|| "audit.events.v1".to_string()),
+            topic: lookup("INGEST_TOPIC").unwrap_or_else(|| DEFAULT_TOPIC.to_string()),
             dlq_topic: lookup("INGEST_DLQ_TOPIC").unwrap_or_else(|| "audit.events.dlq".to_string()),
             node_name: lookup("INGEST_NODE_NAME")
                 .or_else(|| lookup("HOSTNAME"))

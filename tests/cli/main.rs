@@ -9,6 +9,7 @@ mod moto;
 mod plan;
 mod services;
 mod validate;
+mod verify;
 
 use std::path::{Path, PathBuf};
 

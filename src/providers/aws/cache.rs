@@ -335,8 +335,8 @@ impl Provider for ParameterGroupProvider {
 struct ReplicationGroupProvider(Context);
 
 /// Where a group's AUTH token is kept.
-fn secret_name(group: &ReplicationGroup) -> String {
-    format!("trails/{}/auth-token", group.id)
+pub fn secret_name(group_id: &str) -> String {
+    format!("trails/{group_id}/auth-token")
 }
 
 /// 64 hex characters from the operating system's random source (two v4 UUIDs): within
@@ -353,7 +353,7 @@ impl ReplicationGroupProvider {
     /// The group's token and the ARN of the secret that keeps it: an existing secret of this
     /// group (an apply interrupted after storing it) is reused, otherwise one is created.
     async fn token(&self, group: &ReplicationGroup) -> Result<(String, String), ProviderError> {
-        let name = secret_name(group);
+        let name = secret_name(&group.id);
         let secrets = &self.0.secrets;
         match secrets.describe_secret().secret_id(&name).send().await {
             Ok(existing) => {
@@ -413,7 +413,7 @@ impl ReplicationGroupProvider {
             .0
             .secrets
             .describe_secret()
-            .secret_id(secret_name(group))
+            .secret_id(secret_name(&group.id))
             .send()
             .await
         {
@@ -654,7 +654,7 @@ impl Provider for ReplicationGroupProvider {
             self.0
                 .secrets
                 .delete_secret()
-                .secret_id(secret_name(&group))
+                .secret_id(secret_name(&group.id))
                 .force_delete_without_recovery(true)
                 .send()
                 .await,

@@ -881,12 +881,17 @@ impl Provider for RouteTableProvider {
 
 /// One rule reduced to what identifies it, for comparing desired and live rules.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct RuleKey {
-    protocol: String,
-    from_port: i32,
-    to_port: i32,
-    cidr: Option<String>,
-    group: Option<String>,
+pub struct RuleKey {
+    /// IP protocol, `-1` for all.
+    pub protocol: String,
+    /// First port (-1 for all traffic).
+    pub from_port: i32,
+    /// Last port (-1 for all traffic).
+    pub to_port: i32,
+    /// Source CIDR.
+    pub cidr: Option<String>,
+    /// Source security group.
+    pub group: Option<String>,
 }
 
 fn normalise_ports(protocol: &str, from: i32, to: i32) -> (i32, i32) {
@@ -897,7 +902,8 @@ fn normalise_ports(protocol: &str, from: i32, to: i32) -> (i32, i32) {
     }
 }
 
-fn desired_keys(rules: &[SecurityRule], own_id: &str) -> BTreeMap<RuleKey, String> {
+/// The declared rules, keyed; `own_id` stands for self-referencing rules.
+pub fn desired_keys(rules: &[SecurityRule], own_id: &str) -> BTreeMap<RuleKey, String> {
     let mut keys = BTreeMap::new();
     for rule in rules {
         let (from_port, to_port) = normalise_ports(&rule.protocol, rule.from_port, rule.to_port);
@@ -935,7 +941,8 @@ fn desired_keys(rules: &[SecurityRule], own_id: &str) -> BTreeMap<RuleKey, Strin
     keys
 }
 
-fn live_keys(permissions: &[IpPermission]) -> BTreeSet<RuleKey> {
+/// The live permissions, keyed like [`desired_keys`].
+pub fn live_keys(permissions: &[IpPermission]) -> BTreeSet<RuleKey> {
     let mut keys = BTreeSet::new();
     for permission in permissions {
         let protocol = permission.ip_protocol().unwrap_or("-1").to_string();

@@ -10,3 +10,15 @@ pub mod providers;
 pub mod resources;
 pub mod state;
 pub mod verify;
+
+/// An error with every cause behind it, `outer: inner: root`: SDK and driver errors put what
+/// really went wrong in their sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}

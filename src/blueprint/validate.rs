@@ -996,13 +996,11 @@ pub fn check_template(file: &Path, text: &str) -> Result<(), String> {
     tera.add_raw_template(&file.display().to_string(), text)
         .map(|_| ())
         .map_err(|error| {
-            let mut message = format!("template {} does not parse", file.display());
-            let mut source: Option<&dyn std::error::Error> = Some(&error);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            message
+            format!(
+                "template {} does not parse: {}",
+                file.display(),
+                crate::error_chain(&error)
+            )
         })
 }
 

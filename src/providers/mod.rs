@@ -52,15 +52,9 @@ pub enum ProviderError {
 impl ProviderError {
     /// An API failure with the SDK's full error context.
     pub fn api(operation: &str, error: impl std::error::Error) -> Self {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
         ProviderError::Api {
             operation: operation.to_string(),
-            message,
+            message: crate::error_chain(&error),
         }
     }
 }

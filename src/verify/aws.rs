@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{Chain, Check};
 use crate::blueprint::expression::{self, Expression};
 use crate::blueprint::schema::{LifecycleRule, ObjectLockMode, Transition};
+use crate::error_chain;
 use crate::graph::{Graph, Resource};
 use crate::providers::aws::network::{RuleKey, desired_keys, live_keys};
 use crate::providers::aws::{ADDRESS_TAG, Context};
@@ -580,8 +581,7 @@ fn node_group_checks(context: &Context, graph: &Graph, resource: &Resource) -> V
     let eks = context.eks.clone();
     let pool = short(&resource.address).to_string();
     let group = typed::<NodeGroup>(resource).and_then(|mut group| {
-        let ec2 = Ec2::default();
-        group.cluster_name = Resolver { graph, ec2: &ec2 }.text(&group.cluster_name)?;
+        group.cluster_name = cluster_name(graph, &group.cluster_name)?;
         Ok(group)
     });
     let check = Check::run(format!("eks.node_pool.{pool}"), async move {
@@ -659,11 +659,17 @@ fn node_group_checks(context: &Context, graph: &Graph, resource: &Resource) -> V
     ]
 }
 
+/// The cluster a node group or add-on names: `${aws.eks_cluster.main.name}` is the cluster's
+/// literal name in the blueprint, no live lookup needed.
+fn cluster_name(graph: &Graph, text: &str) -> Result<String, String> {
+    let ec2 = Ec2::default();
+    Resolver { graph, ec2: &ec2 }.text(text)
+}
+
 fn addon_check(context: &Context, graph: &Graph, resource: &Resource) -> Check {
     let eks = context.eks.clone();
     let addon = typed::<Addon>(resource).and_then(|mut addon| {
-        let ec2 = Ec2::default();
-        addon.cluster_name = Resolver { graph, ec2: &ec2 }.text(&addon.cluster_name)?;
+        addon.cluster_name = cluster_name(graph, &addon.cluster_name)?;
         Ok(addon)
     });
     Check::run(
@@ -1082,11 +1088,5 @@ fn describe_lifecycle(rule: &LifecycleRule) -> String {
 
 /// An API error as evidence: what was asked, about what, and what AWS said.
 pub fn api_error(operation: &str, subject: &str, error: impl std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    format!("{operation} {subject}: {message}")
+    format!("{operation} {subject}: {}", error_chain(&error))
 }

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use super::aws::{Owner, api_error};
 use super::{Chain, Check};
 use crate::blueprint::Loaded;
+use crate::error_chain;
 use crate::graph::Graph;
 use crate::providers::aws::Context;
 use crate::providers::aws::cache::secret_name;
@@ -546,16 +547,6 @@ async fn ingest_health(url: String) -> Result<String, String> {
     } else {
         Err(format!("GET {ready}: {status} {}", body.trim()))
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    message
 }
 
 struct EndToEnd {

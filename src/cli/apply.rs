@@ -13,7 +13,7 @@ use crate::engine::progress::{Bars, Lines, Quiet};
 use crate::engine::{self, Options, Progress};
 use crate::plan::render::{TextOptions, summary, text};
 use crate::plan::{self, Plan};
-use crate::providers::{Providers, aws};
+use crate::providers::{self, Providers, aws, kube};
 use crate::state::local::LocalState;
 
 /// Options shared by apply and destroy.
@@ -29,7 +29,8 @@ pub struct ExecuteArgs {
     /// Most changes in flight at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=256))]
     parallelism: u16,
-    /// Longest wait for one asynchronous resource (NAT gateway, cluster, database), e.g. `45m`.
+    /// Longest wait for one asynchronous resource (NAT gateway, cluster, database, a Deployment
+    /// becoming ready, a namespace finishing its deletion), e.g. `45m`.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     wait_timeout: Duration,
 }
@@ -123,8 +124,18 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
         &loaded.document.region,
         args.wait_timeout,
     ));
-    let providers = Arc::new(Providers::new(context));
+    let cluster = kube::Settings::for_blueprint(loaded, args.wait_timeout);
+    let providers = Arc::new(Providers::new(context, cluster));
     engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
+    runtime
+        .block_on(providers::check_tools(
+            planned
+                .changes
+                .iter()
+                .filter(|change| change.action.is_change())
+                .map(|change| change.kind.as_str()),
+        ))
+        .map_err(|error| Failure::User(error.into()))?;
     if !output.quiet {
         print!("{}", text(&planned, &description, TextOptions::default()));
     }

@@ -265,6 +265,8 @@ struct Task {
     kind: String,
     action: Action,
     desired: Option<Value>,
+    /// Sensitive references in `desired`, read from Secrets Manager when the change runs.
+    sealed: Result<Vec<crate::providers::secrets::Sealed>, ProviderError>,
     recorded: Option<Recorded>,
 }
 
@@ -286,11 +288,16 @@ impl Task {
                 Some(Value::Object(attributes))
             }
         };
+        let sealed = match &desired {
+            Some(desired) => crate::providers::secrets::sealed(desired, state),
+            None => Ok(Vec::new()),
+        };
         Ok(Self {
             address: change.address.clone(),
             kind: change.kind.clone(),
             action: change.action,
             desired,
+            sealed,
             recorded: state.resources.get(&change.address).cloned(),
         })
     }
@@ -302,7 +309,11 @@ impl Task {
                 self.kind
             ))
         })?;
-        let desired = self.desired.unwrap_or(Value::Null);
+        let mut desired = self.desired.unwrap_or(Value::Null);
+        providers
+            .secrets()
+            .reveal(&mut desired, &self.sealed?)
+            .await?;
         match (self.action, self.recorded) {
             (Action::Delete, Some(recorded)) => {
                 provider.delete(&self.address, &recorded).await?;

@@ -4,7 +4,11 @@
 //! and to [`Providers::new`].
 
 pub mod aws;
+pub mod helm;
 pub mod kafka;
+pub mod kube;
+pub mod secrets;
+pub mod template;
 
 use std::collections::HashMap;
 
@@ -82,15 +86,27 @@ pub trait Provider: Send + Sync {
 /// Providers by resource type.
 pub struct Providers {
     by_kind: HashMap<&'static str, Box<dyn Provider>>,
+    secrets: secrets::Secrets,
 }
 
 impl Providers {
-    /// Every provider, sharing one AWS context.
-    pub fn new(aws: aws::Context) -> Self {
+    /// Every provider, sharing one AWS context and one (lazily connected) cluster.
+    pub fn new(aws: aws::Context, cluster: kube::Settings) -> Self {
         let mut by_kind: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
         aws::register(&aws, &mut by_kind);
         kafka::register(&mut by_kind);
-        Self { by_kind }
+        let cluster = kube::Cluster::new(cluster, aws.clone());
+        kube::register(&cluster, &mut by_kind);
+        helm::register(&cluster, &mut by_kind);
+        Self {
+            by_kind,
+            secrets: secrets::Secrets::new(aws.secrets.clone()),
+        }
+    }
+
+    /// Where sensitive outputs are read from when a change needs their values.
+    pub fn secrets(&self) -> &secrets::Secrets {
+        &self.secrets
     }
 
     /// The provider of a type, if trails can apply it yet.
@@ -105,7 +121,21 @@ pub fn supported() -> Vec<&'static str> {
         .iter()
         .copied()
         .chain(["kafka.topic"])
+        .chain(kube::SUPPORTED.iter().copied())
+        .chain(["helm.release"])
         .collect()
+}
+
+/// Checks, before any change runs, the tools the changed types need: a plan that installs or
+/// removes Helm releases needs a working, recent enough `helm`.
+pub async fn check_tools<'a>(
+    kinds: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ProviderError> {
+    let kinds: std::collections::BTreeSet<&str> = kinds.into_iter().collect();
+    if kinds.contains("helm.release") {
+        helm::check_version().await?;
+    }
+    Ok(())
 }
 
 /// Deserializes desired attributes into a type's spec.

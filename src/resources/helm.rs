@@ -23,6 +23,9 @@ pub struct Release {
     pub version: String,
     /// Namespace.
     pub namespace: String,
+    /// Whether trails creates the namespace (declared under `kubernetes.namespaces`); helm
+    /// creates it otherwise.
+    pub namespace_managed: bool,
     /// Values template, relative to the templates directory.
     pub values_template: Option<String>,
     /// Digest of the values template, so edits show in the plan.
@@ -72,6 +75,11 @@ pub fn expand(builder: &mut Builder<'_>) {
                 repository: release.repository.clone(),
                 version: release.version.clone(),
                 namespace: release.namespace.clone(),
+                namespace_managed: loaded
+                    .document
+                    .kubernetes
+                    .as_ref()
+                    .is_some_and(|k| k.namespaces.contains_key(&release.namespace)),
                 values_template: release.values_template.clone(),
                 values_template_digest: release
                     .values_template

@@ -24,7 +24,7 @@ use crate::error_chain;
 use crate::graph::Graph;
 use crate::providers::aws::Context;
 use crate::providers::aws::cache::secret_name;
-use crate::providers::kafka;
+use crate::providers::{helm, kafka, kube};
 
 /// How long a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +52,36 @@ pub fn endpoint_names(loaded: &Loaded) -> Vec<String> {
     }
     names.push("ingest".to_string());
     names
+}
+
+/// A release is deployed, at the pinned chart version.
+async fn helm_check(
+    cluster: std::sync::Arc<kube::Cluster>,
+    name: String,
+    namespace: String,
+    version: String,
+) -> Result<String, String> {
+    let kubeconfig = cluster.kubeconfig().await.map_err(|e| error_chain(&e))?;
+    let status = helm::status(&name, &namespace, &kubeconfig.args)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    let state = status
+        .pointer("/info/status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let revision = status.get("version").cloned().unwrap_or(Value::Null);
+    let chart = status
+        .pointer("/chart/metadata/version")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let evidence = format!("{namespace}/{name} {state}, revision {revision}, chart {chart}");
+    if state != "deployed" {
+        Err(format!("{evidence}; expected deployed"))
+    } else if chart != version {
+        Err(format!("{evidence}; the blueprint pins {version}"))
+    } else {
+        Ok(evidence)
+    }
 }
 
 /// Every data-plane check the blueprint calls for.
@@ -130,11 +160,22 @@ pub fn checks(
             )]);
         }
     }
-    for (release, _) in &document.helm {
-        chains.push(vec![Check::skip(
-            format!("helm.{release}"),
-            "Helm release status needs trails' Kubernetes client, which is not built yet",
-        )]);
+    if !document.helm.is_empty() {
+        let cluster = kube::Cluster::new(
+            kube::Settings::for_blueprint(loaded, CONNECT_TIMEOUT),
+            context.clone(),
+        );
+        for (release, declared) in &document.helm {
+            chains.push(vec![Check::run(
+                format!("helm.{release}"),
+                helm_check(
+                    std::sync::Arc::clone(&cluster),
+                    release.clone(),
+                    declared.namespace.clone(),
+                    declared.version.clone(),
+                ),
+            )]);
+        }
     }
     let declared_ingest = document.ingest.as_ref();
     let url = access.endpoints.get("ingest").cloned().or_else(|| {

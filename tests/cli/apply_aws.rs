@@ -936,8 +936,8 @@ fn apply_refuses_resource_types_it_cannot_execute_before_any_call() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("local.yaml");
     let blueprint = std::fs::read_to_string(repo("examples/local-aws.yaml")).expect("example");
-    let in_cluster = "kubernetes:\n  namespaces:\n    turia-trails: {}\n";
-    std::fs::write(&file, format!("{blueprint}\n{in_cluster}")).expect("write blueprint");
+    let day_one = "clickhouse:\n  url: http://127.0.0.1:8123\n  databases:\n    audit: {}\n";
+    std::fs::write(&file, format!("{blueprint}\n{day_one}")).expect("write blueprint");
     let result = trails(&moto, &file, &["apply", "--yes"]);
     assert_eq!(result.code, 1, "{}", result.stderr);
     assert!(
@@ -947,7 +947,11 @@ fn apply_refuses_resource_types_it_cannot_execute_before_any_call() {
         "{}",
         result.stderr
     );
-    assert!(result.stderr.contains("k8s.namespace"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("clickhouse.database"),
+        "{}",
+        result.stderr
+    );
     assert_eq!(moto.requests(), 0, "calls were made before refusing");
 }
 

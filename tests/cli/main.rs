@@ -1,10 +1,12 @@
 //! Integration tests of the `trails` command, one module per capability (one binary keeps
 //! link times down).
 
+mod apiserver;
 mod apply_aws;
 mod blueprint_fuzz;
 mod graph;
 mod ingest;
+mod kubernetes;
 mod moto;
 mod plan;
 mod services;

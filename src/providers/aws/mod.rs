@@ -62,6 +62,8 @@ pub struct Context {
     pub elasticache: aws_sdk_elasticache::Client,
     /// Secrets Manager, where generated Redis auth tokens are kept.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// The credential chain, for signing requests no SDK client makes (EKS tokens).
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     /// The blueprint's region.
     pub region: String,
     /// Longest wait for an asynchronous resource (NAT gateway, cluster, database).
@@ -90,6 +92,7 @@ impl Context {
             eks: aws_sdk_eks::Client::new(&shared),
             elasticache: aws_sdk_elasticache::Client::new(&shared),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
+            credentials: shared.credentials_provider(),
             region: region.to_string(),
             wait_timeout,
         }

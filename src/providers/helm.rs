@@ -1,0 +1,398 @@
+//! Helm releases, by running the `helm` binary: `upgrade --install` with a pinned chart version,
+//! rolled back on failure and waited for; `uninstall --wait` on destroy.
+//!
+//! The layer is deliberately thin: it renders the values template to a private temporary file
+//! (values may carry credentials, so they never go on a command line), builds the arguments and
+//! reports helm's own error. `upgrade --install` is idempotent, which is also how a run
+//! interrupted during an install resumes. `TRAILS_HELM` names another binary.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tokio::process::Command;
+
+use super::kube::Cluster;
+use super::{Applied, Provider, ProviderError, recorded_spec, spec, template};
+use crate::resources::helm::Release;
+use crate::state::Recorded;
+
+/// The oldest helm trails drives (`uninstall --wait` came in 3.7; 3.8 made OCI charts stable).
+pub const MINIMUM: (u64, u64, u64) = (3, 8, 0);
+
+/// Registers the release provider.
+pub fn register(cluster: &Arc<Cluster>, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
+    by_kind.insert(
+        "helm.release",
+        Box::new(ReleaseProvider {
+            cluster: Arc::clone(cluster),
+        }),
+    );
+}
+
+/// The helm binary: `TRAILS_HELM`, or `helm` on the `PATH`.
+pub fn binary() -> OsString {
+    std::env::var_os("TRAILS_HELM").unwrap_or_else(|| OsString::from("helm"))
+}
+
+/// Checks that helm runs and is recent enough; returns its version.
+pub async fn check_version() -> Result<(u64, u64, u64), ProviderError> {
+    let helm = binary();
+    let output = Command::new(&helm)
+        .args(["version", "--template", "{{.Version}}"])
+        .output()
+        .await
+        .map_err(|error| {
+            ProviderError::Invalid(format!(
+                "the blueprint has Helm releases, but `{}` cannot be run ({error}); install \
+                 helm {}.{}.{} or newer, or set TRAILS_HELM to its path",
+                helm.to_string_lossy(),
+                MINIMUM.0,
+                MINIMUM.1,
+                MINIMUM.2
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let version = parse_version(&text)
+        .filter(|_| output.status.success())
+        .ok_or_else(|| {
+            ProviderError::Invalid(format!(
+                "`{} version` answered {:?}{}, not a version such as v3.16.2",
+                helm.to_string_lossy(),
+                text,
+                stderr_note(&output.stderr)
+            ))
+        })?;
+    if version < MINIMUM {
+        return Err(ProviderError::Invalid(format!(
+            "helm v{}.{}.{} is too old: trails needs {}.{}.{} or newer",
+            version.0, version.1, version.2, MINIMUM.0, MINIMUM.1, MINIMUM.2
+        )));
+    }
+    if version.0 > 4 {
+        return Err(ProviderError::Invalid(format!(
+            "helm v{}.{}.{} is newer than trails knows (3 and 4)",
+            version.0, version.1, version.2
+        )));
+    }
+    Ok(version)
+}
+
+fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.strip_prefix('v').unwrap_or(text);
+    let core = core.split(['+', '-']).next()?;
+    let mut parts = core.split('.').map(|part| part.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
+fn stderr_note(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" (stderr: {text})")
+    }
+}
+
+/// The arguments of `helm upgrade --install` for one release; `values` is the rendered values
+/// file, `cluster` the arguments that reach the cluster.
+pub fn install_args(
+    release: &Release,
+    values: &Path,
+    cluster: &[String],
+    create_namespace: bool,
+    major: u64,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec!["upgrade".into(), "--install".into(), release.name.clone()];
+    if release.repository.starts_with("oci://") {
+        args.push(format!(
+            "{}/{}",
+            release.repository.trim_end_matches('/'),
+            release.chart
+        ));
+    } else {
+        args.extend([
+            release.chart.clone(),
+            "--repo".into(),
+            release.repository.clone(),
+        ]);
+    }
+    args.extend([
+        "--version".into(),
+        release.version.clone(),
+        "--namespace".into(),
+        release.namespace.clone(),
+    ]);
+    if create_namespace {
+        args.push("--create-namespace".into());
+    }
+    // Helm 4 renamed --atomic.
+    args.push(
+        if major >= 4 {
+            "--rollback-on-failure"
+        } else {
+            "--atomic"
+        }
+        .into(),
+    );
+    args.extend([
+        "--wait".into(),
+        "--timeout".into(),
+        format!("{}m", release.timeout_minutes),
+        "--values".into(),
+        values.display().to_string(),
+    ]);
+    args.extend(cluster.iter().cloned());
+    args
+}
+
+/// The arguments of `helm uninstall` for one release.
+pub fn uninstall_args(release: &Release, cluster: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "uninstall".into(),
+        release.name.clone(),
+        "--namespace".into(),
+        release.namespace.clone(),
+        "--wait".into(),
+        "--timeout".into(),
+        format!("{}m", release.timeout_minutes),
+    ];
+    args.extend(cluster.iter().cloned());
+    args
+}
+
+struct ReleaseProvider {
+    cluster: Arc<Cluster>,
+}
+
+/// `helm status NAME --output json`: what helm knows of a release.
+pub async fn status(
+    name: &str,
+    namespace: &str,
+    cluster: &[String],
+) -> Result<Value, ProviderError> {
+    let mut args: Vec<String> = vec![
+        "status".into(),
+        name.to_string(),
+        "--namespace".into(),
+        namespace.to_string(),
+        "--output".into(),
+        "json".into(),
+    ];
+    args.extend(cluster.iter().cloned());
+    let operation = format!("helm status {name}");
+    let text = run(&operation, &args).await?;
+    serde_json::from_str(&text).map_err(|error| ProviderError::Api {
+        operation,
+        message: format!("answered something that is not JSON: {error}"),
+    })
+}
+
+/// Runs helm; its stdout, or its last lines of error output as the failure.
+async fn run(operation: &str, args: &[String]) -> Result<String, ProviderError> {
+    let output = Command::new(binary())
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|error| ProviderError::Api {
+            operation: operation.to_string(),
+            message: format!("cannot run {}: {error}", binary().to_string_lossy()),
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(ProviderError::Api {
+            operation: operation.to_string(),
+            message: last_lines(&output.stderr, &output.stdout),
+        })
+    }
+}
+
+impl ReleaseProvider {
+    async fn install(&self, desired: &Value) -> Result<Applied, ProviderError> {
+        let release: Release = spec(desired)?;
+        let major = check_version().await?.0;
+        let rendered = match &release.values_template {
+            Some(path) => template::render(
+                &self.cluster.settings().templates_dir,
+                path,
+                &release.values,
+            )?,
+            None => String::new(),
+        };
+        // Private to this user and removed when dropped: values may carry credentials.
+        let mut file = tempfile::Builder::new()
+            .prefix("trails-values-")
+            .suffix(".yaml")
+            .tempfile()
+            .map_err(|error| {
+                ProviderError::Invalid(format!("cannot write helm values: {error}"))
+            })?;
+        file.write_all(rendered.as_bytes()).map_err(|error| {
+            ProviderError::Invalid(format!("cannot write helm values: {error}"))
+        })?;
+        let kubeconfig = self.cluster.kubeconfig().await?;
+        let args = install_args(
+            &release,
+            file.path(),
+            &kubeconfig.args,
+            !release.namespace_managed,
+            major,
+        );
+        run(&format!("helm upgrade --install {}", release.name), &args)
+            .await
+            .map_err(|error| match error {
+                ProviderError::Api { operation, message } => ProviderError::Api {
+                    operation,
+                    message: format!(
+                        "{message} (rolled back by helm; the release keeps its previous revision)"
+                    ),
+                },
+                other => other,
+            })?;
+        let status = status(&release.name, &release.namespace, &kubeconfig.args).await?;
+        let mut outputs = Map::new();
+        outputs.insert("name".into(), json!(release.name));
+        outputs.insert("namespace".into(), json!(release.namespace));
+        outputs.insert(
+            "status".into(),
+            status
+                .pointer("/info/status")
+                .cloned()
+                .unwrap_or(json!("unknown")),
+        );
+        outputs.insert(
+            "revision".into(),
+            status.get("version").cloned().unwrap_or(Value::Null),
+        );
+        Ok(Applied {
+            id: format!("{}/{}", release.namespace, release.name),
+            outputs,
+        })
+    }
+}
+
+/// The end of helm's error output: the line that says what went wrong is last.
+fn last_lines(stderr: &[u8], stdout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(if stderr.is_empty() { stdout } else { stderr });
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let start = lines.len().saturating_sub(5);
+    if lines.is_empty() {
+        "helm failed without a message".to_string()
+    } else {
+        lines[start..].join(" | ")
+    }
+}
+
+#[async_trait]
+impl Provider for ReleaseProvider {
+    async fn find(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<Option<Applied>, ProviderError> {
+        // `upgrade --install` adopts a release an interrupted run installed.
+        Ok(None)
+    }
+
+    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        self.install(desired).await
+    }
+
+    async fn update(
+        &self,
+        _address: &str,
+        _recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        self.install(desired).await
+    }
+
+    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let release: Release = recorded_spec(recorded)?;
+        let kubeconfig = self.cluster.kubeconfig().await?;
+        let args = uninstall_args(&release, &kubeconfig.args);
+        match run(&format!("helm uninstall {}", release.name), &args).await {
+            Ok(_) => Ok(()),
+            // Already gone is what a delete wants.
+            Err(ProviderError::Api { message, .. }) if message.contains("not found") => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn release(repository: &str) -> Release {
+        Release {
+            name: "cert-manager".into(),
+            chart: "cert-manager".into(),
+            repository: repository.into(),
+            version: "v1.16.1".into(),
+            namespace: "cert-manager".into(),
+            namespace_managed: true,
+            values_template: None,
+            values_template_digest: None,
+            values: BTreeMap::new(),
+            timeout_minutes: 10,
+        }
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_suffixes() {
+        assert_eq!(parse_version("v3.16.2"), Some((3, 16, 2)));
+        assert_eq!(parse_version("v3.8.0+g1234"), Some((3, 8, 0)));
+        assert_eq!(parse_version("3.14.0-rc.1"), Some((3, 14, 0)));
+        assert_eq!(parse_version("Client: v2.17.0"), None);
+        assert_eq!(parse_version(""), None);
+    }
+
+    #[test]
+    fn install_pins_the_version_and_rolls_back_on_failure() {
+        let args = install_args(
+            &release("https://charts.jetstack.io"),
+            Path::new("/tmp/v.yaml"),
+            &["--kube-context".into(), "kind".into()],
+            false,
+            3,
+        );
+        assert_eq!(
+            args.join(" "),
+            "upgrade --install cert-manager cert-manager --repo https://charts.jetstack.io \
+             --version v1.16.1 --namespace cert-manager --atomic --wait --timeout 10m \
+             --values /tmp/v.yaml --kube-context kind"
+        );
+        let oci = install_args(
+            &release("oci://registry.example/charts/"),
+            Path::new("v"),
+            &[],
+            true,
+            4,
+        );
+        assert_eq!(oci[3], "oci://registry.example/charts/cert-manager");
+        assert!(oci.contains(&"--create-namespace".to_string()));
+        assert!(oci.contains(&"--rollback-on-failure".to_string()));
+        assert!(!oci.contains(&"--atomic".to_string()));
+    }
+
+    #[test]
+    fn failures_keep_helms_last_lines() {
+        assert_eq!(
+            last_lines(b"\nwarning: x\nError: UPGRADE FAILED: timed out\n", b""),
+            "warning: x | Error: UPGRADE FAILED: timed out"
+        );
+        assert_eq!(last_lines(b"", b""), "helm failed without a message");
+    }
+}

@@ -1,0 +1,350 @@
+//! In-cluster resources through the Kubernetes API (kube-rs): namespaces, storage classes, role
+//! bindings, secrets and templated manifests.
+//!
+//! Every object is applied with server-side apply under the `trails` field manager, so applying
+//! is idempotent (which is also how an interrupted run resumes) and fields other managers own are
+//! left alone. Each resource records the objects it applied, so an edit that drops an object from
+//! a template deletes it, and destroy deletes exactly those. Kinds are resolved by discovery, and
+//! a kind that is not served yet (a CRD applied a moment ago) is asked for again until it is.
+
+mod connect;
+mod objects;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
+};
+use kube::discovery::Scope;
+use serde_json::{Map, Value, json};
+use tokio::sync::OnceCell;
+
+pub use connect::{Target, eks_token};
+use objects::ObjectRef;
+
+use super::{Applied, Provider, ProviderError, aws};
+use crate::state::Recorded;
+
+/// The field manager that owns what trails applies.
+pub const FIELD_MANAGER: &str = "trails";
+
+/// Resource types the Kubernetes provider applies.
+pub const SUPPORTED: &[&str] = &[
+    "k8s.namespace",
+    "k8s.storage_class",
+    "k8s.role_binding",
+    "k8s.secret",
+    "k8s.manifest",
+];
+
+/// Where the cluster is and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Which cluster.
+    pub target: Target,
+    /// Directory of the blueprint's templates.
+    pub templates_dir: PathBuf,
+    /// Longest wait for an object to become ready or to be gone.
+    pub timeout: Duration,
+}
+
+impl Settings {
+    /// The blueprint's cluster: the kubeconfig context it names, else the EKS cluster it
+    /// declares, else the kubeconfig's current context.
+    pub fn for_blueprint(loaded: &crate::blueprint::Loaded, timeout: Duration) -> Self {
+        let context = loaded
+            .document
+            .kubernetes
+            .as_ref()
+            .and_then(|k| k.context.clone());
+        let target = match (context, &loaded.document.eks) {
+            (Some(context), _) => Target::Context(Some(context)),
+            (None, Some(_)) => Target::Eks(crate::blueprint::naming::prefix(loaded)),
+            (None, None) => Target::Context(None),
+        };
+        Self {
+            target,
+            templates_dir: loaded.templates_dir.clone(),
+            timeout,
+        }
+    }
+}
+
+/// A lazily connected cluster shared by every in-cluster provider: the EKS cluster may not
+/// exist when the apply starts.
+pub struct Cluster {
+    settings: Settings,
+    aws: aws::Context,
+    client: OnceCell<kube::Client>,
+}
+
+impl Cluster {
+    /// A cluster that connects on first use.
+    pub fn new(settings: Settings, aws: aws::Context) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            aws,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// Settings it was made with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The client, connecting on first use.
+    pub async fn client(&self) -> Result<kube::Client, ProviderError> {
+        self.client
+            .get_or_try_init(|| connect::client(&self.settings.target, &self.aws))
+            .await
+            .cloned()
+    }
+
+    /// A kubeconfig for tools that need one (helm), and the context to use in it.
+    pub async fn kubeconfig(&self) -> Result<connect::Kubeconfig, ProviderError> {
+        connect::kubeconfig(&self.settings.target, &self.aws).await
+    }
+
+    /// The API of one object's kind, waiting until discovery serves the kind.
+    async fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ProviderError> {
+        let client = self.client().await?;
+        let gvk = object.gvk();
+        let started = Instant::now();
+        let (resource, scope) = loop {
+            match kube::discovery::pinned_kind(&client, &gvk).await {
+                Ok((resource, capabilities)) => break (resource, capabilities.scope),
+                Err(error) if started.elapsed() < self.settings.timeout && not_served(&error) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) if not_served(&error) => {
+                    return Err(ProviderError::Timeout {
+                        what: format!(
+                            "the API server to serve {} {} (is its CRD installed?)",
+                            object.api_version, object.kind
+                        ),
+                        seconds: self.settings.timeout.as_secs(),
+                    });
+                }
+                Err(error) => return Err(ProviderError::api("API discovery", error)),
+            }
+        };
+        Ok(scoped(client, &resource, scope, object))
+    }
+
+    /// Applies one object and waits until it is ready.
+    async fn apply(&self, object: &ObjectRef, body: &Value) -> Result<(), ProviderError> {
+        let api = self.api(object).await?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&object.name, &params, &Patch::Apply(body))
+            .await
+            .map_err(|error| {
+                ProviderError::api(&format!("server-side apply of {object}"), error)
+            })?;
+        self.wait_ready(&api, object).await
+    }
+
+    /// Waits until a Deployment has its replicas ready, a CRD is established, a namespace
+    /// is active; other kinds are ready when applied.
+    async fn wait_ready(
+        &self,
+        api: &Api<DynamicObject>,
+        object: &ObjectRef,
+    ) -> Result<(), ProviderError> {
+        let started = Instant::now();
+        loop {
+            let live = api
+                .get(&object.name)
+                .await
+                .map_err(|error| ProviderError::api(&format!("read {object}"), error))?;
+            let live = serde_json::to_value(&live)
+                .map_err(|error| ProviderError::Invalid(error.to_string()))?;
+            let waiting = objects::not_ready(&object.kind, &live);
+            let Some(reason) = waiting else {
+                return Ok(());
+            };
+            if started.elapsed() >= self.settings.timeout {
+                return Err(ProviderError::Timeout {
+                    what: format!("{object} to be ready ({reason})"),
+                    seconds: self.settings.timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Deletes one object and waits until it is gone; gone already is fine.
+    async fn delete(&self, object: &ObjectRef) -> Result<(), ProviderError> {
+        let api = match self.api(object).await {
+            Ok(api) => api,
+            // A kind no longer served (its CRD went first) has no objects left to delete.
+            Err(ProviderError::Timeout { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        match api.delete(&object.name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(ProviderError::api(&format!("delete {object}"), error)),
+        }
+        let started = Instant::now();
+        loop {
+            let live = match api.get(&object.name).await {
+                Ok(live) => live,
+                Err(error) if is_not_found(&error) => return Ok(()),
+                Err(error) => return Err(ProviderError::api(&format!("read {object}"), error)),
+            };
+            if started.elapsed() >= self.settings.timeout {
+                let live = serde_json::to_value(&live).unwrap_or(Value::Null);
+                return Err(ProviderError::Timeout {
+                    what: format!(
+                        "{object} to be deleted: it is still terminating, {}. Remove what \
+                         holds it or wait, then run the command again",
+                        objects::what_holds(&live)
+                    ),
+                    seconds: self.settings.timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+fn scoped(
+    client: kube::Client,
+    resource: &ApiResource,
+    scope: Scope,
+    object: &ObjectRef,
+) -> Api<DynamicObject> {
+    match (scope, &object.namespace) {
+        (Scope::Namespaced, Some(namespace)) => Api::namespaced_with(client, namespace, resource),
+        (Scope::Namespaced, None) => Api::default_namespaced_with(client, resource),
+        (Scope::Cluster, _) => Api::all_with(client, resource),
+    }
+}
+
+fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(response) if response.code == 404)
+}
+
+/// Discovery's answer for a kind or group the server does not serve (yet).
+fn not_served(error: &kube::Error) -> bool {
+    is_not_found(error) || matches!(error, kube::Error::Discovery(_))
+}
+
+/// Registers the in-cluster providers.
+pub fn register(cluster: &Arc<Cluster>, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
+    for kind in SUPPORTED {
+        by_kind.insert(
+            kind,
+            Box::new(ObjectsProvider {
+                kind,
+                cluster: Arc::clone(cluster),
+            }),
+        );
+    }
+}
+
+/// Applies the objects one resource stands for.
+struct ObjectsProvider {
+    kind: &'static str,
+    cluster: Arc<Cluster>,
+}
+
+impl ObjectsProvider {
+    async fn converge(
+        &self,
+        address: &str,
+        desired: &Value,
+        previous: &[ObjectRef],
+    ) -> Result<Applied, ProviderError> {
+        let wanted = objects::build(self.kind, address, desired, self.cluster.settings())?;
+        for (object, body) in &wanted {
+            self.cluster.apply(object, body).await?;
+        }
+        // Objects the resource no longer renders go, last first.
+        for stale in previous.iter().rev() {
+            if !wanted.iter().any(|(object, _)| object == stale) {
+                self.cluster.delete(stale).await?;
+            }
+        }
+        let refs: Vec<&ObjectRef> = wanted.iter().map(|(object, _)| object).collect();
+        let mut outputs = Map::new();
+        if let Some((first, _)) = wanted.first() {
+            outputs.insert("name".into(), json!(first.name));
+        }
+        outputs.insert(
+            "objects".into(),
+            Value::Array(refs.iter().map(|r| json!(r.to_string())).collect()),
+        );
+        Ok(Applied {
+            id: refs
+                .first()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| address.to_string()),
+            outputs,
+        })
+    }
+}
+
+/// The objects a recorded resource applied.
+fn recorded_objects(recorded: &Recorded) -> Result<Vec<ObjectRef>, ProviderError> {
+    let Some(list) = recorded.outputs.get("objects").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    list.iter()
+        .map(|item| {
+            item.as_str()
+                .ok_or_else(|| {
+                    ProviderError::Invalid(format!("recorded object {item} is not text"))
+                })
+                .and_then(ObjectRef::parse)
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Provider for ObjectsProvider {
+    async fn find(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<Option<Applied>, ProviderError> {
+        // Server-side apply adopts what an interrupted run left, so create does the finding.
+        Ok(None)
+    }
+
+    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        self.converge(address, desired, &[]).await
+    }
+
+    async fn update(
+        &self,
+        address: &str,
+        recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        self.converge(address, desired, &recorded_objects(recorded)?)
+            .await
+    }
+
+    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        for object in recorded_objects(recorded)?.iter().rev() {
+            self.cluster.delete(object).await?;
+        }
+        Ok(())
+    }
+}
+
+impl ObjectRef {
+    fn gvk(&self) -> GroupVersionKind {
+        let (group, version) = match self.api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", self.api_version.as_str()),
+        };
+        GroupVersionKind::gvk(group, version, &self.kind)
+    }
+}

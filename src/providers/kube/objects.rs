@@ -1,0 +1,426 @@
+//! The Kubernetes objects each in-cluster resource type stands for, and how to tell that one is
+//! ready or what keeps it from going away.
+
+use std::fmt;
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::Settings;
+use crate::providers::{ProviderError, spec, template};
+use crate::resources::kube::{Manifest, Namespace, RoleBinding, Secret, StorageClass};
+
+/// The identity of one applied object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// `v1`, `apps/v1`, ...
+    pub api_version: String,
+    /// `Deployment`, ...
+    pub kind: String,
+    /// Namespace, when the object is namespaced (or says one).
+    pub namespace: Option<String>,
+    /// Object name.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(
+                f,
+                "{} {} {namespace}/{}",
+                self.api_version, self.kind, self.name
+            ),
+            None => write!(f, "{} {} {}", self.api_version, self.kind, self.name),
+        }
+    }
+}
+
+impl ObjectRef {
+    /// Reads the form [`fmt::Display`] writes, as recorded in the state.
+    pub fn parse(text: &str) -> Result<Self, ProviderError> {
+        let invalid = || {
+            ProviderError::Invalid(format!(
+                "recorded object `{text}` is not `API-VERSION KIND [NAMESPACE/]NAME`"
+            ))
+        };
+        let mut parts = text.split(' ');
+        let (Some(api_version), Some(kind), Some(object), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        let (namespace, name) = match object.split_once('/') {
+            Some((namespace, name)) => (Some(namespace.to_string()), name.to_string()),
+            None => (None, object.to_string()),
+        };
+        if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Self {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            namespace,
+            name,
+        })
+    }
+
+    fn of(body: &Value, default_namespace: Option<&str>) -> Option<Self> {
+        let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_string);
+        let metadata = body.get("metadata");
+        Some(Self {
+            api_version: text(body.get("apiVersion"))?,
+            kind: text(body.get("kind"))?,
+            namespace: text(metadata.and_then(|m| m.get("namespace")))
+                .or_else(|| default_namespace.map(str::to_string)),
+            name: text(metadata.and_then(|m| m.get("name")))?,
+        })
+    }
+}
+
+/// The objects of one resource, in the order they are applied.
+pub fn build(
+    kind: &str,
+    address: &str,
+    desired: &Value,
+    settings: &Settings,
+) -> Result<Vec<(ObjectRef, Value)>, ProviderError> {
+    let bodies = match kind {
+        "k8s.namespace" => {
+            let ns: Namespace = spec(desired)?;
+            vec![json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": ns.name, "labels": ns.labels },
+            })]
+        }
+        "k8s.storage_class" => {
+            let class: StorageClass = spec(desired)?;
+            vec![json!({
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {
+                    "name": class.name,
+                    "annotations": {
+                        "storageclass.kubernetes.io/is-default-class": class.default.to_string(),
+                    },
+                },
+                "provisioner": class.provisioner,
+                "parameters": class.parameters,
+                "reclaimPolicy": class.reclaim_policy,
+                "volumeBindingMode": class.volume_binding_mode,
+                "allowVolumeExpansion": class.allow_volume_expansion,
+            })]
+        }
+        "k8s.role_binding" => {
+            let binding: RoleBinding = spec(desired)?;
+            let mut metadata = json!({ "name": binding.name });
+            let kind = match &binding.namespace {
+                Some(namespace) => {
+                    metadata["namespace"] = json!(namespace);
+                    "RoleBinding"
+                }
+                None => "ClusterRoleBinding",
+            };
+            vec![json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": kind,
+                "metadata": metadata,
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": binding.cluster_role,
+                },
+                "subjects": [{
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Group",
+                    "name": binding.group,
+                }],
+            })]
+        }
+        "k8s.secret" => {
+            let secret: Secret = spec(desired)?;
+            let data: Map<String, Value> = secret
+                .data
+                .iter()
+                .map(|(key, value)| {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+                    (key.clone(), Value::String(encoded))
+                })
+                .collect();
+            vec![json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": { "name": secret.name, "namespace": secret.namespace },
+                "type": "Opaque",
+                "data": data,
+            })]
+        }
+        "k8s.manifest" => {
+            let manifest: Manifest = spec(desired)?;
+            let text = template::render(
+                &settings.templates_dir,
+                &manifest.template,
+                &manifest.values,
+            )?;
+            return documents(&text, &manifest, address);
+        }
+        other => {
+            return Err(ProviderError::Invalid(format!(
+                "{other} is not an in-cluster type"
+            )));
+        }
+    };
+    bodies
+        .into_iter()
+        .map(|body| {
+            let object = ObjectRef::of(&body, None).ok_or_else(|| {
+                ProviderError::Invalid(format!("{address}: built an object without a name"))
+            })?;
+            Ok((object, mark(body, address)))
+        })
+        .collect()
+}
+
+/// The objects of a rendered template: every YAML document that is not empty.
+fn documents(
+    text: &str,
+    manifest: &Manifest,
+    address: &str,
+) -> Result<Vec<(ObjectRef, Value)>, ProviderError> {
+    let mut objects = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let body = Value::deserialize(document).map_err(|error| {
+            ProviderError::Invalid(format!(
+                "template {} rendered document {} that is not YAML: {error}",
+                manifest.template,
+                index + 1
+            ))
+        })?;
+        if body.is_null() {
+            continue;
+        }
+        let object = ObjectRef::of(&body, manifest.namespace.as_deref()).ok_or_else(|| {
+            ProviderError::Invalid(format!(
+                "template {} rendered document {} without apiVersion, kind and metadata.name",
+                manifest.template,
+                index + 1
+            ))
+        })?;
+        objects.push((object, mark(body, address)));
+    }
+    Ok(objects)
+}
+
+/// Labels an object as trails' and names the resource it belongs to.
+fn mark(mut body: Value, address: &str) -> Value {
+    if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert("app.kubernetes.io/managed-by".into(), json!("trails"));
+        }
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert("trails.dev/address".into(), json!(address));
+        }
+    }
+    body
+}
+
+fn int(value: &Value, pointer: &str) -> Option<i64> {
+    value.pointer(pointer).and_then(Value::as_i64)
+}
+
+/// Why a live object is not ready yet, or `None` when it is.
+pub fn not_ready(kind: &str, live: &Value) -> Option<String> {
+    match kind {
+        "Deployment" | "StatefulSet" => {
+            let wanted = int(live, "/spec/replicas").unwrap_or(1);
+            let generation = int(live, "/metadata/generation").unwrap_or(0);
+            let observed = int(live, "/status/observedGeneration").unwrap_or(0);
+            let ready = int(live, "/status/readyReplicas").unwrap_or(0);
+            let updated = int(live, "/status/updatedReplicas").unwrap_or(0);
+            if observed < generation {
+                Some("the controller has not seen the latest spec yet".to_string())
+            } else if ready < wanted || updated < wanted {
+                Some(format!(
+                    "{ready} of {wanted} replicas ready, {updated} updated"
+                ))
+            } else {
+                None
+            }
+        }
+        "CustomResourceDefinition" => {
+            let established = live
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|conditions| {
+                    conditions.iter().any(|c| {
+                        c.get("type") == Some(&json!("Established"))
+                            && c.get("status") == Some(&json!("True"))
+                    })
+                });
+            (!established).then(|| "not established yet".to_string())
+        }
+        "Namespace" => match live.pointer("/status/phase").and_then(Value::as_str) {
+            Some("Terminating") => {
+                Some("terminating: a previous deletion has not finished".to_string())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// What keeps a deleted object from going away: its finalizers and, for a namespace, the
+/// conditions the namespace controller reports.
+pub fn what_holds(live: &Value) -> String {
+    let strings = |pointer: &str| -> Vec<String> {
+        live.pointer(pointer)
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut finalizers = strings("/metadata/finalizers");
+    finalizers.extend(strings("/spec/finalizers"));
+    let mut parts = Vec::new();
+    if !finalizers.is_empty() {
+        parts.push(format!("finalizers: {}", finalizers.join(", ")));
+    }
+    if let Some(conditions) = live.pointer("/status/conditions").and_then(Value::as_array) {
+        for condition in conditions {
+            if condition.get("status") == Some(&json!("True"))
+                && let (Some(kind), Some(message)) = (
+                    condition.get("type").and_then(Value::as_str),
+                    condition.get("message").and_then(Value::as_str),
+                )
+            {
+                parts.push(format!("{kind}: {message}"));
+            }
+        }
+    }
+    if parts.is_empty() {
+        "no finalizer reported".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings(dir: &std::path::Path) -> Settings {
+        Settings {
+            target: super::super::Target::Context(None),
+            templates_dir: dir.to_path_buf(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn object_refs_round_trip() {
+        for text in ["v1 Namespace web", "apps/v1 Deployment web/ingest"] {
+            assert_eq!(ObjectRef::parse(text).expect("parses").to_string(), text);
+        }
+        assert!(ObjectRef::parse("v1 Namespace").is_err());
+        assert!(ObjectRef::parse("v1 Namespace a b").is_err());
+    }
+
+    #[test]
+    fn secrets_are_base64_and_marked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let desired = json!({"name": "db", "namespace": "web", "data": {"password": "hunter2"}});
+        let objects = build(
+            "k8s.secret",
+            "k8s.secret.db",
+            &desired,
+            &settings(dir.path()),
+        )
+        .expect("builds");
+        let (object, body) = &objects[0];
+        assert_eq!(object.to_string(), "v1 Secret web/db");
+        assert_eq!(body["data"]["password"], json!("aHVudGVyMg=="));
+        assert_eq!(
+            body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            json!("trails")
+        );
+        assert_eq!(
+            body["metadata"]["annotations"]["trails.dev/address"],
+            json!("k8s.secret.db")
+        );
+    }
+
+    #[test]
+    fn cluster_wide_bindings_are_cluster_role_bindings() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let desired =
+            json!({"name": "readers", "namespace": null, "group": "g", "cluster_role": "view"});
+        let objects =
+            build("k8s.role_binding", "a", &desired, &settings(dir.path())).expect("builds");
+        assert_eq!(objects[0].0.kind, "ClusterRoleBinding");
+        assert_eq!(objects[0].1["subjects"][0]["name"], json!("g"));
+    }
+
+    #[test]
+    fn manifests_yield_every_document_and_name_a_bad_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("two.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: Service\nmetadata: {name: '{{ values.name }}'}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\n",
+        )
+        .expect("write");
+        let desired = json!({"template": "two.yaml", "template_digest": "x", "namespace": "web", "values": {"name": "svc"}});
+        let objects = build("k8s.manifest", "m", &desired, &settings(dir.path())).expect("builds");
+        let names: Vec<String> = objects.iter().map(|(o, _)| o.to_string()).collect();
+        assert_eq!(names, ["v1 ConfigMap web/a", "v1 Service web/svc"]);
+        let desired = json!({"template": "bad.yaml", "template_digest": "x", "namespace": null, "values": {}});
+        let error = build("k8s.manifest", "m", &desired, &settings(dir.path()))
+            .expect_err("no name")
+            .to_string();
+        assert!(
+            error.contains("bad.yaml") && error.contains("document 1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn deployments_are_ready_when_every_replica_is() {
+        let mut live = json!({"metadata": {"generation": 2}, "spec": {"replicas": 3},
+            "status": {"observedGeneration": 2, "readyReplicas": 2, "updatedReplicas": 3}});
+        assert_eq!(
+            not_ready("Deployment", &live).as_deref(),
+            Some("2 of 3 replicas ready, 3 updated")
+        );
+        live["status"]["readyReplicas"] = json!(3);
+        assert_eq!(not_ready("Deployment", &live), None);
+        live["metadata"]["generation"] = json!(3);
+        assert!(not_ready("Deployment", &live).is_some());
+    }
+
+    #[test]
+    fn what_holds_names_finalizers_and_conditions() {
+        let live = json!({"metadata": {"finalizers": ["example.com/block"]},
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"conditions": [
+                {"type": "NamespaceContentRemaining", "status": "True", "message": "1 ConfigMap left"},
+                {"type": "Other", "status": "False", "message": "fine"}]}});
+        assert_eq!(
+            what_holds(&live),
+            "finalizers: example.com/block, kubernetes; NamespaceContentRemaining: 1 ConfigMap left"
+        );
+    }
+}

@@ -1,0 +1,980 @@
+//! A Kubernetes API-server test double: no real kube-apiserver can be installed on these
+//! machines. It follows the documented behaviour trails relies on, over real HTTP:
+//!
+//! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/GROUP/VERSION`;
+//! - server-side apply (`PATCH` with `application/apply-patch+yaml`, `fieldManager`, `force`):
+//!   creates or updates; fields the same manager applied before and now omits are removed,
+//!   fields of other managers kept; `uid`, `resourceVersion` (bumped only on a real change),
+//!   `generation` (bumped on a spec change), `managedFields`;
+//! - namespaced objects need their namespace (404), and a terminating one takes no new
+//!   objects (403);
+//! - `GET` one object, `LIST` with `labelSelector` (`k=v`, `k!=v`, `k`, `!k`), `PUT` with
+//!   optimistic concurrency (409 on a stale `resourceVersion`);
+//! - `DELETE`: objects with finalizers stay with a `deletionTimestamp` until the finalizers are
+//!   removed; a namespace turns `Terminating`, its content is deleted, and it goes when empty,
+//!   reporting `NamespaceContentRemaining`/`NamespaceFinalizersRemaining` meanwhile;
+//! - CRDs: their kinds become discoverable, and the CRD `Established`, a moment after apply;
+//! - Deployments: a controller reports `observedGeneration` and ready replicas a moment later.
+//!
+//! Every create, update and delete is appended to an event log file, which the fake helm
+//! writes to as well, so a test can check the order of everything an apply did.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+/// How long a CRD takes to be served and a Deployment to become ready.
+const CONTROLLER_DELAY: Duration = Duration::from_millis(300);
+
+#[derive(Clone, Debug)]
+struct ResourceType {
+    group: String,
+    version: String,
+    plural: String,
+    kind: String,
+    namespaced: bool,
+}
+
+impl ResourceType {
+    fn new(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool) -> Self {
+        Self {
+            group: group.into(),
+            version: version.into(),
+            plural: plural.into(),
+            kind: kind.into(),
+            namespaced,
+        }
+    }
+
+    fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+fn built_in() -> Vec<ResourceType> {
+    let t = ResourceType::new;
+    vec![
+        t("", "v1", "namespaces", "Namespace", false),
+        t("", "v1", "secrets", "Secret", true),
+        t("", "v1", "configmaps", "ConfigMap", true),
+        t("", "v1", "services", "Service", true),
+        t("", "v1", "serviceaccounts", "ServiceAccount", true),
+        t("apps", "v1", "deployments", "Deployment", true),
+        t("apps", "v1", "statefulsets", "StatefulSet", true),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            true,
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+        ),
+        t(
+            "storage.k8s.io",
+            "v1",
+            "storageclasses",
+            "StorageClass",
+            false,
+        ),
+        t(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            true,
+        ),
+        t(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            true,
+        ),
+        t("networking.k8s.io", "v1", "ingresses", "Ingress", true),
+        t(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            false,
+        ),
+    ]
+}
+
+/// One stored object and what the controllers need to know about it.
+#[derive(Clone, Debug)]
+struct Stored {
+    object: Value,
+    /// Last configuration each field manager applied.
+    applied: BTreeMap<String, Value>,
+    /// When the object last changed (controllers act a moment later).
+    changed: Instant,
+}
+
+/// Key: (group, plural, namespace or "", name).
+type Key = (String, String, String, String);
+
+struct Inner {
+    types: Vec<ResourceType>,
+    /// CRD types not served yet, with when they will be.
+    pending_types: Vec<(ResourceType, Instant)>,
+    objects: BTreeMap<Key, Stored>,
+    resource_version: u64,
+    events: PathBuf,
+}
+
+/// The running double.
+pub struct ApiServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ApiServer {
+    /// Starts on a free loopback port; events are appended to `events`.
+    pub fn start(events: PathBuf) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("the API-server double's runtime starts");
+        let mut objects = BTreeMap::new();
+        for name in ["default", "kube-system", "kube-public"] {
+            let object = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(), "resourceVersion": "1"},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+            objects.insert(
+                (
+                    String::new(),
+                    "namespaces".into(),
+                    String::new(),
+                    name.into(),
+                ),
+                Stored {
+                    object,
+                    applied: BTreeMap::new(),
+                    changed: Instant::now(),
+                },
+            );
+        }
+        let inner = Arc::new(Mutex::new(Inner {
+            types: built_in(),
+            pending_types: Vec::new(),
+            objects,
+            resource_version: 1,
+            events,
+        }));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("the API-server double binds a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&inner));
+        runtime.spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("the API-server double serves");
+        });
+        let controllers = Arc::clone(&inner);
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                reconcile(&mut controllers.lock().expect("state lock"));
+            }
+        });
+        Self {
+            url,
+            inner,
+            _runtime: runtime,
+        }
+    }
+
+    /// A kubeconfig with one context, `double`, pointing here.
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: double\nclusters:\n- name: double\n  cluster:\n    server: {}\nusers:\n- name: tester\n  user:\n    token: not-a-secret\ncontexts:\n- name: double\n  context:\n    cluster: double\n    user: tester\n",
+            self.url
+        )
+    }
+
+    /// A copy of one object, if it exists.
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let inner = self.inner.lock().expect("state lock");
+        let found = inner
+            .types
+            .iter()
+            .find(|t| t.api_version() == api_version && t.kind == kind)?;
+        let key = (
+            found.group.clone(),
+            found.plural.clone(),
+            namespace.unwrap_or_default().to_string(),
+            name.to_string(),
+        );
+        inner.objects.get(&key).map(|stored| stored.object.clone())
+    }
+
+    /// `api_version kind namespace/name` of every object, sorted.
+    pub fn inventory(&self) -> Vec<String> {
+        let inner = self.inner.lock().expect("state lock");
+        let mut all: Vec<String> = inner
+            .objects
+            .values()
+            .map(|stored| describe(&stored.object))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+fn describe(object: &Value) -> String {
+    let text = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    let namespace = text("/metadata/namespace");
+    let name = text("/metadata/name");
+    let object_name = if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    };
+    format!("{} {} {object_name}", text("/apiVersion"), text("/kind"))
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code.as_u16()});
+    (code, axum::Json(body)).into_response()
+}
+
+fn ok(body: Value) -> Response {
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// What a request path names.
+struct Target {
+    resource: ResourceType,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = inner.lock().expect("state lock");
+    reconcile(&mut inner);
+    let path = uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (method.clone(), segments.as_slice()) {
+        (Method::GET, ["version"]) => {
+            return ok(json!({"major": "1", "minor": "30", "gitVersion": "v1.30.0-double"}));
+        }
+        (Method::GET, ["api"]) => return ok(json!({"kind": "APIVersions", "versions": ["v1"]})),
+        (Method::GET, ["apis"]) => return ok(group_list(&inner)),
+        (Method::GET, ["api", "v1"]) => return resource_list(&inner, "", "v1"),
+        (Method::GET, ["apis", group, version]) => return resource_list(&inner, group, version),
+        _ => {}
+    }
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            );
+        }
+    };
+    let find = |plural: &str| {
+        inner
+            .types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.plural == plural)
+            .cloned()
+    };
+    let target = match rest {
+        ["namespaces", namespace, plural, more @ ..]
+            if find(plural).is_some_and(|t| t.namespaced) && more.len() <= 1 =>
+        {
+            Target {
+                resource: find(plural).expect("checked"),
+                namespace: Some(namespace.to_string()),
+                name: more.first().map(|s| s.to_string()),
+            }
+        }
+        [plural, more @ ..] if find(plural).is_some() && more.len() <= 1 => Target {
+            resource: find(plural).expect("checked"),
+            namespace: None,
+            name: more.first().map(|s| s.to_string()),
+        },
+        _ => {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("the server could not find the requested resource ({path})"),
+            );
+        }
+    };
+    match (method, &target.name) {
+        (Method::GET, Some(name)) => match inner.objects.get(&key(&target, name)) {
+            Some(stored) => ok(stored.object.clone()),
+            None => not_found(&target.resource, name),
+        },
+        (Method::GET, None) => list(&inner, &target, query.get("labelSelector")),
+        (Method::PATCH, Some(name)) => apply(&mut inner, &target, name, &query, &headers, &body),
+        (Method::PUT, Some(name)) => replace(&mut inner, &target, name, &body),
+        (Method::DELETE, Some(name)) => delete(&mut inner, &target, name),
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the double does not serve this verb".into(),
+        ),
+    }
+}
+
+fn key(target: &Target, name: &str) -> Key {
+    (
+        target.resource.group.clone(),
+        target.resource.plural.clone(),
+        target.namespace.clone().unwrap_or_default(),
+        name.to_string(),
+    )
+}
+
+fn not_found(resource: &ResourceType, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{} \"{name}\" not found", resource.plural),
+    )
+}
+
+fn group_list(inner: &Inner) -> Value {
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for t in inner.types.iter().filter(|t| !t.group.is_empty()) {
+        let versions = groups.entry(&t.group).or_default();
+        if !versions.contains(&t.version.as_str()) {
+            versions.push(&t.version);
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(name, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+                .collect();
+            json!({"name": name, "versions": versions, "preferredVersion": versions[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list(inner: &Inner, group: &str, version: &str) -> Response {
+    let resources: Vec<Value> = inner
+        .types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .map(|t| {
+            json!({"name": t.plural, "singularName": t.kind.to_lowercase(), "namespaced": t.namespaced,
+                "kind": t.kind, "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+        })
+        .collect();
+    if resources.is_empty() {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("the server could not find the requested resource ({group}/{version})"),
+        );
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
+}
+
+/// Whether an object's labels match a selector such as `a=b,c!=d,e,!f`.
+pub fn matches(labels: &Map<String, Value>, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        if let Some((k, v)) = term.split_once("!=") {
+            labels.get(k.trim()).and_then(Value::as_str) != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            labels.get(k.trim()).and_then(Value::as_str) == Some(v.trim())
+        } else if let Some(k) = term.strip_prefix('!') {
+            !labels.contains_key(k.trim())
+        } else {
+            labels.contains_key(term.trim())
+        }
+    })
+}
+
+fn list(inner: &Inner, target: &Target, selector: Option<&String>) -> Response {
+    let empty = Map::new();
+    let items: Vec<Value> = inner
+        .objects
+        .iter()
+        .filter(|((group, plural, namespace, _), _)| {
+            *group == target.resource.group
+                && *plural == target.resource.plural
+                && target.namespace.as_ref().is_none_or(|ns| ns == namespace)
+        })
+        .map(|(_, stored)| &stored.object)
+        .filter(|object| {
+            let labels = object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            selector.is_none_or(|selector| matches(labels, selector))
+        })
+        .cloned()
+        .collect();
+    ok(
+        json!({"kind": format!("{}List", target.resource.kind), "apiVersion": target.resource.api_version(),
+        "metadata": {"resourceVersion": inner.resource_version.to_string()}, "items": items}),
+    )
+}
+
+fn event(inner: &Inner, what: &str, object: &Value) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&inner.events)
+    {
+        let _ = writeln!(file, "kube {what} {}", describe(object));
+    }
+}
+
+/// Namespaced objects need an active namespace.
+fn namespace_refuses(inner: &Inner, target: &Target) -> Option<Response> {
+    let namespace = target.namespace.as_ref()?;
+    let key = (
+        String::new(),
+        "namespaces".to_string(),
+        String::new(),
+        namespace.clone(),
+    );
+    match inner.objects.get(&key) {
+        None => Some(status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("namespaces \"{namespace}\" not found"),
+        )),
+        Some(stored)
+            if stored
+                .object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some() =>
+        {
+            Some(status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
+fn apply(
+    inner: &mut Inner,
+    target: &Target,
+    name: &str,
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type != "application/apply-patch+yaml" {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the double serves only server-side apply patches, not {content_type}"),
+        );
+    }
+    let Some(manager) = query.get("fieldManager") else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "fieldManager is required for apply requests".into(),
+        );
+    };
+    let Ok(config) = serde_json::from_slice::<Value>(body) else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body is not JSON".into(),
+        );
+    };
+    if config.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name of the object does not match the name on the URL".into(),
+        );
+    }
+    if config.get("apiVersion").and_then(Value::as_str) != Some(&target.resource.api_version())
+        || config.get("kind").and_then(Value::as_str) != Some(&target.resource.kind)
+    {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "apiVersion and kind must match the URL".into(),
+        );
+    }
+    if let Some(refused) = namespace_refuses(inner, target) {
+        return refused;
+    }
+    let key = key(target, name);
+    let existing = inner.objects.get(&key).cloned();
+    let mut stored = match existing {
+        Some(stored) => {
+            if stored
+                .object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some()
+            {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("{} \"{name}\" is being deleted", target.resource.plural),
+                );
+            }
+            stored
+        }
+        None => {
+            let mut metadata = json!({"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": "2026-11-23T00:00:00Z", "generation": 0});
+            if let Some(namespace) = &target.namespace {
+                metadata["namespace"] = json!(namespace);
+            }
+            let mut object = json!({"apiVersion": target.resource.api_version(),
+                "kind": target.resource.kind, "metadata": metadata});
+            if target.resource.kind == "Namespace" {
+                object["spec"] = json!({"finalizers": ["kubernetes"]});
+                object["status"] = json!({"phase": "Active"});
+            }
+            Stored {
+                object,
+                applied: BTreeMap::new(),
+                changed: Instant::now(),
+            }
+        }
+    };
+    let before = stored.object.clone();
+    // Fields this manager applied before and no longer applies are removed.
+    if let Some(previous) = stored.applied.get(manager) {
+        remove_missing(&mut stored.object, previous, &config);
+    }
+    merge(&mut stored.object, &config);
+    stored.applied.insert(manager.clone(), config);
+    let created = before.pointer("/metadata/resourceVersion").is_none();
+    if stored.object != before || created {
+        if created || before.get("spec") != stored.object.get("spec") {
+            let generation = stored
+                .object
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            stored.object["metadata"]["generation"] = json!(generation + 1);
+        }
+        inner.resource_version += 1;
+        stored.object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
+        let managers: Vec<Value> = stored
+            .applied
+            .keys()
+            .map(|m| json!({"manager": m, "operation": "Apply", "apiVersion": target.resource.api_version(), "fieldsType": "FieldsV1"}))
+            .collect();
+        stored.object["metadata"]["managedFields"] = Value::Array(managers);
+        stored.changed = Instant::now();
+        event(
+            inner,
+            if created { "create" } else { "update" },
+            &stored.object,
+        );
+        if target.resource.kind == "CustomResourceDefinition" {
+            register_crd(inner, &stored.object);
+        }
+    }
+    let object = stored.object.clone();
+    inner.objects.insert(key, stored);
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(object)).into_response()
+}
+
+/// Deep merge; lists and scalars are replaced.
+fn merge(live: &mut Value, config: &Value) {
+    match (live, config) {
+        (Value::Object(live), Value::Object(config)) => {
+            for (k, v) in config {
+                match live.get_mut(k) {
+                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    _ => {
+                        live.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (live, config) => *live = config.clone(),
+    }
+}
+
+/// Removes from `live` the fields `previous` set that `config` no longer sets.
+fn remove_missing(live: &mut Value, previous: &Value, config: &Value) {
+    let (Value::Object(live), Value::Object(previous)) = (live, previous) else {
+        return;
+    };
+    for (k, old) in previous {
+        match config.get(k) {
+            None => {
+                live.remove(k);
+            }
+            Some(new) => {
+                if let Some(child) = live.get_mut(k) {
+                    remove_missing(child, old, new);
+                }
+            }
+        }
+    }
+}
+
+fn register_crd(inner: &mut Inner, crd: &Value) {
+    let text = |pointer: &str| {
+        crd.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let namespaced = text("/spec/scope") == "Namespaced";
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for version in versions {
+        if version.get("served") == Some(&json!(false)) {
+            continue;
+        }
+        let resource = ResourceType::new(
+            &text("/spec/group"),
+            version.get("name").and_then(Value::as_str).unwrap_or("v1"),
+            &text("/spec/names/plural"),
+            &text("/spec/names/kind"),
+            namespaced,
+        );
+        let known = inner
+            .types
+            .iter()
+            .chain(inner.pending_types.iter().map(|(t, _)| t))
+            .any(|t| {
+                t.group == resource.group
+                    && t.version == resource.version
+                    && t.plural == resource.plural
+            });
+        if !known {
+            inner
+                .pending_types
+                .push((resource, Instant::now() + CONTROLLER_DELAY));
+        }
+    }
+}
+
+fn replace(inner: &mut Inner, target: &Target, name: &str, body: &[u8]) -> Response {
+    let Ok(object) = serde_json::from_slice::<Value>(body) else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the body is not JSON".into(),
+        );
+    };
+    let key = key(target, name);
+    let Some(stored) = inner.objects.get(&key).cloned() else {
+        return not_found(&target.resource, name);
+    };
+    let live_version = stored.object.pointer("/metadata/resourceVersion").cloned();
+    let sent_version = object.pointer("/metadata/resourceVersion").cloned();
+    if sent_version.is_some() && sent_version != live_version {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                target.resource.plural
+            ),
+        );
+    }
+    let mut updated = object;
+    // Identity and deletion state are the server's.
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "namespace",
+        "generation",
+    ] {
+        match stored.object["metadata"].get(field) {
+            Some(value) => updated["metadata"][field] = value.clone(),
+            None => {
+                if let Some(metadata) = updated["metadata"].as_object_mut() {
+                    metadata.remove(field);
+                }
+            }
+        }
+    }
+    inner.resource_version += 1;
+    updated["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
+    event(inner, "update", &updated);
+    inner.objects.insert(
+        key,
+        Stored {
+            object: updated.clone(),
+            applied: stored.applied,
+            changed: Instant::now(),
+        },
+    );
+    ok(updated)
+}
+
+fn delete(inner: &mut Inner, target: &Target, name: &str) -> Response {
+    let key = key(target, name);
+    let Some(stored) = inner.objects.get_mut(&key) else {
+        return not_found(&target.resource, name);
+    };
+    let finalizers = stored
+        .object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if target.resource.kind == "Namespace" || finalizers {
+        if stored
+            .object
+            .pointer("/metadata/deletionTimestamp")
+            .is_none()
+        {
+            stored.object["metadata"]["deletionTimestamp"] = json!("2026-11-23T00:00:01Z");
+            if target.resource.kind == "Namespace" {
+                stored.object["status"]["phase"] = json!("Terminating");
+            }
+            stored.changed = Instant::now();
+        }
+        let object = stored.object.clone();
+        event(inner, "terminate", &object);
+        return ok(object);
+    }
+    let removed = inner.objects.remove(&key).expect("present");
+    event(inner, "delete", &removed.object);
+    ok(removed.object)
+}
+
+/// What the controllers do: serve established CRDs, report Deployments ready, finish
+/// deletions whose finalizers are gone, and empty terminating namespaces.
+fn reconcile(inner: &mut Inner) {
+    let now = Instant::now();
+    let (ready, waiting): (Vec<_>, Vec<_>) = inner
+        .pending_types
+        .drain(..)
+        .partition(|(_, at)| *at <= now);
+    inner.pending_types = waiting;
+    let served: Vec<ResourceType> = ready.into_iter().map(|(t, _)| t).collect();
+    inner.types.extend(served);
+    let types = inner.types.clone();
+    let mut bumps = 0;
+    for ((group, plural, _, _), stored) in inner.objects.iter_mut() {
+        if stored.changed + CONTROLLER_DELAY > now {
+            continue;
+        }
+        if group == "apps" && (plural == "deployments" || plural == "statefulsets") {
+            let generation = stored
+                .object
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
+            let replicas = stored
+                .object
+                .pointer("/spec/replicas")
+                .cloned()
+                .unwrap_or(json!(1));
+            let status = json!({"observedGeneration": generation, "replicas": replicas,
+                "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+            if stored.object.get("status") != Some(&status) {
+                stored.object["status"] = status;
+                bumps += 1;
+            }
+        }
+        if plural == "customresourcedefinitions" {
+            let group = stored
+                .object
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let kind = stored
+                .object
+                .pointer("/spec/names/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let established = types.iter().any(|t| t.group == group && t.kind == kind);
+            let condition = json!({"conditions": [{"type": "Established", "status": if established {"True"} else {"False"}}]});
+            if established && stored.object.get("status") != Some(&condition) {
+                stored.object["status"] = condition;
+                bumps += 1;
+            }
+        }
+    }
+    inner.resource_version += bumps;
+    // Terminating namespaces: delete their content, report what remains, go when empty.
+    let terminating: Vec<String> = inner
+        .objects
+        .iter()
+        .filter(|((_, plural, _, _), stored)| {
+            plural == "namespaces"
+                && stored
+                    .object
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some()
+        })
+        .map(|((_, _, _, name), _)| name.clone())
+        .collect();
+    for namespace in terminating {
+        let inside: Vec<Key> = inner
+            .objects
+            .keys()
+            .filter(|(_, _, ns, _)| *ns == namespace)
+            .cloned()
+            .collect();
+        let mut held = Vec::new();
+        for key in &inside {
+            let Some(stored) = inner.objects.get_mut(key) else {
+                continue;
+            };
+            let finalizers: Vec<String> = stored
+                .object
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|f| {
+                    f.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if finalizers.is_empty() {
+                let removed = inner.objects.remove(key).expect("present");
+                event(inner, "delete", &removed.object);
+            } else {
+                if stored
+                    .object
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_none()
+                {
+                    stored.object["metadata"]["deletionTimestamp"] = json!("2026-11-23T00:00:01Z");
+                }
+                held.push((key.1.clone(), finalizers));
+            }
+        }
+        let ns_key = (
+            String::new(),
+            "namespaces".to_string(),
+            String::new(),
+            namespace.clone(),
+        );
+        if held.is_empty() {
+            if let Some(removed) = inner.objects.remove(&ns_key) {
+                event(inner, "delete", &removed.object);
+            }
+        } else if let Some(stored) = inner.objects.get_mut(&ns_key) {
+            let resources: Vec<String> = held
+                .iter()
+                .map(|(plural, _)| format!("{plural} has 1 resource instances"))
+                .collect();
+            let finalizers: Vec<String> = held.iter().flat_map(|(_, f)| f.clone()).collect();
+            stored.object["status"]["conditions"] = json!([
+                {"type": "NamespaceContentRemaining", "status": "True",
+                 "message": format!("Some resources are remaining: {}", resources.join(", "))},
+                {"type": "NamespaceFinalizersRemaining", "status": "True",
+                 "message": format!("Some content in the namespace has finalizers remaining: {}", finalizers.join(", "))},
+            ]);
+        }
+    }
+    // Objects marked for deletion whose finalizers are gone.
+    let finished: Vec<Key> = inner
+        .objects
+        .iter()
+        .filter(|((_, plural, _, _), stored)| {
+            plural != "namespaces"
+                && stored
+                    .object
+                    .pointer("/metadata/deletionTimestamp")
+                    .is_some()
+                && stored
+                    .object
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(|f| f.is_empty())
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    for key in finished {
+        if let Some(removed) = inner.objects.remove(&key) {
+            event(inner, "delete", &removed.object);
+        }
+    }
+}
+
+#[test]
+fn label_selectors_follow_the_documented_forms() {
+    let labels = json!({"app": "ingest", "tier": "web"});
+    let labels = labels.as_object().expect("object");
+    assert!(matches(labels, "app=ingest"));
+    assert!(matches(labels, "app==ingest,tier"));
+    assert!(matches(labels, "app!=other,!missing"));
+    assert!(!matches(labels, "app=other"));
+    assert!(!matches(labels, "!tier"));
+    assert!(!matches(labels, "missing"));
+}

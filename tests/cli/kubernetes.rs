@@ -1,0 +1,703 @@
+//! The in-cluster part of an apply and destroy: Kubernetes objects against the API-server
+//! double, Helm releases through the fake helm, AWS (the database whose password a Secret
+//! carries) on moto — one graph, one apply, one destroy.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::apiserver::ApiServer;
+use super::moto::Moto;
+use super::{Run, repo, run_with};
+
+const BLUEPRINT: &str = r#"
+blueprint: trails-cluster
+region: us-east-1
+templates: templates
+
+environments:
+  dev:
+    ephemeral: true
+    ttl: 2h
+
+network:
+  cidr: 10.20.0.0/16
+  azs: [a, b]
+  nat: single
+  subnets:
+    public: [10.20.0.0/24, 10.20.1.0/24]
+    private: [10.20.16.0/20, 10.20.32.0/20]
+    database: [10.20.64.0/24, 10.20.65.0/24]
+
+postgres:
+  main:
+    instance_class: db.t4g.micro
+    storage_gb: 20
+    backup_retention_days: 1
+
+kubernetes:
+  context: double
+  namespaces:
+    turia-trails: { labels: { team: platform } }
+    monitoring: {}
+  storage_classes:
+    gp3:
+      provisioner: ebs.csi.aws.com
+      parameters: { type: gp3, encrypted: "true" }
+      default: true
+  rbac:
+    developers: { namespace: turia-trails, group: turia-trails-developers, cluster_role: edit }
+    readers: { group: turia-trails-readers, cluster_role: view }
+  secrets:
+    postgres-credentials:
+      namespace: turia-trails
+      data:
+        host: ${aws.db_instance.main.address}
+        username: ${aws.db_instance.main.username}
+        password: ${aws.db_instance.main.password}
+  manifests:
+    monitoring-crds:
+      template: test/servicemonitor-crd.yaml
+      depends_on: [helm.release.kube-prometheus-stack]
+
+helm:
+  cert-manager:
+    chart: cert-manager
+    repository: https://charts.jetstack.io
+    version: v1.16.1
+    namespace: cert-manager
+    values_template: helm/cert-manager.yaml
+  kube-prometheus-stack:
+    chart: kube-prometheus-stack
+    repository: https://prometheus-community.github.io/helm-charts
+    version: 65.5.0
+    namespace: monitoring
+    values_template: helm/kube-prometheus-stack.yaml
+    values: { retention: 15d, storage: 50Gi, storage_class: gp3 }
+    timeout_minutes: 15
+  metrics-server:
+    chart: metrics-server
+    repository: https://kubernetes-sigs.github.io/metrics-server
+    version: 3.12.2
+    namespace: kube-system
+    values_template: helm/metrics-server.yaml
+    depends_on: [helm.release.cert-manager]
+
+ingest:
+  image: ghcr.io/turia/trails:0.1.0
+  namespace: turia-trails
+  replicas: 2
+  autoscaling: { min: 2, max: 6 }
+  host: ingest.example.test
+  env:
+    DATABASE_URL: postgres://${aws.db_instance.main.username}:${aws.db_instance.main.password}@${aws.db_instance.main.address}:5432/trails
+    KAFKA_BROKERS: redpanda.redpanda.svc:9093
+"#;
+
+/// The ServiceMonitor CRD, which kube-prometheus-stack brings in a real cluster.
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: { plural: servicemonitors, singular: servicemonitor, kind: ServiceMonitor }
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: { openAPIV3Schema: { type: object, x-kubernetes-preserve-unknown-fields: true } }
+"#;
+
+struct Platform {
+    moto: Moto,
+    api: ApiServer,
+    dir: tempfile::TempDir,
+    file: PathBuf,
+    events: PathBuf,
+}
+
+impl Platform {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let events = dir.path().join("events.log");
+        std::fs::write(&events, "").expect("events log");
+        let api = ApiServer::start(events.clone());
+        std::fs::write(dir.path().join("kubeconfig"), api.kubeconfig()).expect("kubeconfig");
+        copy_dir(&repo("templates"), &dir.path().join("templates"));
+        std::fs::create_dir_all(dir.path().join("templates/test")).expect("test templates");
+        std::fs::write(
+            dir.path().join("templates/test/servicemonitor-crd.yaml"),
+            CRD,
+        )
+        .expect("crd template");
+        let file = dir.path().join("platform.yaml");
+        std::fs::write(&file, BLUEPRINT).expect("blueprint");
+        std::fs::create_dir_all(dir.path().join("helm")).expect("helm dir");
+        Self {
+            moto: Moto::start(),
+            api,
+            dir,
+            file,
+            events,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.moto.env();
+        let path = |p: &str| self.dir.path().join(p).display().to_string();
+        env.push(("KUBECONFIG", path("kubeconfig")));
+        env.push((
+            "TRAILS_HELM",
+            repo("tests/fixtures/fake-helm").display().to_string(),
+        ));
+        env.push(("FAKE_HELM_DIR", path("helm")));
+        env.push(("FAKE_HELM_EVENTS", self.events.display().to_string()));
+        env
+    }
+
+    fn trails(&self, extra_env: &[(&'static str, String)], args: &[&str]) -> Run {
+        let mut env = self.env();
+        env.extend(extra_env.iter().cloned());
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["-f", self.file.to_str().expect("utf-8 path")]);
+        run_with(None, &env, &full)
+    }
+
+    fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.events)
+            .expect("events log")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn position(&self, prefix: &str) -> usize {
+        let events = self.events();
+        events
+            .iter()
+            .position(|line| line.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no event `{prefix}` in:\n{}", events.join("\n")))
+    }
+
+    fn decoded(&self, secret: &str, key: &str) -> String {
+        let object = self
+            .api
+            .get("v1", "Secret", Some("turia-trails"), secret)
+            .unwrap_or_else(|| panic!("secret {secret} exists"));
+        let encoded = object["data"][key].as_str().expect("base64 text");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        String::from_utf8(bytes).expect("utf-8")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// RDS's master password, as moto's Secrets Manager keeps it.
+fn master_password(moto: &Moto) -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let rds = moto.rds();
+        let instances = rds
+            .describe_db_instances()
+            .send()
+            .await
+            .expect("DescribeDBInstances");
+        let arn = instances
+            .db_instances()
+            .iter()
+            .find_map(|db| db.master_user_secret().and_then(|s| s.secret_arn()))
+            .expect("the instance has a managed master secret")
+            .to_string();
+        let secret = moto
+            .secrets()
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .expect("GetSecretValue");
+        let json: Value =
+            serde_json::from_str(secret.secret_string().expect("text")).expect("json");
+        json["password"].as_str().expect("password").to_string()
+    })
+}
+
+#[test]
+fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
+    let platform = Platform::start();
+
+    // A missing helm is refused before anything changes.
+    let run = platform.trails(
+        &[("TRAILS_HELM", "/nonexistent/helm".into())],
+        &["apply", "--yes"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/helm") && run.stderr.contains("TRAILS_HELM"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        platform.moto.requests(),
+        0,
+        "nothing was called before the refusal"
+    );
+    let run = platform.trails(
+        &[("FAKE_HELM_VERSION", "v3.5.0".into())],
+        &["apply", "--yes"],
+    );
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("helm v3.5.0 is too old"),
+        "{}",
+        run.stderr
+    );
+    assert!(platform.events().is_empty(), "{:?}", platform.events());
+
+    // One apply: AWS, namespaces, secrets, releases, CRDs, custom resources, the service.
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
+    assert_eq!(run.code, 0, "apply failed:\n{}\n{}", run.stdout, run.stderr);
+
+    let namespace = platform
+        .api
+        .get("v1", "Namespace", None, "turia-trails")
+        .expect("namespace");
+    assert_eq!(namespace["metadata"]["labels"]["team"], json!("platform"));
+    assert_eq!(
+        namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        json!("trails")
+    );
+    assert_eq!(
+        namespace["metadata"]["managedFields"][0]["manager"],
+        json!("trails")
+    );
+    let class = platform
+        .api
+        .get("storage.k8s.io/v1", "StorageClass", None, "gp3")
+        .expect("storage class");
+    assert_eq!(
+        class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+        json!("true")
+    );
+    assert_eq!(class["parameters"]["type"], json!("gp3"));
+    let binding = platform
+        .api
+        .get(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            Some("turia-trails"),
+            "developers",
+        )
+        .expect("role binding");
+    assert_eq!(
+        binding["subjects"][0]["name"],
+        json!("turia-trails-developers")
+    );
+    assert!(
+        platform
+            .api
+            .get(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                None,
+                "readers"
+            )
+            .is_some()
+    );
+
+    // The Secret carries the real password, read from Secrets Manager at apply time...
+    let password = master_password(&platform.moto);
+    assert_eq!(
+        platform.decoded("postgres-credentials", "password"),
+        password
+    );
+    assert!(
+        platform
+            .decoded("ingest-env", "DATABASE_URL")
+            .contains(&password)
+    );
+    // ...and it is in neither trails' output nor its state.
+    assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
+    let state = std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json"))
+        .expect("state beside the blueprint");
+    assert!(!state.contains(&password), "the password is in the state");
+
+    // The service: Deployment ready, and every object of its templates.
+    let deployment = platform
+        .api
+        .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
+        .expect("deployment");
+    assert_eq!(deployment["status"]["readyReplicas"], json!(2));
+    for (api_version, kind) in [
+        ("v1", "Service"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ] {
+        assert!(
+            platform
+                .api
+                .get(api_version, kind, Some("turia-trails"), "ingest")
+                .is_some(),
+            "{kind} ingest missing; cluster has {:#?}",
+            platform.api.inventory()
+        );
+    }
+
+    // Helm: pinned, atomic, waited for, pointed at the context, values rendered.
+    let events = platform.events();
+    let upgrade = events
+        .iter()
+        .find(|line| line.starts_with("helm upgrade kube-prometheus-stack "))
+        .expect("kube-prometheus-stack installed");
+    for part in [
+        "kube-prometheus-stack --repo https://prometheus-community.github.io/helm-charts",
+        "--version 65.5.0",
+        "--namespace monitoring",
+        "--atomic --wait --timeout 15m",
+        "--kube-context double",
+    ] {
+        assert!(upgrade.contains(part), "`{part}` missing from {upgrade}");
+    }
+    assert!(
+        !upgrade.contains("--create-namespace"),
+        "trails creates monitoring: {upgrade}"
+    );
+    let metrics = events
+        .iter()
+        .find(|line| line.starts_with("helm upgrade metrics-server "))
+        .expect("metrics-server installed");
+    assert!(
+        metrics.contains("--create-namespace"),
+        "kube-system is not trails': {metrics}"
+    );
+    let values = std::fs::read_to_string(
+        platform
+            .dir
+            .path()
+            .join("helm/values-kube-prometheus-stack.yaml"),
+    )
+    .expect("values passed to helm");
+    assert!(
+        values.contains("15d") && values.contains("50Gi"),
+        "{values}"
+    );
+    // Order: namespaces before what goes in them; releases before what needs them; the CRD
+    // before the custom resource.
+    assert!(
+        platform.position("kube create v1 Namespace monitoring")
+            < platform.position("helm upgrade kube-prometheus-stack")
+    );
+    assert!(
+        platform.position("helm upgrade kube-prometheus-stack")
+            < platform.position("kube create apiextensions.k8s.io/v1 CustomResourceDefinition")
+    );
+    assert!(
+        platform.position("helm upgrade cert-manager")
+            < platform.position("helm upgrade metrics-server")
+    );
+    assert!(
+        platform.position("kube create apiextensions.k8s.io/v1 CustomResourceDefinition")
+            < platform.position("kube create monitoring.coreos.com/v1 ServiceMonitor")
+    );
+    assert!(
+        platform.position("kube create v1 Secret turia-trails/ingest-env")
+            < platform.position("kube create apps/v1 Deployment")
+    );
+
+    // verify: every release deployed at its pinned version; a release gone is one failure.
+    let verdicts = |run: &Run| -> Vec<(String, String, String)> {
+        let report: Value = serde_json::from_str(&run.stdout).expect("verify --json");
+        report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (text("name"), text("status"), text("evidence"))
+            })
+            .collect()
+    };
+    let run = platform.trails(&[], &["verify", "--json", "--only", "helm"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let checks = verdicts(&run);
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    let (_, status, evidence) = checks
+        .iter()
+        .find(|(name, _, _)| name == "helm.kube-prometheus-stack")
+        .expect("release check");
+    assert_eq!(status, "passed");
+    assert!(
+        evidence.contains("deployed") && evidence.contains("65.5.0"),
+        "{evidence}"
+    );
+    let release = platform
+        .dir
+        .path()
+        .join("helm/releases/kube-system.metrics-server");
+    let kept = std::fs::read(&release).expect("release record");
+    std::fs::remove_file(&release).expect("uninstall behind trails' back");
+    let run = platform.trails(&[], &["verify", "--json", "--only", "helm"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let failed: Vec<_> = verdicts(&run)
+        .into_iter()
+        .filter(|(_, status, _)| status == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "helm.metrics-server");
+    assert!(
+        failed[0].2.contains("release: not found"),
+        "{:?}",
+        failed[0]
+    );
+    std::fs::write(&release, kept).expect("restore the release");
+
+    // Nothing changed: nothing to do, no call to the cluster or helm.
+    let before = platform.events().len();
+    let run = platform.trails(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(platform.events().len(), before);
+
+    // An edit: the namespace label changes in place, the Deployment scales and is waited for.
+    let edited = BLUEPRINT
+        .replace("labels: { team: platform }", "labels: { team: ingest }")
+        .replace(
+            "replicas: 2\n  autoscaling: { min: 2",
+            "replicas: 3\n  autoscaling: { min: 3",
+        );
+    std::fs::write(&platform.file, &edited).expect("edit blueprint");
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let namespace = platform
+        .api
+        .get("v1", "Namespace", None, "turia-trails")
+        .expect("namespace");
+    assert_eq!(namespace["metadata"]["labels"]["team"], json!("ingest"));
+    let deployment = platform
+        .api
+        .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
+        .expect("deployment");
+    assert_eq!(deployment["spec"]["replicas"], json!(3));
+    assert_eq!(deployment["status"]["readyReplicas"], json!(3));
+    assert_eq!(deployment["metadata"]["generation"], json!(2));
+
+    // A helm failure fails that release only, with helm's own words; the rest completes.
+    let edited = edited
+        .replace("storage: 50Gi", "storage: 80Gi")
+        .replace("team: ingest", "team: platform");
+    std::fs::write(&platform.file, &edited).expect("edit blueprint");
+    let run = platform.trails(
+        &[("FAKE_HELM_FAIL", "kube-prometheus-stack".into())],
+        &["apply", "--yes", "--wait-timeout", "60s"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("helm.release.kube-prometheus-stack")
+            && run.stderr.contains("UPGRADE FAILED")
+            && run.stderr.contains("rolled back"),
+        "{}",
+        run.stderr
+    );
+    let namespace = platform
+        .api
+        .get("v1", "Namespace", None, "turia-trails")
+        .expect("namespace");
+    assert_eq!(
+        namespace["metadata"]["labels"]["team"],
+        json!("platform"),
+        "the independent change completed"
+    );
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
+    assert_eq!(
+        run.code, 0,
+        "the retry converges: {}{}",
+        run.stdout, run.stderr
+    );
+
+    // Destroy: an object with a finalizer holds its namespace; destroy says so and stops.
+    let held = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "held", "namespace": "turia-trails", "finalizers": ["example.com/hold"]}});
+    apply_by_hand(
+        &platform.api,
+        "/api/v1/namespaces/turia-trails/configmaps/held",
+        &held,
+    );
+    let run = platform.trails(&[], &["destroy", "--yes", "--wait-timeout", "3s"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("v1 Namespace turia-trails")
+            && run.stderr.contains("example.com/hold")
+            && run.stderr.contains("NamespaceContentRemaining"),
+        "{}",
+        run.stderr
+    );
+    // Only the held namespace failed; the rest of the destroy went on.
+    assert!(run.stdout.contains("1 failed"), "{}", run.stdout);
+    // Release the finalizer (as its controller would) and destroy again.
+    let mut live = platform
+        .api
+        .get("v1", "ConfigMap", Some("turia-trails"), "held")
+        .expect("held object");
+    live["metadata"]["finalizers"] = json!([]);
+    put_by_hand(
+        &platform.api,
+        "/api/v1/namespaces/turia-trails/configmaps/held",
+        &live,
+    );
+    let run = platform.trails(&[], &["destroy", "--yes", "--wait-timeout", "60s"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let left: Vec<String> = platform
+        .api
+        .inventory()
+        .into_iter()
+        .filter(|object| {
+            !object.starts_with("v1 Namespace kube-") && object != "v1 Namespace default"
+        })
+        .collect();
+    assert!(left.is_empty(), "left in the cluster: {left:#?}");
+    assert!(
+        platform.position("helm uninstall kube-prometheus-stack")
+            > platform.position("kube delete apiextensions.k8s.io/v1 CustomResourceDefinition"),
+        "the CRD manifest goes before the release it waits for"
+    );
+    assert!(
+        platform.position("helm uninstall metrics-server")
+            < platform.position("helm uninstall cert-manager")
+    );
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+fn apply_by_hand(api: &ApiServer, path: &str, object: &Value) {
+    let response = client()
+        .patch(format!("{}{path}?fieldManager=test", api.url))
+        .header("content-type", "application/apply-patch+yaml")
+        .body(object.to_string())
+        .send()
+        .expect("apply by hand");
+    assert!(response.status().is_success(), "{:?}", response.text());
+}
+
+fn put_by_hand(api: &ApiServer, path: &str, object: &Value) {
+    let response = client()
+        .put(format!("{}{path}", api.url))
+        .header("content-type", "application/json")
+        .body(object.to_string())
+        .send()
+        .expect("put by hand");
+    assert!(response.status().is_success(), "{:?}", response.text());
+}
+
+#[test]
+fn the_api_server_double_keeps_resource_versions_and_selects_by_label() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = ApiServer::start(dir.path().join("events.log"));
+    let path = "/api/v1/namespaces/default/configmaps/a";
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "a", "labels": {"app": "x"}}, "data": {"k": "v"}});
+    apply_by_hand(&api, path, &object);
+    let first = api
+        .get("v1", "ConfigMap", Some("default"), "a")
+        .expect("created");
+    apply_by_hand(&api, path, &object);
+    let again = api
+        .get("v1", "ConfigMap", Some("default"), "a")
+        .expect("still there");
+    assert_eq!(
+        first["metadata"]["resourceVersion"], again["metadata"]["resourceVersion"],
+        "no-op apply"
+    );
+    assert_eq!(first["metadata"]["uid"], again["metadata"]["uid"]);
+    // A stale resourceVersion is a conflict.
+    let mut stale = again.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let response = client()
+        .put(format!("{}{path}", api.url))
+        .body(stale.to_string())
+        .send()
+        .expect("put");
+    assert_eq!(response.status().as_u16(), 409);
+    // Selectors.
+    let list: Value = client()
+        .get(format!(
+            "{}/api/v1/namespaces/default/configmaps?labelSelector=app%3Dx",
+            api.url
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("list");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    let list: Value = client()
+        .get(format!(
+            "{}/api/v1/namespaces/default/configmaps?labelSelector=app%21%3Dx",
+            api.url
+        ))
+        .send()
+        .and_then(|r| r.json())
+        .expect("list");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+    // Objects in a namespace that does not exist are refused.
+    let response = client()
+        .patch(format!(
+            "{}/api/v1/namespaces/nowhere/configmaps/a?fieldManager=test",
+            api.url
+        ))
+        .header("content-type", "application/apply-patch+yaml")
+        .body(object.to_string())
+        .send()
+        .expect("apply");
+    assert_eq!(response.status().as_u16(), 404);
+}
+
+/// The same in-cluster apply and destroy against a real cluster. Opt in with
+/// `KUBECONFIG=... cargo test --test cli -- --ignored real_cluster` (the helm releases are left
+/// out: they would pull charts from the internet).
+#[test]
+#[ignore = "needs a real cluster: set KUBECONFIG and run with --ignored"]
+fn real_cluster_namespaces_secrets_and_manifests() {
+    let kubeconfig = std::env::var("KUBECONFIG").expect("KUBECONFIG points at a real cluster");
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&repo("templates"), &dir.path().join("templates"));
+    let file = dir.path().join("platform.yaml");
+    std::fs::write(
+        &file,
+        r#"
+blueprint: trails-real-cluster
+region: us-east-1
+templates: templates
+environments: { test: { ephemeral: true, ttl: 1h } }
+kubernetes:
+  namespaces:
+    trails-test: { labels: { purpose: trails-test } }
+  secrets:
+    sample: { namespace: trails-test, data: { key: value } }
+"#,
+    )
+    .expect("blueprint");
+    let env = vec![("KUBECONFIG", kubeconfig)];
+    let path = file.to_str().expect("utf-8");
+    let run = run_with(None, &env, &["apply", "--yes", "-f", path]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = run_with(None, &env, &["plan", "--detailed-exitcode", "-f", path]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = run_with(None, &env, &["destroy", "--yes", "-f", path]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}

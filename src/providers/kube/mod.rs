@@ -110,14 +110,20 @@ impl Cluster {
         connect::kubeconfig(&self.settings.target, &self.aws).await
     }
 
-    /// The API of one object's kind, waiting until discovery serves the kind.
-    async fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ProviderError> {
+    /// The API of one object's kind, waiting until discovery serves the kind; `None` when the
+    /// kind is not served and `wait` is false.
+    async fn api(
+        &self,
+        object: &ObjectRef,
+        wait: bool,
+    ) -> Result<Option<Api<DynamicObject>>, ProviderError> {
         let client = self.client().await?;
         let gvk = object.gvk();
         let started = Instant::now();
         let (resource, scope) = loop {
             match kube::discovery::pinned_kind(&client, &gvk).await {
                 Ok((resource, capabilities)) => break (resource, capabilities.scope),
+                Err(error) if !wait && not_served(&error) => return Ok(None),
                 Err(error) if started.elapsed() < self.settings.timeout && not_served(&error) => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -133,12 +139,17 @@ impl Cluster {
                 Err(error) => return Err(ProviderError::api("API discovery", error)),
             }
         };
-        Ok(scoped(client, &resource, scope, object))
+        Ok(Some(scoped(client, &resource, scope, object)))
     }
 
     /// Applies one object and waits until it is ready.
     async fn apply(&self, object: &ObjectRef, body: &Value) -> Result<(), ProviderError> {
-        let api = self.api(object).await?;
+        let api = self.api(object, true).await?.ok_or_else(|| {
+            ProviderError::Invalid(format!(
+                "{} {} is not served",
+                object.api_version, object.kind
+            ))
+        })?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
         api.patch(&object.name, &params, &Patch::Apply(body))
             .await
@@ -179,11 +190,9 @@ impl Cluster {
 
     /// Deletes one object and waits until it is gone; gone already is fine.
     async fn delete(&self, object: &ObjectRef) -> Result<(), ProviderError> {
-        let api = match self.api(object).await {
-            Ok(api) => api,
-            // A kind no longer served (its CRD went first) has no objects left to delete.
-            Err(ProviderError::Timeout { .. }) => return Ok(()),
-            Err(error) => return Err(error),
+        // A kind no longer served (its CRD went first) has no objects left to delete.
+        let Some(api) = self.api(object, false).await? else {
+            return Ok(());
         };
         match api.delete(&object.name, &DeleteParams::background()).await {
             Ok(_) => {}

@@ -82,12 +82,23 @@ ensure_tansu() {
   echo "$TANSU_VERSION" > "$root/version"
 }
 
+# One scratch directory per script run for server data and logs; stop_servers removes it.
+scratch() {
+  if [ -z "${SCRATCH:-}" ]; then
+    SCRATCH="$(mktemp -d)"
+    # PostgreSQL runs as the postgres user when we are root and must reach its directory.
+    chmod 711 "$SCRATCH"
+  fi
+}
+
 # Starts PostgreSQL in a fresh directory on a free port (as the postgres user when root, since
-# PostgreSQL refuses root); sets PG_URL and PG_PID. Stop it with stop_pid "$PG_PID".
+# PostgreSQL refuses root); sets PG_URL and PG_PID. stop_servers stops it.
 start_postgres() {
   local bin dir port run=()
   bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
-  dir="$(mktemp -d)"
+  scratch
+  dir="$SCRATCH/postgres"
+  mkdir -p "$dir"
   port="$(free_port)"
   if [ "$(id -u)" = 0 ]; then
     chown -R postgres:postgres "$dir"
@@ -105,7 +116,8 @@ start_postgres() {
 start_redis() {
   local port log
   port="$(free_port)"
-  log="$(mktemp)"
+  scratch
+  log="$SCRATCH/redis.log"
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no > "$log" 2>&1 &
   REDIS_PID=$!
   REDIS_URL="redis://127.0.0.1:$port"
@@ -116,7 +128,8 @@ start_redis() {
 start_tansu() {
   local port log
   port="$(free_port)"
-  log="$(mktemp)"
+  scratch
+  log="$SCRATCH/tansu.log"
   RUST_LOG=warn "$TANSU" broker --storage-engine memory://tansu/ \
     --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" > "$log" 2>&1 &
   TANSU_PID=$!
@@ -142,6 +155,18 @@ wait_port() {
   exit 1
 }
 
+# Stops whatever start_moto, start_postgres, start_redis and start_tansu started and removes
+# their data and logs.
+stop_servers() {
+  stop_moto
+  stop_pid "${TANSU_PID:-}"
+  stop_pid "${REDIS_PID:-}"
+  stop_pid "${PG_PID:-}"
+  if [ -n "${SCRATCH:-}" ]; then
+    rm -rf "$SCRATCH"
+  fi
+}
+
 stop_pid() {
   if [ -n "${1:-}" ]; then
     kill -INT "$1" 2> /dev/null || true
@@ -153,7 +178,8 @@ stop_pid() {
 start_moto() {
   local port log
   port="$(free_port)"
-  log="${TMPDIR:-/tmp}/trails-moto-$port.log"
+  scratch
+  log="$SCRATCH/moto-$port.log"
   "$MOTO_PYTHON" "$(dirname "${BASH_SOURCE[0]}")/moto_server.py" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
   MOTO_PID=$!
   MOTO_URL="http://127.0.0.1:$port"

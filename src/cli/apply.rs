@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 
-use super::{Failure, Outcome, Output, StateLocation, Target, load};
+use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
 use crate::engine::progress::{Bars, Lines, Quiet};
 use crate::engine::{self, Options, Progress};
 use crate::plan::render::{TextOptions, summary, text};
@@ -23,6 +23,8 @@ pub struct ExecuteArgs {
     target: Target,
     #[command(flatten)]
     state: StateLocation,
+    #[command(flatten)]
+    endpoints: Endpoints,
     /// Do not ask for confirmation (for CI).
     #[arg(long)]
     yes: bool,
@@ -99,6 +101,7 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
         operation,
     )
     .map_err(|error| Failure::User(error.into()))?;
+    let endpoints = args.endpoints.resolve(loaded)?;
     let planned = match &mode {
         Mode::Destroy(_) => plan::plan_destroy(store.state()),
         Mode::Apply(saved) => {
@@ -125,7 +128,7 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
         args.wait_timeout,
     ));
     let cluster = kube::Settings::for_blueprint(loaded, args.wait_timeout);
-    let providers = Arc::new(Providers::new(context, cluster));
+    let providers = Arc::new(Providers::new(context, cluster, endpoints));
     engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
     runtime
         .block_on(providers::check_tools(

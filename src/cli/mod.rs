@@ -104,6 +104,39 @@ fn parse_variable(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Other ways into the data plane than the live endpoints (a tunnel, a port-forward, a local
+/// stand-in), for the commands that connect to databases and brokers.
+#[derive(Debug, Clone, Args)]
+pub struct Endpoints {
+    /// Reach a data-plane endpoint another way than the live one (a tunnel, a port-forward):
+    /// `postgres.NAME=postgres://HOST:PORT`, `redis.NAME=redis://HOST:PORT`,
+    /// `kafka=HOST:PORT`, `ingest=https://HOST`. Credentials missing from the URL come from
+    /// Secrets Manager. Repeatable.
+    #[arg(long = "endpoint", value_name = "NAME=URL", value_parser = parse_variable)]
+    endpoints: Vec<(String, String)>,
+}
+
+impl Endpoints {
+    /// The overrides by name, each checked against the names this blueprint has.
+    fn resolve(
+        &self,
+        loaded: &crate::blueprint::Loaded,
+    ) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+        let allowed = crate::verify::data::endpoint_names(loaded);
+        let mut endpoints = std::collections::BTreeMap::new();
+        for (name, url) in &self.endpoints {
+            if !allowed.contains(name) {
+                return Err(Failure::User(anyhow::anyhow!(
+                    "--endpoint {name}: this blueprint has no such endpoint; it has {}",
+                    allowed.join(", ")
+                )));
+            }
+            endpoints.insert(name.clone(), url.clone());
+        }
+        Ok(endpoints)
+    }
+}
+
 /// Where the state lives.
 #[derive(Debug, Clone, Args)]
 pub struct StateLocation {

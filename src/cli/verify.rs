@@ -1,13 +1,12 @@
 //! `trails verify`: smoke tests of the running environment.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 
-use super::{Failure, Outcome, Output, Target, load};
+use super::{Endpoints, Failure, Outcome, Output, Target, load};
 use crate::providers::aws;
 use crate::verify::aws::Owner;
 use crate::verify::data::{self, Access};
@@ -32,12 +31,8 @@ pub struct VerifyArgs {
     /// Leave out checks whose name matches (same patterns as --only); repeatable.
     #[arg(long, value_name = "PATTERN", value_parser = Pattern::parse)]
     skip: Vec<Pattern>,
-    /// Reach a data-plane endpoint another way than the live one (a tunnel, a port-forward):
-    /// `postgres.NAME=postgres://HOST:PORT`, `redis.NAME=redis://HOST:PORT`,
-    /// `kafka=HOST:PORT`, `ingest=https://HOST`. Credentials missing from the URL come from
-    /// Secrets Manager. Repeatable.
-    #[arg(long = "endpoint", value_name = "NAME=URL", value_parser = super::parse_variable)]
-    endpoints: Vec<(String, String)>,
+    #[command(flatten)]
+    endpoints: Endpoints,
     /// Longest time one check may take.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -51,17 +46,7 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
     let (checked, graph) = load(&args.target)?;
     output.warnings(&checked);
     let loaded = &checked.loaded;
-    let allowed = data::endpoint_names(loaded);
-    let mut endpoints = BTreeMap::new();
-    for (name, url) in &args.endpoints {
-        if !allowed.contains(name) {
-            return Err(Failure::User(anyhow!(
-                "--endpoint {name}: this blueprint has no such endpoint; it has {}",
-                allowed.join(", ")
-            )));
-        }
-        endpoints.insert(name.clone(), url.clone());
-    }
+    let endpoints = args.endpoints.resolve(loaded)?;
     let access = Access {
         endpoints,
         api_key: std::env::var("TRAILS_VERIFY_API_KEY")

@@ -268,6 +268,9 @@ struct Task {
     /// Sensitive references in `desired`, read from Secrets Manager when the change runs.
     sealed: Result<Vec<crate::providers::secrets::Sealed>, ProviderError>,
     recorded: Option<Recorded>,
+    /// Sensitive references in the recorded attributes, for types that need them to delete
+    /// (see `secrets::restore_for_delete`).
+    recorded_sealed: Result<Vec<crate::providers::secrets::Sealed>, ProviderError>,
 }
 
 impl Task {
@@ -292,13 +295,30 @@ impl Task {
             Some(desired) => crate::providers::secrets::sealed(desired, state),
             None => Ok(Vec::new()),
         };
+        let mut recorded = state.resources.get(&change.address).cloned();
+        let deleting = matches!(change.action, Action::Delete | Action::Replace);
+        let restored = match recorded.as_mut() {
+            Some(recorded) if deleting => crate::providers::secrets::restore_for_delete(
+                &change.kind,
+                &mut recorded.attributes,
+            ),
+            _ => false,
+        };
+        let recorded_sealed = match &recorded {
+            Some(recorded) if restored => crate::providers::secrets::sealed(
+                &Value::Object(recorded.attributes.clone()),
+                state,
+            ),
+            _ => Ok(Vec::new()),
+        };
         Ok(Self {
             address: change.address.clone(),
             kind: change.kind.clone(),
             action: change.action,
             desired,
             sealed,
-            recorded: state.resources.get(&change.address).cloned(),
+            recorded,
+            recorded_sealed,
         })
     }
 
@@ -314,7 +334,21 @@ impl Task {
             .secrets()
             .reveal(&mut desired, &self.sealed?)
             .await?;
-        match (self.action, self.recorded) {
+        let recorded = match self.recorded {
+            Some(mut recorded) => {
+                let mut attributes = Value::Object(std::mem::take(&mut recorded.attributes));
+                providers
+                    .secrets()
+                    .reveal(&mut attributes, &self.recorded_sealed?)
+                    .await?;
+                if let Value::Object(attributes) = attributes {
+                    recorded.attributes = attributes;
+                }
+                Some(recorded)
+            }
+            None => None,
+        };
+        match (self.action, recorded) {
             (Action::Delete, Some(recorded)) => {
                 provider.delete(&self.address, &recorded).await?;
                 Ok(Effect::Deleted)

@@ -17,6 +17,10 @@ use uuid::Uuid;
 /// day-one PostgreSQL configuration.
 pub const MIGRATION: &str = include_str!("../../templates/sql/postgres/001_api_keys.sql");
 
+/// The advisory lock every migration of this database takes, the service's and trails' day-one
+/// migrations alike, so that they run one at a time.
+pub const MIGRATION_LOCK: i64 = 7286517;
+
 /// The scope `POST /v1/events*` requires.
 pub const WRITE_SCOPE: &str = "events:write";
 

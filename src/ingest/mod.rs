@@ -32,7 +32,8 @@ pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
     let client = pool.get().await.context("connecting to PostgreSQL")?;
     client
         .batch_execute(&format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(7286517); {} COMMIT;",
+            "BEGIN; SELECT pg_advisory_xact_lock({}); {} COMMIT;",
+            keys::MIGRATION_LOCK,
             keys::MIGRATION
         ))
         .await

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod helm;
 pub mod kafka;
 pub mod kube;
+pub mod postgres;
 pub mod secrets;
 pub mod template;
 
@@ -91,10 +92,16 @@ pub struct Providers {
 
 impl Providers {
     /// Every provider, sharing one AWS context and one (lazily connected) cluster.
-    pub fn new(aws: aws::Context, cluster: kube::Settings) -> Self {
+    /// `endpoints` are other ways into the data plane (`postgres.NAME` to a URL).
+    pub fn new(
+        aws: aws::Context,
+        cluster: kube::Settings,
+        endpoints: std::collections::BTreeMap<String, String>,
+    ) -> Self {
         let mut by_kind: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
         aws::register(&aws, &mut by_kind);
         kafka::register(&mut by_kind);
+        postgres::register(&cluster.templates_dir, &endpoints, &mut by_kind);
         let cluster = kube::Cluster::new(cluster, aws.clone());
         kube::register(&cluster, &mut by_kind);
         helm::register(&cluster, &mut by_kind);
@@ -120,7 +127,7 @@ pub fn supported() -> Vec<&'static str> {
     aws::SUPPORTED
         .iter()
         .copied()
-        .chain(["kafka.topic"])
+        .chain(["kafka.topic", "postgres.database"])
         .chain(kube::SUPPORTED.iter().copied())
         .chain(["helm.release"])
         .collect()

@@ -22,6 +22,24 @@ pub fn location(kind: &str, output: &str) -> Option<(&'static str, Option<&'stat
     }
 }
 
+/// Puts back into recorded `attributes` the sensitive references that deleting a resource of
+/// `kind` needs and that the state keeps only as digests: dropping a PostgreSQL database logs
+/// in as the instance's master user. Returns whether it put any back.
+pub fn restore_for_delete(kind: &str, attributes: &mut serde_json::Map<String, Value>) -> bool {
+    use crate::resources::Spec;
+    use crate::resources::dayone::PostgresDatabase;
+    use crate::resources::rds::DbInstance;
+    if kind != PostgresDatabase::KIND.name {
+        return false;
+    }
+    let Some(instance) = attributes.get("instance").and_then(Value::as_str) else {
+        return false;
+    };
+    let reference = crate::resources::output::<DbInstance>(instance, "password");
+    attributes.insert("password".to_string(), Value::String(reference));
+    true
+}
+
 /// One sensitive reference in a change's attributes and where its value is.
 #[derive(Debug, Clone)]
 pub struct Sealed {

@@ -65,6 +65,8 @@ pub struct Migration {
 /// A PostgreSQL database with schemas and migrations, inside an RDS instance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PostgresDatabase {
+    /// The blueprint's name of the instance (`postgres.NAME`), for `--endpoint postgres.NAME=URL`.
+    pub instance: String,
     /// Instance host.
     pub host: String,
     /// Instance port.
@@ -206,6 +208,7 @@ pub fn expand(builder: &mut Builder<'_>) {
             builder.add(
                 &format!("{instance}-{}", address_name(database)),
                 &PostgresDatabase {
+                    instance: instance.clone(),
                     host: output::<DbInstance>(instance, "address"),
                     port: output::<DbInstance>(instance, "port"),
                     username: output::<DbInstance>(instance, "username"),

@@ -259,8 +259,8 @@ struct PostgresSource {
     endpoint: Option<String>,
 }
 
-/// The RDS-managed master secret: `{"username": ..., "password": ...}`.
-async fn master_secret(context: &Context, secret_arn: &str) -> Result<(String, String), String> {
+/// The password in the RDS-managed master secret, `{"username": ..., "password": ...}`.
+async fn master_password(context: &Context, secret_arn: &str) -> Result<String, String> {
     let found = context
         .secrets
         .get_secret_value()
@@ -277,7 +277,7 @@ async fn master_secret(context: &Context, secret_arn: &str) -> Result<(String, S
             .map(str::to_string)
             .ok_or_else(|| format!("secret {secret_arn} has no {name}"))
     };
-    Ok((field("username")?, field("password")?))
+    field("password")
 }
 
 impl PostgresSource {
@@ -318,9 +318,11 @@ impl PostgresSource {
                         self.identifier
                     )
                 })?;
-            let (username, password) = master_secret(&self.context, arn).await?;
+            // The instance's master user, as apply logs in: on RDS the secret names the same
+            // user, and moto's secret names another.
+            let password = master_password(&self.context, arn).await?;
             if config.get_user().is_none() {
-                config.user(username);
+                config.user(live.master_username().unwrap_or_default());
             }
             config.password(password);
         }

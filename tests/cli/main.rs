@@ -9,6 +9,7 @@ mod ingest;
 mod kubernetes;
 mod moto;
 mod plan;
+mod postgres;
 mod services;
 mod validate;
 mod verify;

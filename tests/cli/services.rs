@@ -100,17 +100,33 @@ fn postgres_bin() -> PathBuf {
 /// A PostgreSQL server in a fresh data directory.
 pub struct Postgres {
     child: Child,
-    /// `postgres://trails@127.0.0.1:PORT/postgres`.
+    /// `postgres://trails@127.0.0.1:PORT/postgres` (with `:PASSWORD` when authenticating).
     pub url: String,
     _dir: tempfile::TempDir,
 }
 
+/// The superuser's password of [`Postgres::start_authenticating`].
+pub const POSTGRES_PASSWORD: &str = "trails-superuser";
+
 impl Postgres {
-    /// initdb and start, as the `postgres` user when running as root (PostgreSQL refuses root).
+    /// A server that trusts every connection.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// A server that checks passwords (SCRAM) on TCP connections, as RDS does; the superuser
+    /// `trails` has [`POSTGRES_PASSWORD`].
+    pub fn start_authenticating() -> Self {
+        Self::launch(true)
+    }
+
+    /// initdb and start, as the `postgres` user when running as root (PostgreSQL refuses root).
+    fn launch(authenticating: bool) -> Self {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, POSTGRES_PASSWORD).expect("write the password file");
         let log = dir.path().join("postgres.log");
         let root = running_as_root();
         let as_owner = |program: PathBuf| {
@@ -135,14 +151,21 @@ impl Postgres {
                 "cannot hand the data directory to postgres"
             );
         }
-        let initdb = as_owner(bin.join("initdb"))
+        let mut initdb = as_owner(bin.join("initdb"));
+        initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", "trails", "-A", "trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .unwrap_or_else(|error| {
-                panic!("cannot run initdb ({error}); ./scripts/test installs PostgreSQL")
-            });
+            .args(["-U", "trails", "-E", "UTF8", "--no-sync"]);
+        if authenticating {
+            initdb
+                .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                .arg(format!("--pwfile={}", password_file.display()));
+        } else {
+            initdb.args(["-A", "trust"]);
+        }
+        let initdb = initdb.output().unwrap_or_else(|error| {
+            panic!("cannot run initdb ({error}); ./scripts/test installs PostgreSQL")
+        });
         assert!(
             initdb.status.success(),
             "initdb failed: {}",
@@ -169,12 +192,77 @@ impl Postgres {
             &log,
         );
         wait_for_port("postgres", port, &mut child, &log);
+        let user = if authenticating {
+            format!("trails:{POSTGRES_PASSWORD}")
+        } else {
+            "trails".to_string()
+        };
         Self {
             child,
-            url: format!("postgres://trails@127.0.0.1:{port}/postgres"),
+            url: format!("postgres://{user}@127.0.0.1:{port}/postgres"),
             _dir: dir,
         }
     }
+}
+
+impl Postgres {
+    /// Gives this server the master user of RDS instance `identifier` in moto, with the
+    /// password RDS keeps in its managed secret and the CREATEDB right RDS gives it, so that
+    /// trails can log in as it would to the instance. Returns the user and password.
+    pub async fn add_master_user(
+        url: &str,
+        rds: &aws_sdk_rds::Client,
+        secrets: &aws_sdk_secretsmanager::Client,
+        identifier: &str,
+    ) -> (String, String) {
+        let instance = rds
+            .describe_db_instances()
+            .db_instance_identifier(identifier)
+            .send()
+            .await
+            .expect("describe the instance");
+        let instance = &instance.db_instances()[0];
+        // The instance's master user: moto's secret names another (`admin`), RDS's the same.
+        let user = instance
+            .master_username()
+            .expect("master username")
+            .to_string();
+        let arn = instance
+            .master_user_secret()
+            .and_then(|s| s.secret_arn())
+            .expect("RDS manages the master password")
+            .to_string();
+        let secret = secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .expect("master secret");
+        let secret: serde_json::Value =
+            serde_json::from_str(secret.secret_string().expect("string")).expect("JSON");
+        let password = secret["password"].as_str().expect("password").to_string();
+        execute(
+            url,
+            &format!(
+                "CREATE ROLE \"{user}\" LOGIN CREATEDB PASSWORD '{}'",
+                password.replace('\'', "''")
+            ),
+        )
+        .await;
+        (user, password)
+    }
+}
+
+/// Runs `sql` on the PostgreSQL database at `url`; panics when it fails.
+pub async fn execute(url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("connect to {url}: {error}"));
+    tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
 }
 
 impl Drop for Postgres {

@@ -46,7 +46,7 @@ fn port_of(url: &str) -> &str {
 impl Platform {
     fn start() -> Self {
         let moto = Moto::start();
-        let postgres = Postgres::start();
+        let postgres = Postgres::start_authenticating();
         let redis = Redis::start();
         let tansu = Tansu::start();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -58,9 +58,8 @@ impl Platform {
                 &format!("templates: {}", templates.display()),
             );
         std::fs::write(dir.path().join("platform.yaml"), &fixture).expect("write blueprint");
-        // What verify is given also declares the database the ingest service uses. Creating
-        // databases is day-one configuration that apply cannot run yet, so this file is not
-        // applied; the test creates the database by hand, as that step will.
+        // The same blueprint with the database the ingest service uses: applied once the local
+        // PostgreSQL has the instance's master user, which trails creates the database as.
         let with_database = fixture.replace(
             "    backup_retention_days: 1\n",
             "    backup_retention_days: 1\n    databases:\n      trails:\n        schemas: [audit]\n        migrations: [sql/postgres/001_api_keys.sql]\n",
@@ -88,6 +87,20 @@ impl Platform {
         );
         assert_eq!(applied.code, 0, "apply failed:\n{}", applied.stderr);
         platform.stand_in_for_rds_and_elasticache();
+        let endpoint = platform.postgres_endpoint();
+        let applied = platform.trails(
+            "verify.yaml",
+            &[
+                "apply",
+                "--yes",
+                "-q",
+                "--var",
+                &platform.brokers_var(),
+                "--endpoint",
+                &endpoint,
+            ],
+        );
+        assert_eq!(applied.code, 0, "day-one apply failed:\n{}", applied.stderr);
         platform.launch_ingest();
         platform
     }
@@ -118,53 +131,7 @@ impl Platform {
         let pg_url = self.postgres.url.clone();
         let redis_url = self.redis.url.clone();
         self.redis_token = self.runtime.block_on(async move {
-            let instance = rds
-                .describe_db_instances()
-                .db_instance_identifier(GROUP)
-                .send()
-                .await
-                .expect("describe the instance");
-            let arn = instance.db_instances()[0]
-                .master_user_secret()
-                .and_then(|s| s.secret_arn())
-                .expect("RDS manages the master password")
-                .to_string();
-            let secret = secrets
-                .get_secret_value()
-                .secret_id(&arn)
-                .send()
-                .await
-                .expect("master secret");
-            let secret: Value =
-                serde_json::from_str(secret.secret_string().expect("string")).expect("JSON");
-            let (user, password) = (
-                secret["username"].as_str().expect("username"),
-                secret["password"].as_str().expect("password"),
-            );
-            let (client, connection) = tokio_postgres::connect(&pg_url, tokio_postgres::NoTls)
-                .await
-                .expect("connect to postgres");
-            tokio::spawn(connection);
-            client
-                .batch_execute(&format!(
-                    "CREATE ROLE \"{user}\" LOGIN PASSWORD '{}'",
-                    password.replace('\'', "''")
-                ))
-                .await
-                .expect("create the master user");
-            client
-                .batch_execute("CREATE DATABASE trails")
-                .await
-                .expect("create the database");
-            let trails_db = pg_url.replace("/postgres", "/trails");
-            let (client, connection) = tokio_postgres::connect(&trails_db, tokio_postgres::NoTls)
-                .await
-                .expect("connect to trails");
-            tokio::spawn(connection);
-            client
-                .batch_execute("CREATE SCHEMA audit")
-                .await
-                .expect("create schema");
+            Postgres::add_master_user(&pg_url, &rds, &secrets, GROUP).await;
             let token = secrets
                 .get_secret_value()
                 .secret_id(format!("trails/{GROUP}/auth-token"))
@@ -193,6 +160,15 @@ impl Platform {
                 .expect("require the token");
             token
         });
+    }
+
+    /// `--endpoint` for the local PostgreSQL, without credentials: trails logs in as the
+    /// master user with the password RDS keeps in Secrets Manager.
+    fn postgres_endpoint(&self) -> String {
+        format!(
+            "postgres.main=postgres://127.0.0.1:{}",
+            port_of(&self.postgres.url)
+        )
     }
 
     fn database_url(&self) -> String {
@@ -269,10 +245,7 @@ impl Platform {
 
     /// `trails verify --json` with every data-plane endpoint pointed at the stand-ins.
     fn verify(&self, extra: &[&str]) -> (Run, Value) {
-        let postgres = format!(
-            "postgres.main=postgres://127.0.0.1:{}",
-            port_of(&self.postgres.url)
-        );
+        let postgres = self.postgres_endpoint();
         let redis = format!("redis.main={}", self.redis.url);
         let ingest = format!("ingest={}", self.ingest_url);
         let junit = self.file("junit.xml");
@@ -719,12 +692,39 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     let (cases, failures) = junit_cases(&platform.file("junit.xml"));
     assert_eq!((cases, failures), (total, 1));
 
-    // Destroy removes the topics trails created along with the AWS resources.
+    // Destroy removes the topics and the database trails created along with the AWS resources.
+    let endpoint = platform.postgres_endpoint();
     let destroyed = platform.trails(
-        "platform.yaml",
-        &["destroy", "--yes", "-q", "--var", &platform.brokers_var()],
+        "verify.yaml",
+        &[
+            "destroy",
+            "--yes",
+            "-q",
+            "--var",
+            &platform.brokers_var(),
+            "--endpoint",
+            &endpoint,
+        ],
     );
     assert_eq!(destroyed.code, 0, "destroy failed:\n{}", destroyed.stderr);
+    let server = platform.postgres.url.clone();
+    let databases: Vec<String> = platform.block_on(async move {
+        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query("SELECT datname::text FROM pg_database", &[])
+            .await
+            .expect("list databases")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    });
+    assert!(
+        !databases.contains(&"trails".to_string()),
+        "database left after destroy: {databases:?}"
+    );
     let metadata = admin
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))

@@ -1,0 +1,328 @@
+//! PostgreSQL day-one configuration: a database inside an RDS instance, its schemas, and its
+//! migrations, each run once.
+//!
+//! trails connects as the instance's master user (password from the RDS-managed secret, read
+//! only for the change) to the live endpoint, or to `--endpoint postgres.NAME=URL` when the
+//! instance is reachable only another way (RDS in private subnets, seen from outside the VPC,
+//! through a tunnel). The URL's own user and password win over the master's.
+//!
+//! Each migration runs in its own transaction under the advisory lock the ingest service also
+//! takes, and is recorded in `public.trails_migrations` with the digest of its file. A migration
+//! already recorded is skipped; one recorded with another digest is an error, because an applied
+//! migration is never run again: its change belongs in a new file.
+//!
+//! Schemas dropped from the blueprint are left in place (they may hold data); deleting the
+//! resource drops the database, which the plan shows as a delete.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::{Applied, Provider, ProviderError, recorded_spec, spec};
+use crate::error_chain;
+use crate::ingest::keys::MIGRATION_LOCK;
+use crate::resources::dayone::PostgresDatabase;
+use crate::state::Recorded;
+
+/// How long one connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection attempts after the first: an instance that just became available may not
+/// resolve or accept connections for a few seconds.
+const CONNECT_RETRIES: usize = 4;
+
+/// Where trails records the migrations it ran.
+const MIGRATIONS_TABLE: &str = "public.trails_migrations";
+
+/// Registers the database provider.
+pub fn register(
+    templates_dir: &Path,
+    endpoints: &BTreeMap<String, String>,
+    by_kind: &mut HashMap<&'static str, Box<dyn Provider>>,
+) {
+    by_kind.insert(
+        "postgres.database",
+        Box::new(DatabaseProvider {
+            templates_dir: templates_dir.to_path_buf(),
+            endpoints: endpoints.clone(),
+        }),
+    );
+}
+
+struct DatabaseProvider {
+    templates_dir: PathBuf,
+    endpoints: BTreeMap<String, String>,
+}
+
+/// `name` as a quoted SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `sha256:...` of a file's bytes, as the plan records it.
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+impl DatabaseProvider {
+    /// Connection settings for `dbname` and a printable `host:port` (never the password).
+    fn config(
+        &self,
+        database: &PostgresDatabase,
+        dbname: &str,
+    ) -> Result<(Config, String), ProviderError> {
+        let name = format!("postgres.{}", database.instance);
+        let mut config = match self.endpoints.get(&name) {
+            Some(url) => Config::from_str(url).map_err(|error| {
+                ProviderError::Invalid(format!("--endpoint {name}: not a PostgreSQL URL ({error})"))
+            })?,
+            None => {
+                let port = database.port.parse::<u16>().map_err(|_| {
+                    ProviderError::Invalid(format!(
+                        "port `{}` of {name} is not a port number",
+                        database.port
+                    ))
+                })?;
+                let mut config = Config::new();
+                config.host(&database.host).port(port);
+                config
+            }
+        };
+        if config.get_user().is_none() {
+            config.user(&database.username);
+        }
+        if config.get_password().is_none() {
+            config.password(&database.password);
+        }
+        config.dbname(dbname).connect_timeout(CONNECT_TIMEOUT);
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        Ok((config, format!("{host}:{port}")))
+    }
+
+    /// A session on `dbname`, retrying connection failures (not refusals by the server).
+    async fn connect(
+        &self,
+        database: &PostgresDatabase,
+        dbname: &str,
+    ) -> Result<Client, ProviderError> {
+        let (config, place) = self.config(database, dbname)?;
+        let attempt = || async {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        };
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_secs(1))
+                    .with_max_delay(Duration::from_secs(8))
+                    .with_max_times(CONNECT_RETRIES)
+                    .with_jitter(),
+            )
+            // A server that answered (wrong password, no such database) will answer the same.
+            .when(|error| error.code().is_none())
+            .await
+            .map_err(|error| {
+                let hint = if self
+                    .endpoints
+                    .contains_key(&format!("postgres.{}", database.instance))
+                {
+                    String::new()
+                } else {
+                    format!(
+                        " (an instance in private subnets answers only inside its VPC: give \
+                         --endpoint postgres.{}=postgres://HOST:PORT for a tunnel)",
+                        database.instance
+                    )
+                };
+                ProviderError::Api {
+                    operation: format!("connect to PostgreSQL at {place}, database {dbname}"),
+                    message: format!("{}{hint}", error_chain(&error)),
+                }
+            })
+    }
+
+    /// Creates what is missing and runs the migrations not yet run.
+    async fn converge(&self, database: &PostgresDatabase) -> Result<Applied, ProviderError> {
+        let admin = self.connect(database, "postgres").await?;
+        let exists = admin
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
+                &[&database.name],
+            )
+            .await
+            .map_err(|error| sql_error("look up the database", error))?
+            .is_some();
+        if !exists {
+            admin
+                .batch_execute(&format!("CREATE DATABASE {}", quoted(&database.name)))
+                .await
+                .map_err(|error| sql_error(&format!("CREATE DATABASE {}", database.name), error))?;
+        }
+        drop(admin);
+        let mut client = self.connect(database, &database.name).await?;
+        for schema in &database.schemas {
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema)))
+                .await
+                .map_err(|error| sql_error(&format!("CREATE SCHEMA {schema}"), error))?;
+        }
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (file text PRIMARY KEY, \
+                 digest text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            ))
+            .await
+            .map_err(|error| sql_error("create the migrations table", error))?;
+        for migration in &database.migrations {
+            self.migrate(&mut client, &migration.file, &migration.digest)
+                .await?;
+        }
+        Ok(Applied {
+            id: database.name.clone(),
+            outputs: [("name".to_string(), json!(database.name))]
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// Runs one migration unless it ran before.
+    async fn migrate(
+        &self,
+        client: &mut Client,
+        file: &str,
+        planned: &str,
+    ) -> Result<(), ProviderError> {
+        let path = self.templates_dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|error| {
+            ProviderError::Invalid(format!(
+                "migration {file}: cannot read {}: {error}",
+                path.display()
+            ))
+        })?;
+        let found = digest(&bytes);
+        if found != planned {
+            return Err(ProviderError::Conflict(format!(
+                "migration {file} changed since the plan was made ({planned}, now {found}); \
+                 plan again"
+            )));
+        }
+        let sql = String::from_utf8(bytes)
+            .map_err(|_| ProviderError::Invalid(format!("migration {file} is not UTF-8")))?;
+        let what = |step: &str| format!("migration {file}: {step}");
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|error| sql_error(&what("begin"), error))?;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|error| sql_error(&what("take the migration lock"), error))?;
+        let recorded = transaction
+            .query_opt(
+                &format!("SELECT digest FROM {MIGRATIONS_TABLE} WHERE file = $1"),
+                &[&file],
+            )
+            .await
+            .map_err(|error| sql_error(&what("look up"), error))?;
+        if let Some(row) = recorded {
+            let applied: String = row.get(0);
+            return if applied == found {
+                Ok(())
+            } else {
+                Err(ProviderError::Conflict(format!(
+                    "migration {file} ran before as {applied} and now reads {found}; an \
+                     applied migration is never run again: restore it and put the change in a \
+                     new file"
+                )))
+            };
+        }
+        transaction
+            .batch_execute(&sql)
+            .await
+            .map_err(|error| sql_error(&what("run"), error))?;
+        transaction
+            .execute(
+                &format!("INSERT INTO {MIGRATIONS_TABLE} (file, digest) VALUES ($1, $2)"),
+                &[&file, &found],
+            )
+            .await
+            .map_err(|error| sql_error(&what("record"), error))?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| sql_error(&what("commit"), error))
+    }
+}
+
+/// A statement the server refused, with what trails was doing.
+fn sql_error(operation: &str, error: tokio_postgres::Error) -> ProviderError {
+    let message = match error.as_db_error() {
+        Some(db) => {
+            let position = match db.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(at)) => {
+                    format!(" at character {at}")
+                }
+                _ => String::new(),
+            };
+            format!("{} ({}){position}", db.message(), db.code().code())
+        }
+        None => error_chain(&error),
+    };
+    ProviderError::Api {
+        operation: operation.to_string(),
+        message,
+    }
+}
+
+#[async_trait]
+impl Provider for DatabaseProvider {
+    async fn find(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<Option<Applied>, ProviderError> {
+        // `create` takes an existing database as it is and brings it to the blueprint.
+        Ok(None)
+    }
+
+    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        self.converge(&spec(desired)?).await
+    }
+
+    async fn update(
+        &self,
+        _address: &str,
+        _recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        self.converge(&spec(desired)?).await
+    }
+
+    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        // The engine put the master password back into the recorded attributes.
+        let database: PostgresDatabase = recorded_spec(recorded)?;
+        let admin = self.connect(&database, "postgres").await?;
+        // FORCE ends the sessions still open on it (PostgreSQL 13 and later).
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quoted(&database.name)
+            ))
+            .await
+            .map_err(|error| sql_error(&format!("DROP DATABASE {}", database.name), error))
+    }
+}

@@ -1,0 +1,292 @@
+//! PostgreSQL day-one configuration: `trails apply` creates the database inside the RDS
+//! instance (moto) on a real PostgreSQL that checks passwords, runs each migration once,
+//! refuses to re-run an edited one, and `trails destroy` drops the database.
+
+use std::path::{Path, PathBuf};
+
+use super::moto::Moto;
+use super::services::Postgres;
+use super::{Run, repo, run_with};
+
+const INSTANCE: &str = "trails-local-local-main";
+
+struct Setup {
+    moto: Moto,
+    postgres: Postgres,
+    runtime: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn templates(&self) -> PathBuf {
+        self.dir.path().join("templates")
+    }
+
+    fn trails(&self, file: &str, args: &[&str]) -> Run {
+        let mut full: Vec<&str> = args.to_vec();
+        let path = self.dir.path().join(file);
+        full.extend(["-f", path.to_str().expect("utf-8 path")]);
+        run_with(None, &self.moto.env(), &full)
+    }
+
+    /// `--endpoint` to the local server without credentials: the master user's come from
+    /// Secrets Manager.
+    fn endpoint(&self) -> String {
+        let port = self
+            .postgres
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|tail| tail.split('/').next())
+            .expect("port");
+        format!("postgres.main=postgres://127.0.0.1:{port}")
+    }
+
+    fn query(&self, database: &str, sql: &str) -> Vec<String> {
+        let url = self
+            .postgres
+            .url
+            .replace("/postgres", &format!("/{database}"));
+        let sql = sql.to_string();
+        self.runtime.block_on(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+                .query(&sql, &[])
+                .await
+                .expect("query")
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect()
+        })
+    }
+
+    fn write_migration(&self, name: &str, sql: &str) {
+        std::fs::write(self.templates().join("sql/postgres").join(name), sql)
+            .expect("write migration");
+    }
+}
+
+fn blueprint(templates: &Path, databases: &str) -> String {
+    let local = std::fs::read_to_string(repo("examples/local.yaml")).expect("examples/local.yaml");
+    // Kafka is not part of this test.
+    let without_kafka = local.split("\nkafka:").next().expect("text").to_string();
+    let with_templates = without_kafka.replace(
+        "templates: ../templates",
+        &format!("templates: {}", templates.display()),
+    );
+    let with_databases = with_templates.replace(
+        "    backup_retention_days: 1\n",
+        &format!("    backup_retention_days: 1\n{databases}"),
+    );
+    assert!(
+        databases.is_empty() || with_databases != with_templates,
+        "the fixture's postgres section moved"
+    );
+    with_databases
+}
+
+#[test]
+fn apply_creates_the_database_runs_each_migration_once_and_destroy_drops_it() {
+    let setup = Setup {
+        moto: Moto::start(),
+        postgres: Postgres::start_authenticating(),
+        runtime: tokio::runtime::Runtime::new().expect("runtime"),
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let migrations = setup.templates().join("sql/postgres");
+    std::fs::create_dir_all(&migrations).expect("templates");
+    std::fs::copy(
+        repo("templates/sql/postgres/001_api_keys.sql"),
+        migrations.join("001_api_keys.sql"),
+    )
+    .expect("copy migration");
+    setup.write_migration(
+        "002_alerts.sql",
+        "CREATE TABLE alerts.rules (id bigint PRIMARY KEY, name text NOT NULL);\n\
+         INSERT INTO alerts.rules VALUES (1, 'disk');\n",
+    );
+    let databases = "    databases:\n      turia_trails:\n        schemas: [public, auth, alerts]\n        migrations: [sql/postgres/001_api_keys.sql, sql/postgres/002_alerts.sql]\n";
+    std::fs::write(
+        setup.dir.path().join("bare.yaml"),
+        blueprint(&setup.templates(), ""),
+    )
+    .expect("write");
+    std::fs::write(
+        setup.dir.path().join("trails.yaml"),
+        blueprint(&setup.templates(), databases),
+    )
+    .expect("write");
+
+    // The instance first, then its master user on the local server standing in for it.
+    let bare = setup.trails("bare.yaml", &["apply", "--yes", "-q"]);
+    assert_eq!(bare.code, 0, "apply failed:\n{}", bare.stderr);
+    let (rds, secrets) = (setup.moto.rds(), setup.moto.secrets());
+    let url = setup.postgres.url.clone();
+    let (master, password) = setup
+        .runtime
+        .block_on(async move { Postgres::add_master_user(&url, &rds, &secrets, INSTANCE).await });
+
+    let mut config: tokio_postgres::Config = setup.postgres.url.parse().expect("URL");
+    config.user(&master).password(&password);
+    let (_client, _connection) = setup
+        .runtime
+        .block_on(config.connect(tokio_postgres::NoTls))
+        .expect("the master user logs in with the secret's password");
+
+    // --endpoint with a wrong user and password: the server refuses at once (no retries), and
+    // the message says where trails connected.
+    let port_only = setup.endpoint();
+    let wrong = port_only.replace("postgres://", "postgres://nobody:not-the-password@");
+    let refused = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &wrong]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    let output = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        output.contains("connect to PostgreSQL at 127.0.0.1")
+            && output.contains("password authentication failed for user \"nobody\""),
+        "{output}"
+    );
+    assert!(!output.contains(&password), "the master password leaked");
+
+    let applied = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(applied.code, 0, "apply failed:\n{}", applied.stderr);
+    let all = format!("{}{}", applied.stdout, applied.stderr);
+    assert!(!all.contains(&password), "the master password leaked");
+    let state =
+        std::fs::read_to_string(setup.dir.path().join(".trails/local.state.json")).expect("state");
+    assert!(
+        !state.contains(&password),
+        "the master password is in the state"
+    );
+
+    assert_eq!(
+        setup.query(
+            "postgres",
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'turia_trails'"
+        ),
+        [master],
+        "the database belongs to the master user"
+    );
+    assert_eq!(
+        setup.query(
+            "turia_trails",
+            "SELECT nspname::text FROM pg_namespace WHERE nspname IN ('auth', 'alerts', 'public') ORDER BY 1"
+        ),
+        ["alerts", "auth", "public"]
+    );
+    assert_eq!(
+        setup.query(
+            "turia_trails",
+            "SELECT file FROM public.trails_migrations ORDER BY file"
+        ),
+        [
+            "sql/postgres/001_api_keys.sql",
+            "sql/postgres/002_alerts.sql"
+        ]
+    );
+    assert_eq!(
+        setup.query("turia_trails", "SELECT to_regclass('api_keys')::text"),
+        ["api_keys"]
+    );
+
+    // Nothing changed: no change is planned.
+    let again = setup.trails("trails.yaml", &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
+    // An applied migration edited in place is planned (its digest changed) but never re-run.
+    setup.write_migration(
+        "002_alerts.sql",
+        "CREATE TABLE alerts.rules (id bigint PRIMARY KEY);\n",
+    );
+    let edited = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(edited.code, 1, "{}", edited.stdout);
+    let output = format!("{}{}", edited.stdout, edited.stderr);
+    assert!(
+        output.contains("migration sql/postgres/002_alerts.sql ran before as sha256:")
+            && output.contains("put the change in a new file"),
+        "{output}"
+    );
+    assert_eq!(
+        setup.query("turia_trails", "SELECT name FROM alerts.rules"),
+        ["disk"],
+        "the edited migration ran again"
+    );
+
+    // Restored, and the change put in a new file: only that file runs.
+    setup.write_migration(
+        "002_alerts.sql",
+        "CREATE TABLE alerts.rules (id bigint PRIMARY KEY, name text NOT NULL);\n\
+         INSERT INTO alerts.rules VALUES (1, 'disk');\n",
+    );
+    setup.write_migration(
+        "003_more_alerts.sql",
+        "INSERT INTO alerts.rules VALUES (2, 'memory');\n",
+    );
+    std::fs::write(
+        setup.dir.path().join("trails.yaml"),
+        blueprint(
+            &setup.templates(),
+            &databases.replace(
+                "002_alerts.sql]",
+                "002_alerts.sql, sql/postgres/003_more_alerts.sql]",
+            ),
+        ),
+    )
+    .expect("write");
+    let grown = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(grown.code, 0, "apply failed:\n{}", grown.stderr);
+    assert_eq!(
+        setup.query("turia_trails", "SELECT name FROM alerts.rules ORDER BY id"),
+        ["disk", "memory"]
+    );
+
+    // A broken migration fails with the server's message and leaves nothing half done.
+    setup.write_migration(
+        "004_broken.sql",
+        "CREATE TABLE alerts.x (id bigint);\nSELEC 1;\n",
+    );
+    std::fs::write(
+        setup.dir.path().join("trails.yaml"),
+        blueprint(
+            &setup.templates(),
+            &databases.replace(
+                "002_alerts.sql]",
+                "002_alerts.sql, sql/postgres/003_more_alerts.sql, sql/postgres/004_broken.sql]",
+            ),
+        ),
+    )
+    .expect("write");
+    let broken = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(broken.code, 1, "{}", broken.stdout);
+    let output = format!("{}{}", broken.stdout, broken.stderr);
+    assert!(
+        output.contains("migration sql/postgres/004_broken.sql: run")
+            && output.contains("syntax error at or near \"SELEC\""),
+        "{output}"
+    );
+    assert_eq!(
+        setup.query(
+            "turia_trails",
+            "SELECT coalesce(to_regclass('alerts.x')::text, 'none')"
+        ),
+        ["none"],
+        "the failed migration's first statement stayed"
+    );
+
+    // Destroy logs in as the master user again (the password is not in the state) and drops
+    // the database before the instance goes.
+    let destroyed = setup.trails(
+        "trails.yaml",
+        &["destroy", "--yes", "-q", "--endpoint", &port_only],
+    );
+    assert_eq!(destroyed.code, 0, "destroy failed:\n{}", destroyed.stderr);
+    assert!(
+        setup
+            .query("postgres", "SELECT datname::text FROM pg_database")
+            .iter()
+            .all(|name| name != "turia_trails"),
+        "the database is still there"
+    );
+}

@@ -13,7 +13,7 @@ use crate::engine::progress::{Bars, Lines, Quiet};
 use crate::engine::{self, Options, Progress};
 use crate::plan::render::{TextOptions, summary, text};
 use crate::plan::{self, Plan};
-use crate::providers::{self, Providers, aws, kube};
+use crate::providers::{self, Providers, aws};
 use crate::state::local::LocalState;
 
 /// Options shared by apply and destroy.
@@ -127,7 +127,7 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
         &loaded.document.region,
         args.wait_timeout,
     ));
-    let cluster = kube::Settings::for_blueprint(loaded, args.wait_timeout);
+    let cluster = args.endpoints.cluster(loaded, args.wait_timeout);
     let providers = Arc::new(Providers::new(context, cluster, endpoints));
     engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
     runtime

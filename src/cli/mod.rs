@@ -114,9 +114,27 @@ pub struct Endpoints {
     /// Secrets Manager. Repeatable.
     #[arg(long = "endpoint", value_name = "NAME=URL", value_parser = parse_variable)]
     endpoints: Vec<(String, String)>,
+    /// Reach the Kubernetes cluster through this kubeconfig context instead of the blueprint's
+    /// own target (a private EKS endpoint through a bastion, an entry written by
+    /// `aws eks update-kubeconfig`).
+    #[arg(long = "kube-context", value_name = "CONTEXT")]
+    kube_context: Option<String>,
 }
 
 impl Endpoints {
+    /// Where the cluster is: the blueprint's target unless `--kube-context` names another.
+    fn cluster(
+        &self,
+        loaded: &crate::blueprint::Loaded,
+        timeout: std::time::Duration,
+    ) -> crate::providers::kube::Settings {
+        let mut settings = crate::providers::kube::Settings::for_blueprint(loaded, timeout);
+        if let Some(context) = &self.kube_context {
+            settings.target = crate::providers::kube::Target::Context(Some(context.clone()));
+        }
+        settings
+    }
+
     /// The overrides by name, each checked against the names this blueprint has.
     fn resolve(
         &self,

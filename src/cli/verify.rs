@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow};
 use clap::Args;
 
 use super::{Endpoints, Failure, Outcome, Output, Target, load};
-use crate::providers::aws;
+use crate::providers::{aws, kube};
 use crate::verify::aws::Owner;
 use crate::verify::data::{self, Access};
 use crate::verify::report::{self, Subject};
@@ -69,8 +69,14 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
     let started = Instant::now();
     let outcomes = runtime.block_on(async {
         let context = aws::Context::load(&loaded.document.region, args.timeout).await;
-        let mut chains = verify::aws::checks(&graph, &context, &owner).await;
-        chains.extend(data::checks(loaded, &graph, &context, &owner, &access));
+        let cluster = kube::Cluster::new(
+            args.endpoints.cluster(loaded, args.timeout),
+            context.clone(),
+        );
+        let mut chains = verify::aws::checks(&graph, &context, &owner, &cluster).await;
+        chains.extend(data::checks(
+            loaded, &graph, &context, &owner, &access, &cluster,
+        ));
         verify::run(chains, &options).await
     });
     let elapsed = started.elapsed();

@@ -10,6 +10,8 @@ use aws_sdk_s3::types::{BucketVersioningStatus, ExpirationStatus, ObjectLockEnab
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::{Chain, Check};
 use crate::blueprint::expression::{self, Expression};
 use crate::blueprint::schema::{LifecycleRule, ObjectLockMode, Transition};
@@ -17,6 +19,7 @@ use crate::error_chain;
 use crate::graph::{Graph, Resource};
 use crate::providers::aws::network::{RuleKey, desired_keys, live_keys};
 use crate::providers::aws::{ADDRESS_TAG, Context};
+use crate::providers::kube;
 use crate::providers::spec;
 use crate::resources::cache::ReplicationGroup;
 use crate::resources::eks::{Addon, Cluster, NodeGroup};
@@ -264,7 +267,12 @@ fn short(address: &str) -> &str {
 }
 
 /// Every AWS check the blueprint's resources call for.
-pub async fn checks(graph: &Graph, context: &Context, owner: &Owner) -> Vec<Chain> {
+pub async fn checks(
+    graph: &Graph,
+    context: &Context,
+    owner: &Owner,
+    cluster: &Arc<kube::Cluster>,
+) -> Vec<Chain> {
     let ec2 = read_ec2(context, owner).await;
     let mut chains = Vec::new();
     for resource in graph.resources() {
@@ -279,7 +287,7 @@ pub async fn checks(graph: &Graph, context: &Context, owner: &Owner) -> Vec<Chai
                 vec![Check::known(name, result)]
             }
             "aws.eks_cluster" => vec![cluster_check(context, resource)],
-            "aws.eks_node_group" => node_group_checks(context, graph, resource),
+            "aws.eks_node_group" => node_group_checks(context, graph, resource, cluster),
             "aws.eks_addon" => vec![addon_check(context, graph, resource)],
             "aws.db_instance" => vec![database_check(context, resource)],
             "aws.elasticache_replication_group" => vec![cache_check(context, resource)],
@@ -577,13 +585,25 @@ fn cluster_check(context: &Context, resource: &Resource) -> Check {
     })
 }
 
-fn node_group_checks(context: &Context, graph: &Graph, resource: &Resource) -> Vec<Check> {
+fn node_group_checks(
+    context: &Context,
+    graph: &Graph,
+    resource: &Resource,
+    cluster: &Arc<kube::Cluster>,
+) -> Vec<Check> {
     let eks = context.eks.clone();
     let pool = short(&resource.address).to_string();
     let group = typed::<NodeGroup>(resource).and_then(|mut group| {
         group.cluster_name = cluster_name(graph, &group.cluster_name)?;
         Ok(group)
     });
+    let nodes = Check::run(
+        format!("kubernetes.nodes.{pool}"),
+        nodes_ready(
+            Arc::clone(cluster),
+            group.clone().map(|group| (group.name, group.scaling.min)),
+        ),
+    );
     let check = Check::run(format!("eks.node_pool.{pool}"), async move {
         let group = group?;
         let found = eks
@@ -650,13 +670,56 @@ fn node_group_checks(context: &Context, graph: &Graph, resource: &Resource) -> V
             Err(format!("{}: {}", group.name, wrong.join("; ")))
         }
     });
-    vec![
-        check,
-        Check::skip(
-            format!("kubernetes.nodes.{pool}"),
-            "node readiness needs trails' Kubernetes client, which is not built yet",
-        ),
-    ]
+    vec![check, nodes]
+}
+
+/// The label EKS puts on every node of a managed node group.
+const NODEGROUP_LABEL: &str = "eks.amazonaws.com/nodegroup";
+
+/// Every node of the node group is Ready, and at least its minimum size are.
+async fn nodes_ready(
+    cluster: Arc<kube::Cluster>,
+    group: Result<(String, u32), String>,
+) -> Result<String, String> {
+    use k8s_openapi::api::core::v1::Node;
+    let (group, min) = group?;
+    let client = cluster.client().await.map_err(|e| error_chain(&e))?;
+    let selector = format!("{NODEGROUP_LABEL}={group}");
+    let nodes = ::kube::Api::<Node>::all(client)
+        .list(&::kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("listing nodes {selector}: {}", error_chain(&e)))?;
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    for node in &nodes.items {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let condition = node
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.as_ref())
+            .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"));
+        match condition {
+            Some(c) if c.status == "True" => ready.push(name),
+            Some(c) => not_ready.push(format!(
+                "{name} ({}: {})",
+                c.reason.as_deref().unwrap_or("not ready"),
+                c.message.as_deref().unwrap_or("")
+            )),
+            None => not_ready.push(format!("{name} (no Ready condition yet)")),
+        }
+    }
+    let total = nodes.items.len();
+    if total == 0 {
+        return Err(format!("no node carries {selector}"));
+    }
+    let evidence = format!("{} of {total} nodes Ready", ready.len());
+    if !not_ready.is_empty() {
+        Err(format!("{evidence}; not ready: {}", not_ready.join(", ")))
+    } else if ready.len() < min as usize {
+        Err(format!("{evidence}; the pool's minimum is {min}"))
+    } else {
+        Ok(format!("{evidence} ({})", ready.join(", ")))
+    }
 }
 
 /// The cluster a node group or add-on names: `${aws.eks_cluster.main.name}` is the cluster's

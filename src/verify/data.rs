@@ -91,6 +91,7 @@ pub fn checks(
     context: &Context,
     owner: &Owner,
     access: &Access,
+    cluster: &std::sync::Arc<kube::Cluster>,
 ) -> Vec<Chain> {
     let document = &loaded.document;
     let mut chains = Vec::new();
@@ -161,15 +162,11 @@ pub fn checks(
         }
     }
     if !document.helm.is_empty() {
-        let cluster = kube::Cluster::new(
-            kube::Settings::for_blueprint(loaded, CONNECT_TIMEOUT),
-            context.clone(),
-        );
         for (release, declared) in &document.helm {
             chains.push(vec![Check::run(
                 format!("helm.{release}"),
                 helm_check(
-                    std::sync::Arc::clone(&cluster),
+                    std::sync::Arc::clone(cluster),
                     release.clone(),
                     declared.namespace.clone(),
                     declared.version.clone(),

@@ -68,6 +68,7 @@ fn built_in() -> Vec<ResourceType> {
     let t = ResourceType::new;
     vec![
         t("", "v1", "namespaces", "Namespace", false),
+        t("", "v1", "nodes", "Node", false),
         t("", "v1", "secrets", "Secret", true),
         t("", "v1", "configmaps", "ConfigMap", true),
         t("", "v1", "services", "Service", true),
@@ -238,6 +239,36 @@ impl ApiServer {
             name.to_string(),
         );
         inner.objects.get(&key).map(|stored| stored.object.clone())
+    }
+
+    /// A node registering or reporting its status, as a kubelet does: `labels` and a `Ready`
+    /// condition that is `True` or `False` (with reason `KubeletNotReady`).
+    pub fn node(&self, name: &str, labels: &[(&str, &str)], ready: bool) {
+        let mut inner = self.inner.lock().expect("state lock");
+        inner.resource_version += 1;
+        let labels: Map<String, Value> = labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), json!(value)))
+            .collect();
+        let condition = if ready {
+            json!({"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "message": "kubelet is posting ready status"})
+        } else {
+            json!({"type": "Ready", "status": "False", "reason": "KubeletNotReady",
+                "message": "container runtime network not ready"})
+        };
+        let object = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                "resourceVersion": inner.resource_version.to_string(), "labels": labels},
+            "status": {"conditions": [condition]}});
+        inner.objects.insert(
+            (String::new(), "nodes".into(), String::new(), name.into()),
+            Stored {
+                object,
+                applied: BTreeMap::new(),
+                changed: Instant::now(),
+            },
+        );
     }
 
     /// `api_version kind namespace/name` of every object, sorted.

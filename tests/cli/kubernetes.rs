@@ -701,3 +701,154 @@ kubernetes:
     let run = run_with(None, &env, &["destroy", "--yes", "-f", path]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 }
+
+const NODE_POOLS: &str = r#"
+blueprint: trails-nodes
+region: us-east-1
+
+environments:
+  dev:
+    ephemeral: true
+    ttl: 2h
+
+network:
+  cidr: 10.30.0.0/16
+  azs: [a, b]
+  nat: single
+  subnets:
+    public: [10.30.0.0/24, 10.30.1.0/24]
+    private: [10.30.16.0/20, 10.30.32.0/20]
+
+eks:
+  version: "1.30"
+  node_pools:
+    general:
+      instance_types: [t3.large]
+      min: 2
+      max: 3
+    stateful:
+      instance_types: [r6i.large]
+      min: 1
+      max: 2
+"#;
+
+#[test]
+fn verify_reports_each_node_pool_ready_from_the_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = ApiServer::start(dir.path().join("events.log"));
+    std::fs::write(dir.path().join("kubeconfig"), api.kubeconfig()).expect("kubeconfig");
+    let file = dir.path().join("nodes.yaml");
+    std::fs::write(&file, NODE_POOLS).expect("blueprint");
+    let moto = Moto::start();
+    let mut env = moto.env();
+    env.push((
+        "KUBECONFIG",
+        dir.path().join("kubeconfig").display().to_string(),
+    ));
+    let trails = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["-f", file.to_str().expect("utf-8 path")]);
+        run_with(None, &env, &full)
+    };
+    let applied = trails(&["apply", "--yes", "-q"]);
+    assert_eq!(applied.code, 0, "apply failed:\n{}", applied.stderr);
+
+    // The node groups' names, as EKS labels their nodes.
+    let eks = moto.eks();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let groups: Vec<String> = runtime.block_on(async {
+        let clusters = eks.list_clusters().send().await.expect("clusters");
+        let cluster = clusters.clusters()[0].clone();
+        let mut groups = eks
+            .list_nodegroups()
+            .cluster_name(cluster)
+            .send()
+            .await
+            .expect("node groups")
+            .nodegroups()
+            .to_vec();
+        groups.sort();
+        groups
+    });
+    let group = |pool: &str| {
+        groups
+            .iter()
+            .find(|name| name.ends_with(pool))
+            .unwrap_or_else(|| panic!("no node group for {pool} in {groups:?}"))
+            .clone()
+    };
+    let (general, stateful) = (group("general"), group("stateful"));
+    let label = "eks.amazonaws.com/nodegroup";
+    let verify = || {
+        // The EKS endpoint moto invents answers nothing: the double stands in for it.
+        let run = trails(&[
+            "verify",
+            "--json",
+            "--only",
+            "kubernetes.nodes",
+            "--kube-context",
+            "double",
+        ]);
+        let report: Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|_| panic!("verify --json:\n{}\n{}", run.stdout, run.stderr));
+        let checks: Vec<(String, String, String)> = report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (text("name"), text("status"), text("evidence"))
+            })
+            .collect();
+        (run.code, checks)
+    };
+
+    // No node has joined yet.
+    let (code, checks) = verify();
+    assert_eq!(code, 1);
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert!(
+        checks.iter().all(|(_, status, evidence)| status == "failed"
+            && evidence.starts_with("no node carries eks.amazonaws.com/nodegroup=")),
+        "{checks:?}"
+    );
+
+    // general: two Ready nodes; stateful: one NotReady; a node of another group is not counted.
+    api.node("ip-10-30-16-1", &[(label, &general)], true);
+    api.node("ip-10-30-32-1", &[(label, &general)], true);
+    api.node("ip-10-30-16-2", &[(label, &stateful)], false);
+    api.node("ip-10-30-16-9", &[(label, "someone-elses")], false);
+    let (code, checks) = verify();
+    assert_eq!(code, 1, "{checks:?}");
+    assert_eq!(
+        checks[0],
+        (
+            "kubernetes.nodes.general".to_string(),
+            "passed".to_string(),
+            "2 of 2 nodes Ready (ip-10-30-16-1, ip-10-30-32-1)".to_string()
+        )
+    );
+    assert_eq!(checks[1].0, "kubernetes.nodes.stateful");
+    assert_eq!(checks[1].1, "failed");
+    assert!(
+        checks[1]
+            .2
+            .contains("0 of 1 nodes Ready; not ready: ip-10-30-16-2 (KubeletNotReady"),
+        "{checks:?}"
+    );
+
+    // Below the pool's minimum is a failure even when every node is Ready.
+    api.node("ip-10-30-16-2", &[(label, &stateful)], true);
+    api.node("ip-10-30-32-1", &[(label, "moved-away")], true);
+    let (code, checks) = verify();
+    assert_eq!(code, 1, "{checks:?}");
+    assert_eq!(
+        checks[0].2, "1 of 1 nodes Ready; the pool's minimum is 2",
+        "{checks:?}"
+    );
+    assert_eq!(checks[1].1, "passed", "{checks:?}");
+
+    api.node("ip-10-30-32-1", &[(label, &general)], true);
+    let (code, checks) = verify();
+    assert_eq!(code, 0, "{checks:?}");
+}

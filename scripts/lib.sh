@@ -54,10 +54,14 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" > /dev/null
 }
 
-# PostgreSQL's server binaries (the tests run initdb and postgres themselves).
+# PostgreSQL's server binaries (the tests run initdb and postgres themselves), and openssl,
+# which makes the certificates of the TLS tests.
 ensure_postgres() {
   if ! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1; then
     apt_install postgresql
+  fi
+  if ! command -v openssl > /dev/null; then
+    apt_install openssl
   fi
 }
 

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod engine;
 pub mod graph;
 pub mod ingest;
+pub mod pgtls;
 pub mod plan;
 pub mod providers;
 pub mod resources;

@@ -13,17 +13,21 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Pool, Runtime};
-use tokio_postgres::NoTls;
 use uuid::Uuid;
 
 use config::{Config, redact};
 
-/// A PostgreSQL pool for `url` (plain TCP; put TLS in front with the database's own settings).
+/// A PostgreSQL pool for `url`, with TLS when the server offers it (see [`crate::pgtls`]).
 pub fn pool(url: &str) -> anyhow::Result<Pool> {
+    let parsed: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("DATABASE_URL {}: not a PostgreSQL URL", redact(url)))?;
+    let tls = crate::pgtls::connector(&parsed)
+        .map_err(|error| anyhow::anyhow!("DATABASE_URL {}: {error}", redact(url)))?;
     let mut settings = deadpool_postgres::Config::new();
     settings.url = Some(url.to_string());
     settings
-        .create_pool(Some(Runtime::Tokio1), NoTls)
+        .create_pool(Some(Runtime::Tokio1), tls)
         .with_context(|| format!("DATABASE_URL {}: cannot build a pool", redact(url)))
 }
 

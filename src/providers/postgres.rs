@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 
 use super::{Applied, Provider, ProviderError, recorded_spec, spec};
 use crate::error_chain;
@@ -119,8 +119,9 @@ impl DatabaseProvider {
         dbname: &str,
     ) -> Result<Client, ProviderError> {
         let (config, place) = self.config(database, dbname)?;
+        let tls = crate::pgtls::connector(&config).map_err(ProviderError::Invalid)?;
         let attempt = || async {
-            let (client, connection) = config.connect(NoTls).await?;
+            let (client, connection) = config.connect(tls.clone()).await?;
             tokio::spawn(connection);
             Ok::<_, tokio_postgres::Error>(client)
         };
@@ -133,10 +134,16 @@ impl DatabaseProvider {
                     .with_jitter(),
             )
             // A server that answered (wrong password, no such database) will answer the same.
-            .when(|error| error.code().is_none())
+            // Nor will a certificate that did not verify.
+            .when(|error| {
+                error.code().is_none() && !crate::pgtls::is_verify_failure(&error_chain(error))
+            })
             .await
             .map_err(|error| {
-                let hint = if self
+                let message = error_chain(&error);
+                let hint = if crate::pgtls::is_verify_failure(&message) {
+                    format!(" ({})", crate::pgtls::VERIFY_HINT)
+                } else if self
                     .endpoints
                     .contains_key(&format!("postgres.{}", database.instance))
                 {
@@ -150,7 +157,7 @@ impl DatabaseProvider {
                 };
                 ProviderError::Api {
                     operation: format!("connect to PostgreSQL at {place}, database {dbname}"),
-                    message: format!("{}{hint}", error_chain(&error)),
+                    message: format!("{message}{hint}"),
                 }
             })
     }

@@ -340,16 +340,16 @@ impl PostgresSource {
 
     async fn connect(&self, database: &str) -> Result<(tokio_postgres::Client, String), String> {
         let (config, place) = self.config(database).await?;
-        let (client, connection) =
-            config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|error| {
-                    format!(
-                        "cannot connect to {place} database {database}: {}",
-                        error_chain(&error)
-                    )
-                })?;
+        let tls = crate::pgtls::connector(&config)?;
+        let (client, connection) = config.connect(tls).await.map_err(|error| {
+            let message = error_chain(&error);
+            let hint = if crate::pgtls::is_verify_failure(&message) {
+                format!(" ({})", crate::pgtls::VERIFY_HINT)
+            } else {
+                String::new()
+            };
+            format!("cannot connect to {place} database {database}: {message}{hint}")
+        })?;
         tokio::spawn(connection);
         Ok((client, place))
     }

@@ -290,3 +290,153 @@ fn apply_creates_the_database_runs_each_migration_once_and_destroy_drops_it() {
         "the database is still there"
     );
 }
+
+/// Runs openssl in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run openssl ({error}); ./scripts/test installs it"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA (`NAME-ca.pem`), and when `server` a server certificate it signed for 127.0.0.1
+/// (`server.pem`, `server.key`).
+fn certificates(dir: &Path, name: &str, server: bool) {
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+        ],
+    );
+    if server {
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write extensions");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+    }
+}
+
+#[test]
+fn postgres_connections_use_tls_and_verify_the_certificate_against_pgsslrootcert() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "right", true);
+    certificates(dir.path(), "wrong", false);
+    let postgres = Postgres::start_tls(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    );
+    // `trails ingest create-key` migrates and inserts a key: a real round trip.
+    let create_key = |url: &str, root: Option<&str>| {
+        let mut env = vec![("DATABASE_URL", url.to_string())];
+        if let Some(root) = root {
+            env.push(("PGSSLROOTCERT", dir.path().join(root).display().to_string()));
+        }
+        run_with(
+            None,
+            &env,
+            &[
+                "ingest",
+                "create-key",
+                "--tenant",
+                "0190c2a1-0000-7000-8000-00000000feed",
+                "--name",
+                "tls",
+            ],
+        )
+    };
+    let url = postgres.url.clone();
+
+    // The server offers TLS and trails takes it, but with no CA to check against no
+    // certificate verifies.
+    let unverified = create_key(&url, None);
+    assert_eq!(unverified.code, 1, "{}", unverified.stdout);
+    assert!(
+        unverified.stderr.contains("invalid peer certificate"),
+        "{}",
+        unverified.stderr
+    );
+    // Verified against the CA that signed it.
+    let verified = create_key(&url, Some("right-ca.pem"));
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    assert!(verified.stdout.trim().len() >= 32, "{}", verified.stdout);
+    // Another CA: refused.
+    let wrong = create_key(&url, Some("wrong-ca.pem"));
+    assert_eq!(wrong.code, 1, "{}", wrong.stdout);
+    assert!(
+        wrong.stderr.contains("invalid peer certificate"),
+        "{}",
+        wrong.stderr
+    );
+    // sslmode=require without a CA: encrypted, not verified (libpq's meaning, for tunnels).
+    let required = create_key(&format!("{url}?sslmode=require"), None);
+    assert_eq!(required.code, 0, "{}", required.stderr);
+    // In clear: the server refuses, as RDS with rds.force_ssl does.
+    let clear = create_key(&format!("{url}?sslmode=disable"), None);
+    assert_eq!(clear.code, 1, "{}", clear.stdout);
+    assert!(clear.stderr.contains("no encryption"), "{}", clear.stderr);
+    // A root file that is not PEM is named.
+    std::fs::write(dir.path().join("junk.pem"), "not a certificate").expect("write");
+    let junk = create_key(&url, Some("junk.pem"));
+    assert_eq!(junk.code, 1, "{}", junk.stdout);
+    assert!(
+        junk.stderr.contains("PGSSLROOTCERT") && junk.stderr.contains("junk.pem"),
+        "{}",
+        junk.stderr
+    );
+}

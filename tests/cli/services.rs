@@ -111,22 +111,37 @@ pub const POSTGRES_PASSWORD: &str = "trails-superuser";
 impl Postgres {
     /// A server that trusts every connection.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, None)
     }
 
     /// A server that checks passwords (SCRAM) on TCP connections, as RDS does; the superuser
     /// `trails` has [`POSTGRES_PASSWORD`].
     pub fn start_authenticating() -> Self {
-        Self::launch(true)
+        Self::launch(true, None)
+    }
+
+    /// A server that, like RDS with `rds.force_ssl`, takes TCP connections only over TLS (and
+    /// checks passwords), with `certificate` and `key` (PEM files).
+    pub fn start_tls(certificate: &Path, key: &Path) -> Self {
+        Self::launch(true, Some((certificate, key)))
     }
 
     /// initdb and start, as the `postgres` user when running as root (PostgreSQL refuses root).
-    fn launch(authenticating: bool) -> Self {
+    fn launch(authenticating: bool, tls: Option<(&Path, &Path)>) -> Self {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let password_file = dir.path().join("password");
         std::fs::write(&password_file, POSTGRES_PASSWORD).expect("write the password file");
+        if let Some((certificate, key)) = tls {
+            std::fs::copy(certificate, dir.path().join("server.crt")).expect("copy certificate");
+            std::fs::copy(key, dir.path().join("server.key")).expect("copy key");
+            std::fs::set_permissions(
+                dir.path().join("server.key"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("key permissions");
+        }
         let log = dir.path().join("postgres.log");
         let root = running_as_root();
         let as_owner = |program: PathBuf| {
@@ -171,6 +186,19 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&initdb.stderr)
         );
+        let mut tls_settings = Vec::new();
+        if tls.is_some() {
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+            for (name, file) in [
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+            ] {
+                tls_settings.push("-c".to_string());
+                tls_settings.push(format!("{name}={}", dir.path().join(file).display()));
+            }
+            tls_settings.extend(["-c".to_string(), "ssl=on".to_string()]);
+        }
         let port = free_port();
         let mut child = spawn(
             "postgres",
@@ -188,7 +216,8 @@ impl Postgres {
                     "synchronous_commit=off",
                     "-c",
                     "full_page_writes=off",
-                ]),
+                ])
+                .args(&tls_settings),
             &log,
         );
         wait_for_port("postgres", port, &mut child, &log);

@@ -128,7 +128,13 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
         args.wait_timeout,
     ));
     let cluster = args.endpoints.cluster(loaded, args.wait_timeout);
-    let providers = Arc::new(Providers::new(context, cluster, endpoints));
+    let deleting = planned
+        .changes
+        .iter()
+        .filter(|change| change.action == plan::Action::Delete)
+        .map(|change| change.address.clone())
+        .collect();
+    let providers = Arc::new(Providers::new(context, cluster, endpoints, &deleting));
     engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
     runtime
         .block_on(providers::check_tools(

@@ -92,16 +92,18 @@ pub struct Providers {
 
 impl Providers {
     /// Every provider, sharing one AWS context and one (lazily connected) cluster.
-    /// `endpoints` are other ways into the data plane (`postgres.NAME` to a URL).
+    /// `endpoints` are other ways into the data plane (`postgres.NAME` to a URL); `deleting`
+    /// the addresses the run deletes.
     pub fn new(
         aws: aws::Context,
         cluster: kube::Settings,
         endpoints: std::collections::BTreeMap<String, String>,
+        deleting: &std::collections::BTreeSet<String>,
     ) -> Self {
         let mut by_kind: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
         aws::register(&aws, &mut by_kind);
         kafka::register(&mut by_kind);
-        postgres::register(&cluster.templates_dir, &endpoints, &mut by_kind);
+        postgres::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
         let cluster = kube::Cluster::new(cluster, aws.clone());
         kube::register(&cluster, &mut by_kind);
         helm::register(&cluster, &mut by_kind);

@@ -11,10 +11,12 @@
 //! already recorded is skipped; one recorded with another digest is an error, because an applied
 //! migration is never run again: its change belongs in a new file.
 //!
-//! Schemas dropped from the blueprint are left in place (they may hold data); deleting the
-//! resource drops the database, which the plan shows as a delete.
+//! Schemas dropped from the blueprint are left in place (they may hold data). Deleting the
+//! resource drops the database, which the plan shows as a delete, unless the same run deletes
+//! its instance: then the instance takes the database with it (after its final snapshot, which
+//! must still hold it), and no connection is needed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use super::{Applied, Provider, ProviderError, recorded_spec, spec};
 use crate::error_chain;
 use crate::ingest::keys::MIGRATION_LOCK;
 use crate::resources::dayone::PostgresDatabase;
+use crate::resources::rds::DbInstance;
 use crate::state::Recorded;
 
 /// How long one connection attempt may take.
@@ -42,9 +45,11 @@ const CONNECT_RETRIES: usize = 4;
 const MIGRATIONS_TABLE: &str = "public.trails_migrations";
 
 /// Registers the database provider.
+/// `deleting` holds the addresses this run deletes.
 pub fn register(
     templates_dir: &Path,
     endpoints: &BTreeMap<String, String>,
+    deleting: &BTreeSet<String>,
     by_kind: &mut HashMap<&'static str, Box<dyn Provider>>,
 ) {
     by_kind.insert(
@@ -52,6 +57,7 @@ pub fn register(
         Box::new(DatabaseProvider {
             templates_dir: templates_dir.to_path_buf(),
             endpoints: endpoints.clone(),
+            deleting: deleting.clone(),
         }),
     );
 }
@@ -59,6 +65,7 @@ pub fn register(
 struct DatabaseProvider {
     templates_dir: PathBuf,
     endpoints: BTreeMap<String, String>,
+    deleting: BTreeSet<String>,
 }
 
 /// `name` as a quoted SQL identifier.
@@ -322,6 +329,10 @@ impl Provider for DatabaseProvider {
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         // The engine put the master password back into the recorded attributes.
         let database: PostgresDatabase = recorded_spec(recorded)?;
+        let instance = crate::resources::address::<DbInstance>(&database.instance);
+        if self.deleting.contains(&instance) {
+            return Ok(());
+        }
         let admin = self.connect(&database, "postgres").await?;
         // FORCE ends the sessions still open on it (PostgreSQL 13 and later).
         admin

@@ -1,6 +1,7 @@
 //! PostgreSQL day-one configuration: `trails apply` creates the database inside the RDS
 //! instance (moto) on a real PostgreSQL that checks passwords, runs each migration once,
-//! refuses to re-run an edited one, and `trails destroy` drops the database.
+//! refuses to re-run an edited one, drops the database when it leaves the blueprint, and leaves
+//! it to the instance when `trails destroy` deletes both.
 
 use std::path::{Path, PathBuf};
 
@@ -275,13 +276,22 @@ fn apply_creates_the_database_runs_each_migration_once_and_destroy_drops_it() {
         "the failed migration's first statement stayed"
     );
 
-    // Destroy logs in as the master user again (the password is not in the state) and drops
-    // the database before the instance goes.
-    let destroyed = setup.trails(
-        "trails.yaml",
-        &["destroy", "--yes", "-q", "--endpoint", &port_only],
+    // Taken out of the blueprint, the database is dropped: that logs in as the master user
+    // again, whose password the state keeps only as a reference.
+    std::fs::write(
+        setup.dir.path().join("trails.yaml"),
+        blueprint(&setup.templates(), ""),
+    )
+    .expect("write");
+    let removed = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(removed.code, 0, "apply failed:\n{}", removed.stderr);
+    assert!(
+        removed
+            .stdout
+            .contains("postgres.database.main-turia-trails"),
+        "{}",
+        removed.stdout
     );
-    assert_eq!(destroyed.code, 0, "destroy failed:\n{}", destroyed.stderr);
     assert!(
         setup
             .query("postgres", "SELECT datname::text FROM pg_database")
@@ -289,6 +299,23 @@ fn apply_creates_the_database_runs_each_migration_once_and_destroy_drops_it() {
             .all(|name| name != "turia_trails"),
         "the database is still there"
     );
+
+    // Destroying the instance too leaves its databases to it (and to its final snapshot):
+    // no connection is needed, so no --endpoint.
+    std::fs::write(
+        setup.dir.path().join("trails.yaml"),
+        blueprint(&setup.templates(), databases),
+    )
+    .expect("write");
+    let again = setup.trails(
+        "trails.yaml",
+        &["apply", "--yes", "-q", "--endpoint", &port_only],
+    );
+    assert_eq!(again.code, 0, "apply failed:\n{}", again.stderr);
+    let destroyed = setup.trails("trails.yaml", &["destroy", "--yes", "-q"]);
+    assert_eq!(destroyed.code, 0, "destroy failed:\n{}", destroyed.stderr);
+    let left = setup.trails("trails.yaml", &["state", "list"]);
+    assert_eq!(left.stdout.trim(), "", "still recorded: {}", left.stdout);
 }
 
 /// Runs openssl in `dir`; panics with its output when it fails.

@@ -90,7 +90,7 @@ fn blueprint(templates: &Path, databases: &str) -> String {
 }
 
 #[test]
-fn apply_creates_the_database_runs_each_migration_once_and_destroy_drops_it() {
+fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed() {
     let setup = Setup {
         moto: Moto::start(),
         postgres: Postgres::start_authenticating(),

@@ -150,9 +150,10 @@ impl DatabaseProvider {
                 let message = error_chain(&error);
                 let hint = if crate::pgtls::is_verify_failure(&message) {
                     format!(" ({})", crate::pgtls::VERIFY_HINT)
-                } else if self
-                    .endpoints
-                    .contains_key(&format!("postgres.{}", database.instance))
+                } else if error.code().is_some()
+                    || self
+                        .endpoints
+                        .contains_key(&format!("postgres.{}", database.instance))
                 {
                     String::new()
                 } else {

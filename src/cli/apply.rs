@@ -1,5 +1,6 @@
 //! `trails apply` and `trails destroy`: plan, confirm, execute, report.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,12 +129,33 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
         args.wait_timeout,
     ));
     let cluster = args.endpoints.cluster(loaded, args.wait_timeout);
-    let deleting = planned
-        .changes
-        .iter()
-        .filter(|change| change.action == plan::Action::Delete)
-        .map(|change| change.address.clone())
-        .collect();
+    let deleting: Arc<BTreeSet<String>> = Arc::new(
+        planned
+            .changes
+            .iter()
+            .filter(|change| change.action == plan::Action::Delete)
+            .map(|change| change.address.clone())
+            .collect(),
+    );
+    let progress: Arc<dyn Progress> = if output.quiet {
+        Arc::new(Quiet)
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bars::default())
+    } else {
+        Arc::new(Lines)
+    };
+    let notes = progress.clone();
+    let context = context.for_run(aws::Run {
+        deleting: deleting.clone(),
+        destroying: matches!(mode, Mode::Destroy(_)),
+        ephemeral: loaded.settings.ephemeral,
+        notes: Some(Arc::new(move |address: &str, message: &str| {
+            notes.event(&engine::Event::Note {
+                address: address.to_string(),
+                message: message.to_string(),
+            })
+        })),
+    });
     let providers = Arc::new(Providers::new(context, cluster, endpoints, &deleting));
     engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
     runtime
@@ -151,13 +173,6 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     if !args.yes {
         confirm(operation, &loaded.environment)?;
     }
-    let progress: Box<dyn Progress> = if output.quiet {
-        Box::new(Quiet)
-    } else if std::io::stderr().is_terminal() {
-        Box::new(Bars::default())
-    } else {
-        Box::new(Lines)
-    };
     let options = Options {
         parallelism: usize::from(args.parallelism),
     };

@@ -34,6 +34,13 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// A provider did something beyond the change itself (removed what a controller left).
+    Note {
+        /// Resource address.
+        address: String,
+        /// What.
+        message: String,
+    },
     /// Ctrl-C: no new work starts; running changes finish and are recorded.
     Interrupted {
         /// Changes still running.
@@ -80,6 +87,7 @@ impl Progress for Lines {
                 elapsed.as_secs_f64()
             ),
             Event::Failed { address, error } => eprintln!("{address}: FAILED: {error}"),
+            Event::Note { address, message } => eprintln!("{address}: {message}"),
             Event::Interrupted { running } => eprintln!(
                 "interrupted: waiting for {running} running change(s) to finish and be recorded; nothing new starts"
             ),
@@ -140,6 +148,9 @@ impl Progress for Bars {
                 let _ = self
                     .multi
                     .println(format!("{} {address}: {error}", console::style("✗").red()));
+            }
+            Event::Note { address, message } => {
+                let _ = self.multi.println(format!("  {address}: {message}"));
             }
             Event::Interrupted { running } => {
                 let _ = self.multi.println(format!(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::iam::{IamRole, assume_role_policy};
-use super::network::{SecurityGroup, groups, subnet_ids};
+use super::network::{SecurityGroup, groups, subnet_addresses, subnet_ids};
 use super::{Kind, Spec, address, aws_tags, output, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::naming::prefix;
@@ -240,6 +240,12 @@ pub fn expand(builder: &mut Builder<'_>) {
         },
         base.key("version"),
     );
+    // The load balancers the cluster's controllers create live in the public subnets: those
+    // go only after the cluster (and so after everything in it).
+    let cluster = address::<Cluster>(CLUSTER);
+    for subnet in subnet_addresses(builder, "public") {
+        builder.depends(&cluster, &subnet);
+    }
 
     for (pool, spec) in &eks.node_pools {
         let full_name = format!("{name}-{pool}");

@@ -331,6 +331,21 @@ pub fn zones(builder: &Builder<'_>) -> Vec<String> {
 
 /// `${...id}` of every subnet of a tier.
 pub fn subnet_ids(builder: &Builder<'_>, tier: &str) -> Vec<String> {
+    subnet_names(builder, tier)
+        .iter()
+        .map(|name| output::<Subnet>(name, "id"))
+        .collect()
+}
+
+/// Addresses of a tier's subnets.
+pub fn subnet_addresses(builder: &Builder<'_>, tier: &str) -> Vec<String> {
+    subnet_names(builder, tier)
+        .iter()
+        .map(|name| address::<Subnet>(name))
+        .collect()
+}
+
+fn subnet_names(builder: &Builder<'_>, tier: &str) -> Vec<String> {
     let count = builder
         .loaded
         .document
@@ -345,7 +360,7 @@ pub fn subnet_ids(builder: &Builder<'_>, tier: &str) -> Vec<String> {
     zones(builder)
         .iter()
         .take(count)
-        .map(|zone| output::<Subnet>(&subnet_name(tier, zone), "id"))
+        .map(|zone| subnet_name(tier, zone))
         .collect()
 }
 

@@ -1034,3 +1034,353 @@ fn a_saved_plan_is_applied_exactly_once_and_refused_when_stale() {
             .contains("trails-demo-dev-three")
     );
 }
+
+/// Tags as EC2 takes them at creation.
+fn tagged(
+    kind: aws_sdk_ec2::types::ResourceType,
+    tags: &[(&str, &str)],
+) -> aws_sdk_ec2::types::TagSpecification {
+    let mut spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(kind);
+    for (key, value) in tags {
+        spec = spec.tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build(),
+        );
+    }
+    spec.build()
+}
+
+fn elb_tags(tags: &[(&str, &str)]) -> Vec<aws_sdk_elasticloadbalancingv2::types::Tag> {
+    tags.iter()
+        .map(|(key, value)| {
+            aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                .key(*key)
+                .value(*value)
+                .build()
+        })
+        .collect()
+}
+
+async fn subnet_at(ec2: &aws_sdk_ec2::Client, address: &str) -> String {
+    let found = ec2
+        .describe_subnets()
+        .filters(
+            Filter::builder()
+                .name("tag:trails:address")
+                .values(address)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe subnets");
+    found.subnets()[0]
+        .subnet_id()
+        .expect("subnet id")
+        .to_string()
+}
+
+async fn load_balancer_names(elb: &aws_sdk_elasticloadbalancingv2::Client) -> BTreeSet<String> {
+    let found = elb
+        .describe_load_balancers()
+        .send()
+        .await
+        .expect("describe load balancers");
+    found
+        .load_balancers()
+        .iter()
+        .filter_map(|lb| lb.load_balancer_name().map(String::from))
+        .collect()
+}
+
+/// What Kubernetes made in the platform's AWS account: a controller's load balancer, target
+/// group and security group, a CSI volume, an interface the VPC CNI leaked, and things made
+/// with the environment's default tags. Plus what a person made by hand in the VPC, and a
+/// load balancer of another cluster elsewhere.
+struct Planted {
+    foreign_load_balancer: String,
+    hand_made_subnet: String,
+    hand_made_group: String,
+}
+
+async fn plant_leftovers(moto: &Moto, cluster: &str) -> Planted {
+    use aws_sdk_ec2::types::ResourceType;
+    let (ec2, _) = moto.clients();
+    let elb = moto.elb();
+    let vpc = ec2
+        .describe_vpcs()
+        .filters(ours())
+        .send()
+        .await
+        .expect("describe vpcs")
+        .vpcs()[0]
+        .vpc_id()
+        .expect("vpc id")
+        .to_string();
+    let public = [
+        subnet_at(&ec2, "aws.subnet.public-a").await,
+        subnet_at(&ec2, "aws.subnet.public-b").await,
+    ];
+    let private_a = subnet_at(&ec2, "aws.subnet.private-a").await;
+    let controller = [
+        ("elbv2.k8s.aws/cluster", cluster),
+        (
+            "service.k8s.aws/stack",
+            "ingress-nginx/ingress-nginx-controller",
+        ),
+    ];
+    let environment = [
+        ("trails:blueprint", BLUEPRINT),
+        ("trails:environment", "local"),
+    ];
+
+    elb.create_load_balancer()
+        .name("k8s-ingress-controller")
+        .set_subnets(Some(public.to_vec()))
+        .set_tags(Some(elb_tags(&controller)))
+        .send()
+        .await
+        .expect("controller's load balancer");
+    elb.create_target_group()
+        .name("k8s-ingress-http")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(&vpc)
+        .set_tags(Some(elb_tags(&controller)))
+        .send()
+        .await
+        .expect("controller's target group");
+    elb.create_load_balancer()
+        .name("tagged-by-default-tags")
+        .set_subnets(Some(public.to_vec()))
+        .set_tags(Some(elb_tags(&environment)))
+        .send()
+        .await
+        .expect("environment-tagged load balancer");
+    ec2.create_volume()
+        .availability_zone("us-east-1a")
+        .size(10)
+        .tag_specifications(tagged(
+            ResourceType::Volume,
+            &[
+                (&format!("kubernetes.io/cluster/{cluster}"), "owned"),
+                ("kubernetes.io/created-for/pvc/name", "data-redpanda-0"),
+            ],
+        ))
+        .send()
+        .await
+        .expect("CSI volume");
+    ec2.create_network_interface()
+        .subnet_id(&private_a)
+        .description("aws-K8S-i-0123456789")
+        .tag_specifications(tagged(
+            ResourceType::NetworkInterface,
+            &[("cluster.k8s.amazonaws.com/name", cluster)],
+        ))
+        .send()
+        .await
+        .expect("CNI interface");
+    ec2.create_network_interface()
+        .subnet_id(&public[0])
+        .description("made with the environment's tags")
+        .tag_specifications(tagged(ResourceType::NetworkInterface, &environment))
+        .send()
+        .await
+        .expect("environment-tagged interface");
+    let group = ec2
+        .create_security_group()
+        .group_name(format!("k8s-traffic-{cluster}"))
+        .description("[k8s] shared backend security group")
+        .vpc_id(&vpc)
+        .tag_specifications(tagged(
+            ResourceType::SecurityGroup,
+            &[("elbv2.k8s.aws/cluster", cluster)],
+        ))
+        .send()
+        .await
+        .expect("controller's security group");
+    ec2.authorize_security_group_ingress()
+        .group_id(group.group_id().expect("group id"))
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(80)
+                .to_port(80)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("rule on the controller's group");
+
+    let hand_made_subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc)
+        .cidr_block("10.20.200.0/24")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .expect("hand-made subnet")
+        .subnet()
+        .and_then(|s| s.subnet_id())
+        .expect("subnet id")
+        .to_string();
+    let hand_made_group = ec2
+        .create_security_group()
+        .group_name("hand-made")
+        .description("made by a person")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .expect("hand-made group")
+        .group_id()
+        .expect("group id")
+        .to_string();
+
+    // Another team's cluster in another VPC.
+    let other = ec2
+        .create_vpc()
+        .cidr_block("10.99.0.0/16")
+        .send()
+        .await
+        .expect("other vpc");
+    let other_vpc = other.vpc().and_then(|v| v.vpc_id()).expect("vpc id");
+    let mut other_subnets = Vec::new();
+    for (cidr, zone) in [
+        ("10.99.0.0/24", "us-east-1a"),
+        ("10.99.1.0/24", "us-east-1b"),
+    ] {
+        let made = ec2
+            .create_subnet()
+            .vpc_id(other_vpc)
+            .cidr_block(cidr)
+            .availability_zone(zone)
+            .send()
+            .await
+            .expect("other subnet");
+        other_subnets.push(
+            made.subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_string(),
+        );
+    }
+    elb.create_load_balancer()
+        .name("someone-elses")
+        .set_subnets(Some(other_subnets))
+        .set_tags(Some(elb_tags(&[("elbv2.k8s.aws/cluster", "someone-else")])))
+        .send()
+        .await
+        .expect("another cluster's load balancer");
+    Planted {
+        foreign_load_balancer: "someone-elses".to_string(),
+        hand_made_subnet,
+        hand_made_group,
+    }
+}
+
+#[test]
+fn destroy_removes_what_the_clusters_controllers_left_and_names_what_it_leaves() {
+    let moto = Moto::start();
+    let (_dir, file) = workspace();
+    let rt = runtime();
+    let applied = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let clusters = rt
+        .block_on(moto.eks().list_clusters().send())
+        .expect("list clusters");
+    let cluster = clusters.clusters()[0].clone();
+    let planted = rt.block_on(plant_leftovers(&moto, &cluster));
+
+    // The controllers never release anything here: after the wait, trails removes it.
+    let first = trails(&moto, &file, &["destroy", "--yes", "--wait-timeout", "2s"]);
+    assert_eq!(first.code, 1, "{}\n{}", first.stdout, first.stderr);
+    let log = &first.stderr;
+    for expected in [
+        "waiting for the cluster's controllers to release load balancer k8s-ingress-controller",
+        "still there after 2s, removed once the cluster is gone",
+        "removed load balancer k8s-ingress-controller",
+        "removed target group k8s-ingress-http",
+        "removed volume claim data-redpanda-0",
+        "removed network interface aws-K8S-i-0123456789",
+        &format!("removed security group k8s-traffic-{cluster}"),
+        "removed load balancer tagged-by-default-tags",
+        "removed network interface made with the environment's tags",
+        "left by trails-demo/local",
+    ] {
+        assert!(log.contains(expected), "no `{expected}` in:\n{log}");
+    }
+    // What nobody tagged stays, and the error says what and why.
+    let vpc_failure = log
+        .lines()
+        .find(|line| line.contains("aws.vpc.main") && line.contains("still holds"))
+        .unwrap_or_else(|| panic!("no VPC failure in:\n{log}"));
+    assert!(
+        vpc_failure.contains(&planted.hand_made_subnet)
+            && vpc_failure.contains(&planted.hand_made_group)
+            && vpc_failure.contains("hand-made")
+            && vpc_failure.contains("do not carry this environment's tags"),
+        "{vpc_failure}"
+    );
+
+    let elb = moto.elb();
+    assert_eq!(
+        rt.block_on(load_balancer_names(&elb)),
+        BTreeSet::from([planted.foreign_load_balancer.clone()]),
+        "only the other cluster's load balancer may remain"
+    );
+    let (ec2, _) = moto.clients();
+    let volumes = rt
+        .block_on(ec2.describe_volumes().send())
+        .expect("describe volumes");
+    assert!(
+        volumes.volumes().iter().all(|v| !v
+            .tags()
+            .iter()
+            .any(|t| t.key() == Some("kubernetes.io/created-for/pvc/name"))),
+        "{volumes:?}"
+    );
+    let groups = rt
+        .block_on(ec2.describe_security_groups().send())
+        .expect("describe groups");
+    assert!(
+        !groups
+            .security_groups()
+            .iter()
+            .any(|g| g.group_name() == Some(format!("k8s-traffic-{cluster}").as_str())),
+        "the controller's security group is still there"
+    );
+
+    // Once the person's things are gone, destroy finishes.
+    rt.block_on(
+        ec2.delete_subnet()
+            .subnet_id(&planted.hand_made_subnet)
+            .send(),
+    )
+    .expect("delete hand-made subnet");
+    rt.block_on(
+        ec2.delete_security_group()
+            .group_id(&planted.hand_made_group)
+            .send(),
+    )
+    .expect("delete hand-made group");
+    let second = trails(&moto, &file, &["destroy", "--yes"]);
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+    assert_eq!(rt.block_on(census(&moto)), NOTHING());
+    let interfaces = rt
+        .block_on(ec2.describe_network_interfaces().send())
+        .expect("describe interfaces");
+    // moto keeps its NAT gateways' interfaces (untagged) after they are deleted; AWS does not.
+    assert!(
+        interfaces
+            .network_interfaces()
+            .iter()
+            .all(|eni| eni.tag_set().is_empty()),
+        "{interfaces:?}"
+    );
+}

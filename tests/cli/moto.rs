@@ -149,6 +149,11 @@ impl Moto {
         aws_sdk_elasticache::Client::new(&self.sdk_config())
     }
 
+    /// An Elastic Load Balancing v2 client pointed at this moto.
+    pub fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config())
+    }
+
     /// A Secrets Manager client pointed at this moto.
     pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.sdk_config())

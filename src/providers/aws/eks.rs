@@ -16,12 +16,13 @@ use aws_sdk_eks::types::{
 };
 use serde_json::{Map, Value, json};
 
+use super::sweep;
 use super::{
     Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
 };
 use crate::blueprint::schema::Taint;
 use crate::providers::{Applied, Provider, ProviderError, spec};
-use crate::resources::eks::{Addon, Cluster, NodeGroup};
+use crate::resources::eks::{Addon, CLUSTER, Cluster, NodeGroup};
 use crate::state::Recorded;
 
 /// Registers the EKS providers.
@@ -379,21 +380,30 @@ impl Provider for ClusterProvider {
         self.active(&cluster.name).await
     }
 
-    async fn delete(&self, _address: &str, previous: &Recorded) -> Result<(), ProviderError> {
+    async fn delete(&self, address: &str, previous: &Recorded) -> Result<(), ProviderError> {
         let cluster: Cluster = recorded_spec(previous)?;
         match self.0.eks.delete_cluster().name(&cluster.name).send().await {
-            Ok(_) => {}
-            Err(error) if is_not_found(&error) => return Ok(()),
+            Ok(_) => {
+                self.0
+                    .eks
+                    .wait_until_cluster_deleted()
+                    .name(&cluster.name)
+                    .wait(self.0.wait_timeout)
+                    .await
+                    .map_err(|error| ProviderError::api("waiting for ClusterDeleted", error))?;
+            }
+            Err(error) if is_not_found(&error) => {}
             Err(error) => return Err(ProviderError::api("DeleteCluster", error)),
         }
-        self.0
-            .eks
-            .wait_until_cluster_deleted()
-            .name(&cluster.name)
-            .wait(self.0.wait_timeout)
-            .await
-            .map_err(|error| ProviderError::api("waiting for ClusterDeleted", error))?;
-        Ok(())
+        // What the controllers did not release before the nodes went (see the node groups'
+        // delete) is removed now, so that it does not hold the subnets.
+        sweep::remove(
+            &self.0,
+            address,
+            sweep::Owner::Cluster(&cluster.name),
+            sweep::Scope::Region,
+        )
+        .await
     }
 }
 
@@ -646,8 +656,18 @@ impl Provider for NodeGroupProvider {
         self.active(&group).await
     }
 
-    async fn delete(&self, _address: &str, previous: &Recorded) -> Result<(), ProviderError> {
+    async fn delete(&self, address: &str, previous: &Recorded) -> Result<(), ProviderError> {
         let group: NodeGroup = recorded_spec(previous)?;
+        if self
+            .0
+            .run
+            .deleting
+            .contains(&crate::resources::address::<Cluster>(CLUSTER))
+        {
+            // The controllers that delete the cluster's load balancers and volumes run on
+            // these nodes: give them the chance before the nodes go.
+            sweep::await_release(&self.0, address, &group.cluster_name).await?;
+        }
         match self
             .0
             .eks

@@ -7,8 +7,10 @@ pub mod iam;
 pub mod network;
 pub mod rds;
 pub mod s3;
+pub mod sweep;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -62,12 +64,53 @@ pub struct Context {
     pub elasticache: aws_sdk_elasticache::Client,
     /// Secrets Manager, where generated Redis auth tokens are kept.
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Elastic Load Balancing v2: only to find and remove load balancers that controllers in
+    /// the cluster created (trails creates none itself).
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
     /// The credential chain, for signing requests no SDK client makes (EKS tokens).
     pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     /// The blueprint's region.
     pub region: String,
     /// Longest wait for an asynchronous resource (NAT gateway, cluster, database).
     pub wait_timeout: Duration,
+    /// What this run does as a whole: which addresses it deletes, whether it destroys the
+    /// environment, and where providers tell the user what they did beyond the change itself.
+    pub run: Run,
+}
+
+/// Receives `(address, message)` notes.
+pub type Notes = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// What the run a provider call belongs to does as a whole.
+#[derive(Clone, Default)]
+pub struct Run {
+    /// Addresses the run deletes.
+    pub deleting: Arc<BTreeSet<String>>,
+    /// `trails destroy`: the whole environment goes, so whatever carries its tags goes too.
+    pub destroying: bool,
+    /// The environment is ephemeral: volumes its cluster leaves are deleted, not kept.
+    pub ephemeral: bool,
+    /// Where notes go (the run's progress display); none outside apply and destroy.
+    pub notes: Option<Notes>,
+}
+
+impl Run {
+    /// Tells the user something about `address` beyond its change.
+    pub fn note(&self, address: &str, message: &str) {
+        if let Some(notes) = &self.notes {
+            notes(address, message);
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("deleting", &self.deleting)
+            .field("destroying", &self.destroying)
+            .field("ephemeral", &self.ephemeral)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Context {
@@ -92,10 +135,17 @@ impl Context {
             eks: aws_sdk_eks::Client::new(&shared),
             elasticache: aws_sdk_elasticache::Client::new(&shared),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&shared),
             credentials: shared.credentials_provider(),
             region: region.to_string(),
             wait_timeout,
+            run: Run::default(),
         }
+    }
+
+    /// The same clients for one apply or destroy run.
+    pub fn for_run(self, run: Run) -> Self {
+        Self { run, ..self }
     }
 }
 

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, gone_is_fine, is_not_found, ownership_filters, recorded_spec, tag_specification,
+    Context, gone_is_fine, is_not_found, ownership_filters, recorded_spec, sweep, tag_specification,
 };
 use crate::providers::{Applied, Provider, ProviderError, spec};
 use crate::resources::network::{
@@ -71,6 +71,14 @@ fn only_id(id: impl Into<String>) -> Applied {
         outputs: outputs(&[("id", &id)]),
         id,
     }
+}
+
+/// The environment a resource's tags name, for the leftovers destroy removes with it.
+fn environment(tags: &BTreeMap<String, String>) -> Option<sweep::Owner<'_>> {
+    Some(sweep::Owner::Environment {
+        blueprint: tags.get("trails:blueprint")?,
+        environment: tags.get("trails:environment")?,
+    })
 }
 
 fn no_id(operation: &str) -> ProviderError {
@@ -223,16 +231,31 @@ impl Provider for VpcProvider {
         })
     }
 
-    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        gone_is_fine(
-            self.0
-                .ec2
-                .delete_vpc()
-                .vpc_id(recorded_id(recorded)?)
-                .send()
-                .await,
-            "DeleteVpc",
-        )
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let id = recorded_id(recorded)?;
+        if self.0.run.destroying {
+            let vpc: Vpc = recorded_spec(recorded)?;
+            if let Some(owner) = environment(&vpc.tags) {
+                sweep::remove(&self.0, address, owner, sweep::Scope::Vpc(id)).await?;
+            }
+        }
+        match self.0.ec2.delete_vpc().vpc_id(id).send().await {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) if error.code() == Some("DependencyViolation") => {
+                let left = sweep::remaining_in_vpc(&self.0, id).await;
+                Err(ProviderError::Conflict(format!(
+                    "the VPC {id} still holds {}; they do not carry this environment's tags, \
+                     so trails leaves them: remove them and run destroy again",
+                    if left.is_empty() {
+                        "something AWS did not list".to_string()
+                    } else {
+                        sweep::list(&left)
+                    }
+                )))
+            }
+            Err(error) => Err(ProviderError::api("DeleteVpc", error)),
+        }
     }
 }
 
@@ -338,14 +361,16 @@ impl Provider for SubnetProvider {
         })
     }
 
-    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let id = recorded_id(recorded)?;
+        if self.0.run.destroying {
+            let subnet: Subnet = recorded_spec(recorded)?;
+            if let Some(owner) = environment(&subnet.tags) {
+                sweep::remove(&self.0, address, owner, sweep::Scope::Subnet(id)).await?;
+            }
+        }
         gone_is_fine(
-            self.0
-                .ec2
-                .delete_subnet()
-                .subnet_id(recorded_id(recorded)?)
-                .send()
-                .await,
+            self.0.ec2.delete_subnet().subnet_id(id).send().await,
             "DeleteSubnet",
         )
     }

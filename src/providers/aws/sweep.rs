@@ -1,0 +1,759 @@
+//! What the cluster's controllers leave behind: load balancers (AWS Load Balancer Controller,
+//! the cloud provider), EBS volumes (the EBS CSI driver), network interfaces (the VPC CNI) and
+//! security groups. trails never created them, so no resource in the state stands for them,
+//! yet they keep the subnets and the VPC from being deleted and cost money.
+//!
+//! Before a cluster's node pools go, destroy waits for the controllers to release what they
+//! made (they delete it when the Service, Ingress or volume claim that asked for it goes); once
+//! the cluster is gone it removes what still carries the cluster's tags; and `trails destroy`
+//! removes from the subnets and the VPC whatever still carries the environment's tags.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, NetworkInterfaceStatus, VolumeState};
+use aws_sdk_elasticloadbalancingv2::client::Waiters;
+
+use super::{Context, gone_is_fine};
+use crate::providers::ProviderError;
+
+/// How often the AWS side is asked again while waiting.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Longest wait for the controllers before trails removes what they made itself.
+const CONTROLLER_GRACE: Duration = Duration::from_secs(600);
+
+/// Whose leftovers are looked for.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    /// Made inside this EKS cluster, as its controllers tag what they create.
+    Cluster(&'a str),
+    /// Carrying the environment's tags (controllers configured with default tags, or a
+    /// resource trails created but never recorded).
+    Environment {
+        /// `trails:blueprint`.
+        blueprint: &'a str,
+        /// `trails:environment`.
+        environment: &'a str,
+    },
+}
+
+impl Owner<'_> {
+    /// True when the tags mark the thing as this owner's.
+    pub fn owns<'t>(&self, tags: impl IntoIterator<Item = (&'t str, &'t str)>) -> bool {
+        let tags: Vec<(&str, &str)> = tags.into_iter().collect();
+        match self {
+            Owner::Cluster(name) => tags.iter().any(|(key, value)| {
+                key.strip_prefix("kubernetes.io/cluster/") == Some(name)
+                    || (matches!(
+                        *key,
+                        "elbv2.k8s.aws/cluster"
+                            | "cluster.k8s.amazonaws.com/name"
+                            | "KubernetesCluster"
+                    ) && value == name)
+            }),
+            Owner::Environment {
+                blueprint,
+                environment,
+            } => {
+                tags.contains(&("trails:blueprint", blueprint))
+                    && tags.contains(&("trails:environment", environment))
+            }
+        }
+    }
+
+    /// EC2 filter sets that each find some of this owner's candidates (checked again with
+    /// [`Owner::owns`]). One query per tag rather than one filter with several `tag-key`
+    /// values: exact filters are understood alike by AWS and its emulators.
+    fn ec2_queries(&self) -> Vec<Vec<Filter>> {
+        let tag = |key: &str, value: &str| {
+            Filter::builder()
+                .name(format!("tag:{key}"))
+                .values(value)
+                .build()
+        };
+        match self {
+            Owner::Cluster(name) => vec![
+                vec![
+                    Filter::builder()
+                        .name("tag-key")
+                        .values(format!("kubernetes.io/cluster/{name}"))
+                        .build(),
+                ],
+                vec![tag("elbv2.k8s.aws/cluster", name)],
+                vec![tag("cluster.k8s.amazonaws.com/name", name)],
+                vec![tag("KubernetesCluster", name)],
+            ],
+            Owner::Environment {
+                blueprint,
+                environment,
+            } => vec![vec![
+                tag("trails:blueprint", blueprint),
+                tag("trails:environment", environment),
+            ]],
+        }
+    }
+}
+
+impl fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Cluster(name) => write!(f, "the cluster {name}"),
+            Owner::Environment {
+                blueprint,
+                environment,
+            } => write!(f, "{blueprint}/{environment}"),
+        }
+    }
+}
+
+/// Where leftovers are looked for.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Anywhere in the region (a cluster's tags are specific enough).
+    Region,
+    /// In one VPC: load balancers, target groups, interfaces, security groups.
+    Vpc(&'a str),
+    /// In one subnet: load balancers with a leg in it, interfaces.
+    Subnet(&'a str),
+}
+
+/// One thing found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// What it is, for messages: "load balancer", "volume", ...
+    pub what: &'static str,
+    /// Its id or ARN, for the API.
+    pub id: String,
+    /// Its name or description, for the user.
+    pub name: String,
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name.is_empty() || self.name == self.id {
+            write!(f, "{} {}", self.what, self.id)
+        } else {
+            write!(f, "{} {} ({})", self.what, self.name, self.id)
+        }
+    }
+}
+
+/// Lists leftovers for messages: "load balancer a (arn), volume vol-1".
+pub fn list(leftovers: &[Leftover]) -> String {
+    leftovers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Load balancers (v2: application, network, gateway) of `owner` within `scope`.
+pub async fn load_balancers(
+    context: &Context,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+) -> Result<Vec<Leftover>, ProviderError> {
+    let all: Vec<_> = context
+        .elb
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ProviderError::api("DescribeLoadBalancers", e))?;
+    let candidates: Vec<(String, String)> = all
+        .iter()
+        .filter(|lb| match scope {
+            Scope::Region => true,
+            Scope::Vpc(vpc) => lb.vpc_id() == Some(vpc),
+            Scope::Subnet(subnet) => lb
+                .availability_zones()
+                .iter()
+                .any(|zone| zone.subnet_id() == Some(subnet)),
+        })
+        .filter_map(|lb| {
+            Some((
+                lb.load_balancer_arn()?.to_string(),
+                lb.load_balancer_name().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let owned = elb_owned(context, owner, candidates.iter().map(|(arn, _)| arn)).await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|(arn, _)| owned.contains(arn))
+        .map(|(id, name)| Leftover {
+            what: "load balancer",
+            id,
+            name,
+        })
+        .collect())
+}
+
+/// Target groups of `owner` in a VPC (they outlive their load balancer).
+async fn target_groups(
+    context: &Context,
+    owner: Owner<'_>,
+    vpc: Option<&str>,
+) -> Result<Vec<Leftover>, ProviderError> {
+    let all: Vec<_> = context
+        .elb
+        .describe_target_groups()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ProviderError::api("DescribeTargetGroups", e))?;
+    let candidates: Vec<(String, String)> = all
+        .iter()
+        .filter(|group| vpc.is_none() || group.vpc_id() == vpc)
+        .filter_map(|group| {
+            Some((
+                group.target_group_arn()?.to_string(),
+                group.target_group_name().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let owned = elb_owned(context, owner, candidates.iter().map(|(arn, _)| arn)).await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|(arn, _)| owned.contains(arn))
+        .map(|(id, name)| Leftover {
+            what: "target group",
+            id,
+            name,
+        })
+        .collect())
+}
+
+/// The ARNs among `arns` whose Elastic Load Balancing tags mark them as `owner`'s.
+async fn elb_owned<'a>(
+    context: &Context,
+    owner: Owner<'_>,
+    arns: impl Iterator<Item = &'a String>,
+) -> Result<Vec<String>, ProviderError> {
+    let arns: Vec<String> = arns.cloned().collect();
+    let mut owned = Vec::new();
+    // DescribeTags takes at most 20 ARNs a call.
+    for chunk in arns.chunks(20) {
+        let described = context
+            .elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| ProviderError::api("DescribeTags", e))?;
+        for description in described.tag_descriptions() {
+            let tags = description
+                .tags()
+                .iter()
+                .filter_map(|tag| Some((tag.key()?, tag.value().unwrap_or_default())));
+            if owner.owns(tags) {
+                if let Some(arn) = description.resource_arn() {
+                    owned.push(arn.to_string());
+                }
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// EBS volumes of a cluster (the CSI driver and the in-tree provisioner tag them).
+pub async fn volumes(context: &Context, owner: Owner<'_>) -> Result<Vec<Leftover>, ProviderError> {
+    let mut all = Vec::new();
+    for filters in owner.ec2_queries() {
+        let found: Vec<_> = context
+            .ec2
+            .describe_volumes()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| ProviderError::api("DescribeVolumes", e))?;
+        all.extend(found);
+    }
+    all.sort_by(|a, b| a.volume_id().cmp(&b.volume_id()));
+    all.dedup_by(|a, b| a.volume_id() == b.volume_id());
+    Ok(all
+        .iter()
+        .filter(|volume| volume.state() != Some(&VolumeState::Deleted))
+        .filter(|volume| owner.owns(ec2_tags(volume.tags())))
+        .filter_map(|volume| {
+            let claim = volume
+                .tags()
+                .iter()
+                .find(|tag| tag.key() == Some("kubernetes.io/created-for/pvc/name"))
+                .and_then(|tag| tag.value());
+            Some(Leftover {
+                what: "volume",
+                id: volume.volume_id()?.to_string(),
+                name: claim.map(|c| format!("claim {c}")).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// Network interfaces of `owner` nothing uses any more (status `available`), except those a
+/// service manages itself (requester-managed: it deletes them with their load balancer).
+async fn interfaces(
+    context: &Context,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+) -> Result<Vec<Leftover>, ProviderError> {
+    // Status is checked below rather than filtered: not every EC2 implementation filters it.
+    let mut all = Vec::new();
+    for mut filters in owner.ec2_queries() {
+        match scope {
+            Scope::Region => {}
+            Scope::Vpc(vpc) => filters.push(Filter::builder().name("vpc-id").values(vpc).build()),
+            Scope::Subnet(subnet) => {
+                filters.push(Filter::builder().name("subnet-id").values(subnet).build())
+            }
+        }
+        let found: Vec<_> = context
+            .ec2
+            .describe_network_interfaces()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| ProviderError::api("DescribeNetworkInterfaces", e))?;
+        all.extend(found);
+    }
+    all.sort_by(|a, b| a.network_interface_id().cmp(&b.network_interface_id()));
+    all.dedup_by(|a, b| a.network_interface_id() == b.network_interface_id());
+    Ok(all
+        .iter()
+        .filter(|eni| eni.status() == Some(&NetworkInterfaceStatus::Available))
+        .filter(|eni| eni.requester_managed() != Some(true))
+        .filter(|eni| owner.owns(ec2_tags(eni.tag_set())))
+        .filter_map(|eni| {
+            Some(Leftover {
+                what: "network interface",
+                id: eni.network_interface_id()?.to_string(),
+                name: eni.description().unwrap_or_default().to_string(),
+            })
+        })
+        .collect())
+}
+
+/// Security groups of `owner` (never a VPC's default group).
+async fn security_groups(
+    context: &Context,
+    owner: Owner<'_>,
+    vpc: Option<&str>,
+) -> Result<Vec<aws_sdk_ec2::types::SecurityGroup>, ProviderError> {
+    let mut all = Vec::new();
+    for mut filters in owner.ec2_queries() {
+        if let Some(vpc) = vpc {
+            filters.push(Filter::builder().name("vpc-id").values(vpc).build());
+        }
+        let found: Vec<_> = context
+            .ec2
+            .describe_security_groups()
+            .set_filters(Some(filters))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| ProviderError::api("DescribeSecurityGroups", e))?;
+        all.extend(found);
+    }
+    all.sort_by(|a, b| a.group_id().cmp(&b.group_id()));
+    all.dedup_by(|a, b| a.group_id() == b.group_id());
+    Ok(all
+        .into_iter()
+        .filter(|group| group.group_name() != Some("default"))
+        .filter(|group| owner.owns(ec2_tags(group.tags())))
+        .collect())
+}
+
+fn ec2_tags(tags: &[aws_sdk_ec2::types::Tag]) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter()
+        .filter_map(|tag| Some((tag.key()?, tag.value().unwrap_or_default())))
+}
+
+/// Before a cluster's node pools go: waits until the controllers have released the load
+/// balancers (and, in an ephemeral environment, the volumes) they made for the cluster, at most the wait timeout (and at most
+/// ten minutes: a controller that has not let go by then will not). What is still there is
+/// left for [`remove`] once the cluster is gone, and said so.
+pub async fn await_release(
+    context: &Context,
+    address: &str,
+    cluster: &str,
+) -> Result<(), ProviderError> {
+    let owner = Owner::Cluster(cluster);
+    let grace = context.wait_timeout.min(CONTROLLER_GRACE);
+    let started = Instant::now();
+    let mut announced = false;
+    loop {
+        let mut held = load_balancers(context, owner, Scope::Region).await?;
+        if context.run.ephemeral {
+            // Elsewhere volumes are kept, and one a retained claim left would be waited for
+            // in vain.
+            held.extend(volumes(context, owner).await?);
+        }
+        if held.is_empty() {
+            if announced {
+                context
+                    .run
+                    .note(address, "the cluster's controllers released everything");
+            }
+            return Ok(());
+        }
+        let waited = started.elapsed();
+        if waited >= grace {
+            context.run.note(
+                address,
+                &format!(
+                    "still there after {}s, removed once the cluster is gone: {}",
+                    waited.as_secs(),
+                    list(&held)
+                ),
+            );
+            return Ok(());
+        }
+        if !announced {
+            context.run.note(
+                address,
+                &format!(
+                    "waiting for the cluster's controllers to release {}",
+                    list(&held)
+                ),
+            );
+            announced = true;
+        }
+        tokio::time::sleep(POLL.min(grace - waited)).await;
+    }
+}
+
+/// Removes what `owner` left within `scope`: load balancers (and waits until they are gone),
+/// target groups, unused volumes and network interfaces, then security groups (retried while
+/// something still uses them, up to the wait timeout). Each removal is noted under `address`.
+/// A volume still attached is not detached: it is named in the error.
+pub async fn remove(
+    context: &Context,
+    address: &str,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+) -> Result<(), ProviderError> {
+    let note = |leftover: &Leftover| {
+        context
+            .run
+            .note(address, &format!("removed {leftover}, left by {owner}"));
+    };
+    let balancers = load_balancers(context, owner, scope).await?;
+    for balancer in &balancers {
+        gone_is_fine(
+            context
+                .elb
+                .delete_load_balancer()
+                .load_balancer_arn(&balancer.id)
+                .send()
+                .await,
+            "DeleteLoadBalancer",
+        )?;
+    }
+    if !balancers.is_empty() {
+        context
+            .elb
+            .wait_until_load_balancers_deleted()
+            .set_load_balancer_arns(Some(balancers.iter().map(|b| b.id.clone()).collect()))
+            .wait(context.wait_timeout)
+            .await
+            .map_err(|e| ProviderError::api("waiting for LoadBalancersDeleted", e))?;
+        balancers.iter().for_each(note);
+    }
+    let vpc = match scope {
+        Scope::Region => None,
+        Scope::Vpc(vpc) => Some(vpc),
+        Scope::Subnet(_) => return remove_interfaces(context, owner, scope, note).await,
+    };
+    for group in target_groups(context, owner, vpc).await? {
+        gone_is_fine(
+            context
+                .elb
+                .delete_target_group()
+                .target_group_arn(&group.id)
+                .send()
+                .await,
+            "DeleteTargetGroup",
+        )?;
+        note(&group);
+    }
+    if let Owner::Cluster(_) = owner {
+        let volumes = volumes(context, owner).await?;
+        if !context.run.ephemeral && !volumes.is_empty() {
+            context.run.note(
+                address,
+                &format!(
+                    "kept {} (they may hold data and the environment is not ephemeral)",
+                    list(&volumes)
+                ),
+            );
+        }
+        let mut attached = Vec::new();
+        for volume in volumes.into_iter().filter(|_| context.run.ephemeral) {
+            match context
+                .ec2
+                .delete_volume()
+                .volume_id(&volume.id)
+                .send()
+                .await
+            {
+                Ok(_) => note(&volume),
+                Err(error) if super::is_not_found(&error) => {}
+                Err(error) if error.code() == Some("VolumeInUse") => attached.push(volume),
+                Err(error) => return Err(ProviderError::api("DeleteVolume", error)),
+            }
+        }
+        if !attached.is_empty() {
+            return Err(ProviderError::Conflict(format!(
+                "{} made for the cluster still attached to an instance outside its node pools; \
+                 detach and delete, then run again",
+                list(&attached)
+            )));
+        }
+    }
+    remove_interfaces(context, owner, scope, note).await?;
+    remove_security_groups(context, owner, vpc, note).await
+}
+
+async fn remove_interfaces(
+    context: &Context,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+    note: impl Fn(&Leftover),
+) -> Result<(), ProviderError> {
+    for interface in interfaces(context, owner, scope).await? {
+        gone_is_fine(
+            context
+                .ec2
+                .delete_network_interface()
+                .network_interface_id(&interface.id)
+                .send()
+                .await,
+            "DeleteNetworkInterface",
+        )?;
+        note(&interface);
+    }
+    Ok(())
+}
+
+/// Security groups go last and may have to wait: a deleted load balancer's interfaces hold its
+/// groups for a few minutes. Rules are revoked first, since groups that refer to each other
+/// cannot be deleted one by one.
+async fn remove_security_groups(
+    context: &Context,
+    owner: Owner<'_>,
+    vpc: Option<&str>,
+    note: impl Fn(&Leftover),
+) -> Result<(), ProviderError> {
+    let groups = security_groups(context, owner, vpc).await?;
+    for group in &groups {
+        let Some(id) = group.group_id() else { continue };
+        if !group.ip_permissions().is_empty() {
+            gone_is_fine(
+                context
+                    .ec2
+                    .revoke_security_group_ingress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(group.ip_permissions().to_vec()))
+                    .send()
+                    .await,
+                "RevokeSecurityGroupIngress",
+            )?;
+        }
+        if !group.ip_permissions_egress().is_empty() {
+            gone_is_fine(
+                context
+                    .ec2
+                    .revoke_security_group_egress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(group.ip_permissions_egress().to_vec()))
+                    .send()
+                    .await,
+                "RevokeSecurityGroupEgress",
+            )?;
+        }
+    }
+    let started = Instant::now();
+    for group in &groups {
+        let Some(id) = group.group_id() else { continue };
+        let leftover = Leftover {
+            what: "security group",
+            id: id.to_string(),
+            name: group.group_name().unwrap_or_default().to_string(),
+        };
+        loop {
+            match context
+                .ec2
+                .delete_security_group()
+                .group_id(id)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    note(&leftover);
+                    break;
+                }
+                Err(error) if super::is_not_found(&error) => break,
+                Err(error)
+                    if error.code() == Some("DependencyViolation")
+                        && started.elapsed() < context.wait_timeout =>
+                {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(error) => {
+                    return Err(ProviderError::api(
+                        &format!("DeleteSecurityGroup of {leftover}"),
+                        error,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What is still in a VPC that DeleteVpc refused: for the error, so the user knows what to
+/// remove (trails leaves what does not carry the environment's tags).
+pub async fn remaining_in_vpc(context: &Context, vpc: &str) -> Vec<Leftover> {
+    let in_vpc = Filter::builder().name("vpc-id").values(vpc).build();
+    let mut found = Vec::new();
+    if let Ok(interfaces) = context
+        .ec2
+        .describe_network_interfaces()
+        .filters(in_vpc.clone())
+        .send()
+        .await
+    {
+        found.extend(interfaces.network_interfaces().iter().filter_map(|eni| {
+            Some(Leftover {
+                what: "network interface",
+                id: eni.network_interface_id()?.to_string(),
+                name: eni.description().unwrap_or_default().to_string(),
+            })
+        }));
+    }
+    if let Ok(groups) = context
+        .ec2
+        .describe_security_groups()
+        .filters(in_vpc.clone())
+        .send()
+        .await
+    {
+        found.extend(
+            groups
+                .security_groups()
+                .iter()
+                .filter(|group| group.group_name() != Some("default"))
+                .filter_map(|group| {
+                    Some(Leftover {
+                        what: "security group",
+                        id: group.group_id()?.to_string(),
+                        name: group.group_name().unwrap_or_default().to_string(),
+                    })
+                }),
+        );
+    }
+    if let Ok(subnets) = context.ec2.describe_subnets().filters(in_vpc).send().await {
+        found.extend(subnets.subnets().iter().filter_map(|subnet| {
+            Some(Leftover {
+                what: "subnet",
+                id: subnet.subnet_id()?.to_string(),
+                name: String::new(),
+            })
+        }));
+    }
+    if let Ok(balancers) = load_balancers_in(context, vpc).await {
+        found.extend(balancers);
+    }
+    found
+}
+
+async fn load_balancers_in(context: &Context, vpc: &str) -> Result<Vec<Leftover>, ProviderError> {
+    let all: Vec<_> = context
+        .elb
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ProviderError::api("DescribeLoadBalancers", e))?;
+    Ok(all
+        .iter()
+        .filter(|lb| lb.vpc_id() == Some(vpc))
+        .filter_map(|lb| {
+            Some(Leftover {
+                what: "load balancer",
+                id: lb.load_balancer_arn()?.to_string(),
+                name: lb.load_balancer_name().unwrap_or_default().to_string(),
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_owns_what_its_controllers_tag() {
+        let cluster = Owner::Cluster("turia-prod");
+        assert!(cluster.owns([("kubernetes.io/cluster/turia-prod", "owned")]));
+        assert!(cluster.owns([("elbv2.k8s.aws/cluster", "turia-prod")]));
+        assert!(cluster.owns([("cluster.k8s.amazonaws.com/name", "turia-prod")]));
+        assert!(cluster.owns([("KubernetesCluster", "turia-prod")]));
+        assert!(!cluster.owns([("kubernetes.io/cluster/turia-prod-2", "owned")]));
+        assert!(!cluster.owns([("elbv2.k8s.aws/cluster", "other")]));
+        assert!(!cluster.owns([("Name", "turia-prod")]));
+    }
+
+    #[test]
+    fn an_environment_owns_what_carries_both_its_tags() {
+        let env = Owner::Environment {
+            blueprint: "turia",
+            environment: "preview",
+        };
+        assert!(env.owns([
+            ("trails:blueprint", "turia"),
+            ("trails:environment", "preview")
+        ]));
+        assert!(!env.owns([("trails:blueprint", "turia")]));
+        assert!(!env.owns([
+            ("trails:blueprint", "turia"),
+            ("trails:environment", "prod")
+        ]));
+    }
+
+    #[test]
+    fn leftovers_are_named_for_people() {
+        let leftovers = [
+            Leftover {
+                what: "volume",
+                id: "vol-1".into(),
+                name: "claim data-redpanda-0".into(),
+            },
+            Leftover {
+                what: "network interface",
+                id: "eni-1".into(),
+                name: String::new(),
+            },
+        ];
+        assert_eq!(
+            list(&leftovers),
+            "volume claim data-redpanda-0 (vol-1), network interface eni-1"
+        );
+    }
+}

@@ -294,6 +294,24 @@ fn destroy_plan_removes_dependents_before_what_they_depend_on() {
     }
     assert!(changes.iter().all(|c| c["action"] == "delete"));
     assert_eq!(order.last().copied(), Some("aws.vpc.main"));
+    // The load balancers the cluster's controllers make live in the public subnets: the
+    // cluster depends on them, so they go after it whatever order ties fall in.
+    let cluster = &recorded.resources["aws.eks_cluster.main"];
+    assert!(
+        cluster.depends_on.contains("aws.subnet.public-a")
+            && cluster.depends_on.contains("aws.subnet.public-b"),
+        "{:?}",
+        cluster.depends_on
+    );
+    let position = |address: &str| {
+        order
+            .iter()
+            .position(|a| *a == address)
+            .unwrap_or_else(|| panic!("{address} is not deleted"))
+    };
+    assert!(position("aws.eks_node_group.general") < position("aws.eks_cluster.main"));
+    assert!(position("aws.eks_cluster.main") < position("aws.subnet.public-a"));
+    assert!(position("aws.eks_cluster.main") < position("aws.subnet.public-b"));
 }
 
 #[test]

@@ -907,6 +907,31 @@ impl Checker<'_> {
         if let Some(opensearch) = &doc.opensearch {
             let base = FieldPath::of("opensearch");
             self.release_exists(&base.key("release"), &opensearch.release);
+            match url::Url::parse(&opensearch.url) {
+                // References to outputs are resolved later.
+                Err(_) if opensearch.url.contains("${") => {}
+                Err(error) => self.error(
+                    &base.key("url"),
+                    format!(
+                        "expected an http(s) URL, found `{}` ({error})",
+                        without_login(&opensearch.url)
+                    ),
+                ),
+                Ok(url) if !matches!(url.scheme(), "http" | "https") => self.error(
+                    &base.key("url"),
+                    format!(
+                        "expected an http or https URL, found scheme `{}`",
+                        url.scheme()
+                    ),
+                ),
+                // The URL is recorded in plans and the state: no password in it.
+                Ok(url) if url.password().is_some() => self.error(
+                    &base.key("url"),
+                    "a password here would be kept in plans and the state; give it when \
+                     running: `--endpoint opensearch=https://USER:PASSWORD@HOST:9200`",
+                ),
+                Ok(_) => {}
+            }
             for (name, file) in &opensearch.index_templates {
                 self.template(&base.key("index_templates").key(name.clone()), file);
             }
@@ -1006,4 +1031,31 @@ pub fn check_template(file: &Path, text: &str) -> Result<(), String> {
 
 fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// A URL's text with whatever stands before its last `@` hidden: an unparseable URL may still
+/// carry a password, which messages must not repeat.
+fn without_login(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if scheme_end < at => {
+            format!("{}://…@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        (_, Some(at)) => format!("…@{}", &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_login;
+
+    #[test]
+    fn a_url_in_a_message_never_shows_its_login() {
+        assert_eq!(
+            without_login("http://admin:a/b@host:9200/x"),
+            "http://…@host:9200/x"
+        );
+        assert_eq!(without_login("admin:pw@host"), "…@host");
+        assert_eq!(without_login("https://host:9200"), "https://host:9200");
+    }
 }

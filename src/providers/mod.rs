@@ -7,6 +7,7 @@ pub mod aws;
 pub mod helm;
 pub mod kafka;
 pub mod kube;
+pub mod opensearch;
 pub mod postgres;
 pub mod secrets;
 pub mod template;
@@ -104,6 +105,7 @@ impl Providers {
         aws::register(&aws, &mut by_kind);
         kafka::register(&mut by_kind);
         postgres::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
+        opensearch::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
         let cluster = kube::Cluster::new(cluster, aws.clone());
         kube::register(&cluster, &mut by_kind);
         helm::register(&cluster, &mut by_kind);
@@ -129,7 +131,12 @@ pub fn supported() -> Vec<&'static str> {
     aws::SUPPORTED
         .iter()
         .copied()
-        .chain(["kafka.topic", "postgres.database"])
+        .chain([
+            "kafka.topic",
+            "postgres.database",
+            "opensearch.index_template",
+            "opensearch.ism_policy",
+        ])
         .chain(kube::SUPPORTED.iter().copied())
         .chain(["helm.release"])
         .collect()

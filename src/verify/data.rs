@@ -50,6 +50,9 @@ pub fn endpoint_names(loaded: &Loaded) -> Vec<String> {
     if document.kafka.is_some() {
         names.push("kafka".to_string());
     }
+    if document.opensearch.is_some() {
+        names.push(crate::providers::opensearch::ENDPOINT.to_string());
+    }
     names.push("ingest".to_string());
     names
 }

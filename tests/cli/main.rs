@@ -8,6 +8,7 @@ mod graph;
 mod ingest;
 mod kubernetes;
 mod moto;
+mod opensearch;
 mod plan;
 mod postgres;
 mod services;

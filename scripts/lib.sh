@@ -25,6 +25,18 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Makes a new virtualenv at $1 (python3-venv installed when missing) with the packages $2...
+fresh_venv() {
+  local venv="$1"
+  shift
+  if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c 'import ensurepip' 2> /dev/null; then
+    apt-get update -qq && apt-get install -y -qq python3-venv > /dev/null
+  fi
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+}
+
 # The moto AWS emulator, in a virtualenv cached outside the clone. Sets MOTO_PYTHON, the venv's
 # python that runs scripts/moto_server.py (moto plus the few operations trails needs it lacks).
 MOTO_VERSION="5.2.5"
@@ -35,12 +47,24 @@ ensure_moto() {
     return
   fi
   step "installing moto[server]==$MOTO_VERSION into $venv"
-  if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c 'import ensurepip' 2> /dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3-venv > /dev/null
+  fresh_venv "$venv" "moto[server]==$MOTO_VERSION"
+}
+
+# ClickHouse for the tests: chDB (the ClickHouse engine as a Python package; no recent enough
+# ClickHouse server package exists here) in its own virtualenv cached outside the clone;
+# scripts/clickhouse_http.py serves it over ClickHouse's HTTP interface. Sets CHDB_PYTHON.
+CHDB_VERSION="4.4.0"
+CHDB_CORE_VERSION="26.9.0"
+ensure_chdb() {
+  local venv="$TRAILS_CACHE/chdb-venv"
+  CHDB_PYTHON="$venv/bin/python"
+  if [ -x "$CHDB_PYTHON" ] && [ "$(cat "$venv/trails-version" 2> /dev/null)" = "$CHDB_VERSION/$CHDB_CORE_VERSION" ]; then
+    return
   fi
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  step "installing chdb==$CHDB_VERSION into $venv (once; cached)"
+  fresh_venv "$venv" "chdb==$CHDB_VERSION" "chdb-core==$CHDB_CORE_VERSION"
+  "$CHDB_PYTHON" -c 'from chdb import session' # fails the run here if the engine cannot load
+  echo "$CHDB_VERSION/$CHDB_CORE_VERSION" > "$venv/trails-version"
 }
 
 # Installs Debian packages (apt-get update once per run).

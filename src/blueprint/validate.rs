@@ -234,6 +234,37 @@ impl Checker<'_> {
         }
     }
 
+    /// The URL of a day-one service (OpenSearch, ClickHouse): http(s), and no password, since
+    /// the URL is kept in plans and the state.
+    fn service_url(&mut self, path: &FieldPath, url: &str, endpoint: &str, port: &str) {
+        match url::Url::parse(url) {
+            // References to outputs are resolved later.
+            Err(_) if url.contains("${") => {}
+            Err(error) => self.error(
+                path,
+                format!(
+                    "expected an http(s) URL, found `{}` ({error})",
+                    without_login(url)
+                ),
+            ),
+            Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => self.error(
+                path,
+                format!(
+                    "expected an http or https URL, found scheme `{}`",
+                    parsed.scheme()
+                ),
+            ),
+            Ok(parsed) if parsed.password().is_some() => self.error(
+                path,
+                format!(
+                    "a password here would be kept in plans and the state; give it when \
+                     running: `--endpoint {endpoint}=https://USER:PASSWORD@HOST:{port}`"
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+
     fn bucket_names(&self) -> String {
         let names: Vec<_> = self.doc().buckets.keys().cloned().collect();
         if names.is_empty() {
@@ -891,6 +922,7 @@ impl Checker<'_> {
         if let Some(clickhouse) = &doc.clickhouse {
             let base = FieldPath::of("clickhouse");
             self.release_exists(&base.key("release"), &clickhouse.release);
+            self.service_url(&base.key("url"), &clickhouse.url, "clickhouse", "8123");
             for (name, database) in &clickhouse.databases {
                 let path = base.key("databases").key(name.clone());
                 if !naming::is_identifier(name) {
@@ -907,31 +939,7 @@ impl Checker<'_> {
         if let Some(opensearch) = &doc.opensearch {
             let base = FieldPath::of("opensearch");
             self.release_exists(&base.key("release"), &opensearch.release);
-            match url::Url::parse(&opensearch.url) {
-                // References to outputs are resolved later.
-                Err(_) if opensearch.url.contains("${") => {}
-                Err(error) => self.error(
-                    &base.key("url"),
-                    format!(
-                        "expected an http(s) URL, found `{}` ({error})",
-                        without_login(&opensearch.url)
-                    ),
-                ),
-                Ok(url) if !matches!(url.scheme(), "http" | "https") => self.error(
-                    &base.key("url"),
-                    format!(
-                        "expected an http or https URL, found scheme `{}`",
-                        url.scheme()
-                    ),
-                ),
-                // The URL is recorded in plans and the state: no password in it.
-                Ok(url) if url.password().is_some() => self.error(
-                    &base.key("url"),
-                    "a password here would be kept in plans and the state; give it when \
-                     running: `--endpoint opensearch=https://USER:PASSWORD@HOST:9200`",
-                ),
-                Ok(_) => {}
-            }
+            self.service_url(&base.key("url"), &opensearch.url, "opensearch", "9200");
             for (name, file) in &opensearch.index_templates {
                 self.template(&base.key("index_templates").key(name.clone()), file);
             }

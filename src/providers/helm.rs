@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::process::Command;
 
 use super::kube::Cluster;
-use super::{Applied, Provider, ProviderError, recorded_spec, spec, template};
+use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec, template};
 use crate::resources::helm::Release;
 use crate::state::Recorded;
 
@@ -294,30 +294,12 @@ fn last_lines(stderr: &[u8], stdout: &[u8]) -> String {
 }
 
 #[async_trait]
-impl Provider for ReleaseProvider {
-    async fn find(
-        &self,
-        _address: &str,
-        _desired: &Value,
-    ) -> Result<Option<Applied>, ProviderError> {
-        // `upgrade --install` adopts a release an interrupted run installed.
-        Ok(None)
-    }
-
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+impl Converging for ReleaseProvider {
+    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
         self.install(desired).await
     }
 
-    async fn update(
-        &self,
-        _address: &str,
-        _recorded: &Recorded,
-        desired: &Value,
-    ) -> Result<Applied, ProviderError> {
-        self.install(desired).await
-    }
-
-    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
         let release: Release = recorded_spec(recorded)?;
         let kubeconfig = self.cluster.kubeconfig().await?;
         let args = uninstall_args(&release, &kubeconfig.args);

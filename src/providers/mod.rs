@@ -4,7 +4,9 @@
 //! and to [`Providers::new`].
 
 pub mod aws;
+pub mod clickhouse;
 pub mod helm;
+pub mod http;
 pub mod kafka;
 pub mod kube;
 pub mod opensearch;
@@ -85,6 +87,45 @@ pub trait Provider: Send + Sync {
     async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError>;
 }
 
+/// A provider whose one idempotent call creates, adopts and updates (an `upgrade --install`,
+/// a PUT, `IF NOT EXISTS` and recorded migrations): creating again adopts what an interrupted
+/// run left, so there is nothing to find first, and an update is the same call.
+#[async_trait]
+pub trait Converging: Send + Sync {
+    /// Brings the resource to `desired`, whatever exists now.
+    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError>;
+    /// Deletes the resource; one already gone is success.
+    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError>;
+}
+
+#[async_trait]
+impl<T: Converging> Provider for T {
+    async fn find(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<Option<Applied>, ProviderError> {
+        Ok(None)
+    }
+
+    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        self.converge(desired).await
+    }
+
+    async fn update(
+        &self,
+        _address: &str,
+        _recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        self.converge(desired).await
+    }
+
+    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        self.remove(recorded).await
+    }
+}
+
 /// Providers by resource type.
 pub struct Providers {
     by_kind: HashMap<&'static str, Box<dyn Provider>>,
@@ -106,6 +147,7 @@ impl Providers {
         kafka::register(&mut by_kind);
         postgres::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
         opensearch::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
+        clickhouse::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
         let cluster = kube::Cluster::new(cluster, aws.clone());
         kube::register(&cluster, &mut by_kind);
         helm::register(&cluster, &mut by_kind);
@@ -136,6 +178,7 @@ pub fn supported() -> Vec<&'static str> {
             "postgres.database",
             "opensearch.index_template",
             "opensearch.ism_policy",
+            "clickhouse.database",
         ])
         .chain(kube::SUPPORTED.iter().copied())
         .chain(["helm.release"])

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config};
 
-use super::{Applied, Provider, ProviderError, recorded_spec, spec};
+use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec};
 use crate::error_chain;
 use crate::ingest::keys::MIGRATION_LOCK;
 use crate::resources::dayone::PostgresDatabase;
@@ -171,7 +171,7 @@ impl DatabaseProvider {
     }
 
     /// Creates what is missing and runs the migrations not yet run.
-    async fn converge(&self, database: &PostgresDatabase) -> Result<Applied, ProviderError> {
+    async fn apply_database(&self, database: &PostgresDatabase) -> Result<Applied, ProviderError> {
         let admin = self.connect(database, "postgres").await?;
         let exists = admin
             .query_opt(
@@ -304,30 +304,12 @@ fn sql_error(operation: &str, error: tokio_postgres::Error) -> ProviderError {
 }
 
 #[async_trait]
-impl Provider for DatabaseProvider {
-    async fn find(
-        &self,
-        _address: &str,
-        _desired: &Value,
-    ) -> Result<Option<Applied>, ProviderError> {
-        // `create` takes an existing database as it is and brings it to the blueprint.
-        Ok(None)
+impl Converging for DatabaseProvider {
+    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
+        self.apply_database(&spec(desired)?).await
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
-        self.converge(&spec(desired)?).await
-    }
-
-    async fn update(
-        &self,
-        _address: &str,
-        _recorded: &Recorded,
-        desired: &Value,
-    ) -> Result<Applied, ProviderError> {
-        self.converge(&spec(desired)?).await
-    }
-
-    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
         // The engine put the master password back into the recorded attributes.
         let database: PostgresDatabase = recorded_spec(recorded)?;
         let instance = crate::resources::address::<DbInstance>(&database.instance);

@@ -53,6 +53,9 @@ pub fn endpoint_names(loaded: &Loaded) -> Vec<String> {
     if document.opensearch.is_some() {
         names.push(crate::providers::opensearch::ENDPOINT.to_string());
     }
+    if document.clickhouse.is_some() {
+        names.push(crate::providers::clickhouse::ENDPOINT.to_string());
+    }
     names.push("ingest".to_string());
     names
 }

@@ -4,6 +4,7 @@
 mod apiserver;
 mod apply_aws;
 mod blueprint_fuzz;
+mod clickhouse;
 mod graph;
 mod ingest;
 mod kubernetes;
@@ -80,4 +81,22 @@ pub fn run_with(dir: Option<&Path>, env: &[(&str, String)], args: &[&str]) -> Ru
         run.stderr
     );
     run
+}
+
+/// Runs trails on `file` with `--endpoint NAME=URL` (none when `url` is empty) and no AWS
+/// behind it: for day-one tests whose servers are local.
+pub fn run_with_endpoint(file: &Path, name: &str, url: &str, args: &[&str]) -> Run {
+    let mut full: Vec<&str> = args.to_vec();
+    let endpoint = format!("{name}={url}");
+    if !url.is_empty() {
+        full.extend(["--endpoint", &endpoint]);
+    }
+    full.extend(["-f", file.to_str().expect("utf-8 path")]);
+    // These keep the AWS SDK from looking for credentials anywhere real.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "unused".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "unused".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    run_with(None, &env, &full)
 }

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Run, repo, run_with};
+use super::{Run, repo, run_with, run_with_endpoint};
 
 const USER: &str = "admin";
 const PASSWORD: &str = "Sup3r+secret/pw";
@@ -315,19 +315,7 @@ fn blueprint(dir: &Path, url: &str) -> std::path::PathBuf {
 }
 
 fn trails(file: &Path, endpoint: &str, args: &[&str]) -> Run {
-    let mut full: Vec<&str> = args.to_vec();
-    let endpoint = format!("opensearch={endpoint}");
-    if !endpoint.ends_with('=') {
-        full.extend(["--endpoint", &endpoint]);
-    }
-    full.extend(["-f", file.to_str().expect("utf-8")]);
-    // No AWS is used; these keep the SDK from looking for credentials anywhere real.
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "unused".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "unused".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-    ];
-    run_with(None, &env, &full)
+    run_with_endpoint(file, "opensearch", endpoint, args)
 }
 
 fn edit(path: &Path, from: &str, to: &str) {

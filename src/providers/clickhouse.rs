@@ -1,0 +1,334 @@
+//! ClickHouse day-one configuration: a database and its migrations (tables with TTL,
+//! materialized views), each migration run once, over ClickHouse's HTTP interface.
+//!
+//! trails talks to the blueprint's `clickhouse.url` (cluster-internal), or to
+//! `--endpoint clickhouse=URL` from outside the cluster; the override's user and password log in
+//! (HTTP basic auth) and are never printed. `TRAILS_CLICKHOUSE_CA` names extra CA certificates
+//! for `https`.
+//!
+//! The HTTP interface takes one statement per request, so a migration file is split at its
+//! top-level semicolons (not those in strings, quoted names or comments). ClickHouse has no
+//! transactions: when a statement fails, the ones before it stay applied and the migration is
+//! not recorded, so migrations must be written to run again (`IF NOT EXISTS`), as ClickHouse's
+//! own guidance for DDL has it. Applied migrations are recorded in `DATABASE.trails_migrations`
+//! with their file's digest; an applied migration whose file changed is refused.
+//!
+//! Deleting the resource drops the database, unless the same run uninstalls the release that
+//! runs ClickHouse.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::http::{self, Server, Shared};
+use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec};
+use crate::resources::dayone::ClickHouseDatabase;
+use crate::state::Recorded;
+
+/// The endpoint override's name.
+pub const ENDPOINT: &str = "clickhouse";
+
+const KIND: http::Kind = http::Kind {
+    endpoint: ENDPOINT,
+    product: "ClickHouse",
+    ca_variable: "TRAILS_CLICKHOUSE_CA",
+    example: "http://USER:PASSWORD@localhost:8123",
+};
+
+/// Where trails records the migrations it ran, inside the database.
+const LEDGER: &str = "trails_migrations";
+
+/// Registers the database provider.
+pub fn register(
+    templates_dir: &Path,
+    endpoints: &BTreeMap<String, String>,
+    deleting: &BTreeSet<String>,
+    by_kind: &mut HashMap<&'static str, Box<dyn Provider>>,
+) {
+    by_kind.insert(
+        "clickhouse.database",
+        Box::new(DatabaseProvider(Shared {
+            kind: KIND,
+            templates_dir: templates_dir.to_path_buf(),
+            endpoint: endpoints.get(ENDPOINT).cloned(),
+            deleting: deleting.clone(),
+        })),
+    );
+}
+
+struct DatabaseProvider(Shared);
+
+/// `name` as a quoted ClickHouse identifier.
+fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+/// `text` as a ClickHouse string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Runs one statement, in `database` when given. `Err(Ok(text))` is ClickHouse's refusal
+/// (`Code: N. DB::Exception: ...`), `Err(Err(_))` a transport failure.
+async fn run(
+    server: &Server,
+    database: Option<&str>,
+    statement: &str,
+) -> Result<Result<String, String>, ProviderError> {
+    let query: Vec<(&str, String)> = database
+        .map(|database| vec![("database", database.to_string())])
+        .unwrap_or_default();
+    let answer = server
+        .send(
+            Method::POST,
+            "/",
+            &query,
+            Some(("text/plain; charset=UTF-8", statement.to_string())),
+        )
+        .await?;
+    Ok(if answer.status.is_success() {
+        Ok(answer.text)
+    } else {
+        Err(format!("{}: {}", answer.status, answer.text.trim()))
+    })
+}
+
+/// Runs a statement of trails' own: a refusal is an error naming the statement's purpose.
+async fn run_own(
+    server: &Server,
+    database: Option<&str>,
+    what: &str,
+    statement: &str,
+) -> Result<String, ProviderError> {
+    run(server, database, statement)
+        .await?
+        .map_err(|refusal| ProviderError::Api {
+            operation: what.to_string(),
+            message: format!("ClickHouse at {} answered {refusal}", server.shown),
+        })
+}
+
+impl DatabaseProvider {
+    async fn apply_database(&self, desired: &Value) -> Result<Applied, ProviderError> {
+        let database: ClickHouseDatabase = spec(desired)?;
+        let server = self.0.server(&database.url)?;
+        let name = database.name.as_str();
+        run_own(
+            &server,
+            None,
+            "CREATE DATABASE",
+            &format!("CREATE DATABASE IF NOT EXISTS {}", quoted(name)),
+        )
+        .await?;
+        let ledger = format!("{}.{LEDGER}", quoted(name));
+        run_own(
+            &server,
+            Some(name),
+            "creating the migrations ledger",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {ledger} (file String, digest String, \
+                 applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY file"
+            ),
+        )
+        .await?;
+        let rows = run_own(
+            &server,
+            Some(name),
+            "reading the migrations ledger",
+            &format!("SELECT file, digest FROM {ledger} FORMAT JSONEachRow"),
+        )
+        .await?;
+        let mut applied = BTreeMap::new();
+        for line in rows.lines().filter(|line| !line.trim().is_empty()) {
+            let row: Value = serde_json::from_str(line).map_err(|error| {
+                ProviderError::Invalid(format!("{ledger} holds a row trails cannot read: {error}"))
+            })?;
+            if let (Some(file), Some(digest)) = (
+                row.get("file").and_then(Value::as_str),
+                row.get("digest").and_then(Value::as_str),
+            ) {
+                applied.insert(file.to_string(), digest.to_string());
+            }
+        }
+        for migration in &database.migrations {
+            match applied.get(&migration.file) {
+                Some(digest) if *digest == migration.digest => continue,
+                Some(_) => {
+                    return Err(ProviderError::Conflict(format!(
+                        "{} was applied to {name} with other contents; an applied migration is \
+                         never run again: restore it and put the change in a new file",
+                        migration.file
+                    )));
+                }
+                None => {}
+            }
+            let text = self.0.definition(migration)?;
+            let statements = statements(&text);
+            for (index, statement) in statements.iter().enumerate() {
+                if let Err(refusal) = run(&server, Some(name), statement).await? {
+                    let kept = if index == 0 {
+                        String::new()
+                    } else {
+                        format!(
+                            "; statement(s) 1-{index} of the file ran and stay (ClickHouse has no \
+                             transactions): the migration is not recorded and runs again from the \
+                             start, so keep its statements idempotent (IF NOT EXISTS)"
+                        )
+                    };
+                    return Err(ProviderError::Api {
+                        operation: format!(
+                            "{}, statement {} of {}",
+                            migration.file,
+                            index + 1,
+                            statements.len()
+                        ),
+                        message: format!("ClickHouse at {} answered {refusal}{kept}", server.shown),
+                    });
+                }
+            }
+            run_own(
+                &server,
+                Some(name),
+                "recording the migration",
+                &format!(
+                    "INSERT INTO {ledger} (file, digest) VALUES ({}, {})",
+                    literal(&migration.file),
+                    literal(&migration.digest)
+                ),
+            )
+            .await?;
+        }
+        Ok(Applied {
+            id: name.to_string(),
+            outputs: [("name".to_string(), json!(name))].into_iter().collect(),
+        })
+    }
+}
+
+#[async_trait]
+impl Converging for DatabaseProvider {
+    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
+        self.apply_database(desired).await
+    }
+
+    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
+        if self.0.release_goes(recorded) {
+            return Ok(());
+        }
+        let database: ClickHouseDatabase = recorded_spec(recorded)?;
+        let server = self.0.server(&database.url)?;
+        run_own(
+            &server,
+            None,
+            "DROP DATABASE",
+            &format!("DROP DATABASE IF EXISTS {} SYNC", quoted(&database.name)),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// The statements of a SQL file: split at semicolons outside strings, quoted names and
+/// comments; pieces with nothing but comments and blanks are dropped.
+pub fn statements(sql: &str) -> Vec<String> {
+    #[derive(PartialEq)]
+    enum In {
+        Code,
+        Quoted(char),
+        LineComment,
+        BlockComment,
+    }
+    let mut found = Vec::new();
+    let mut current = String::new();
+    let mut has_code = false;
+    let mut state = In::Code;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match state {
+            In::Code => match c {
+                ';' => {
+                    if has_code {
+                        found.push(current.trim().to_string());
+                    }
+                    current.clear();
+                    has_code = false;
+                    continue;
+                }
+                '\'' | '"' | '`' => {
+                    state = In::Quoted(c);
+                    has_code = true;
+                }
+                '-' if chars.peek() == Some(&'-') => state = In::LineComment,
+                '/' if chars.peek() == Some(&'*') => state = In::BlockComment,
+                c if !c.is_whitespace() => has_code = true,
+                _ => {}
+            },
+            In::Quoted(quote) => {
+                if c == '\\' {
+                    current.push(c);
+                    if let Some(escaped) = chars.next() {
+                        current.push(escaped);
+                    }
+                    continue;
+                }
+                if c == quote {
+                    state = In::Code;
+                }
+            }
+            In::LineComment => {
+                if c == '\n' {
+                    state = In::Code;
+                }
+            }
+            In::BlockComment => {
+                if c == '*' && chars.peek() == Some(&'/') {
+                    current.push(c);
+                    if let Some(slash) = chars.next() {
+                        current.push(slash);
+                    }
+                    state = In::Code;
+                    continue;
+                }
+            }
+        }
+        current.push(c);
+    }
+    if has_code {
+        found.push(current.trim().to_string());
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_at_top_level_semicolons_only() {
+        let sql = "-- header; with a semicolon\nCREATE TABLE a (s String DEFAULT 'x;y') ENGINE = Memory;\n\
+                   /* block; comment */ CREATE VIEW `v;w` AS SELECT \"c;d\" FROM a;\n\
+                   SELECT 'it\\'s; fine';\n-- trailing comment only\n";
+        let found = statements(sql);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].starts_with("-- header; with a semicolon\nCREATE TABLE a"));
+        assert!(found[0].ends_with("DEFAULT 'x;y') ENGINE = Memory"));
+        assert!(found[1].contains("`v;w`") && found[1].contains("\"c;d\""));
+        assert_eq!(found[2], "SELECT 'it\\'s; fine'");
+    }
+
+    #[test]
+    fn a_file_without_a_final_semicolon_keeps_its_last_statement() {
+        assert_eq!(statements("SELECT 1; SELECT 2"), ["SELECT 1", "SELECT 2"]);
+        assert!(statements("  -- nothing\n/* at all */ ;; ").is_empty());
+    }
+
+    #[test]
+    fn names_and_strings_are_quoted_for_clickhouse() {
+        assert_eq!(quoted("audit"), "`audit`");
+        assert_eq!(quoted("a`b"), "`a\\`b`");
+        assert_eq!(literal("it's"), "'it\\'s'");
+    }
+}

@@ -149,13 +149,11 @@ pub fn list(leftovers: &[Leftover]) -> String {
         .join(", ")
 }
 
-/// Load balancers (v2: application, network, gateway) of `owner` within `scope`.
-pub async fn load_balancers(
+/// Every load balancer (v2: application, network, gateway) of the region.
+async fn all_load_balancers(
     context: &Context,
-    owner: Owner<'_>,
-    scope: Scope<'_>,
-) -> Result<Vec<Leftover>, ProviderError> {
-    let all: Vec<_> = context
+) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::LoadBalancer>, ProviderError> {
+    context
         .elb
         .describe_load_balancers()
         .into_paginator()
@@ -163,8 +161,17 @@ pub async fn load_balancers(
         .send()
         .try_collect()
         .await
-        .map_err(|e| ProviderError::api("DescribeLoadBalancers", e))?;
-    let candidates: Vec<(String, String)> = all
+        .map_err(|e| ProviderError::api("DescribeLoadBalancers", e))
+}
+
+/// Load balancers of `owner` within `scope`.
+pub async fn load_balancers(
+    context: &Context,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+) -> Result<Vec<Leftover>, ProviderError> {
+    let candidates = all_load_balancers(context)
+        .await?
         .iter()
         .filter(|lb| match scope {
             Scope::Region => true,
@@ -174,23 +181,10 @@ pub async fn load_balancers(
                 .iter()
                 .any(|zone| zone.subnet_id() == Some(subnet)),
         })
-        .filter_map(|lb| {
-            Some((
-                lb.load_balancer_arn()?.to_string(),
-                lb.load_balancer_name().unwrap_or_default().to_string(),
-            ))
-        })
+        .filter_map(|lb| Some((lb.load_balancer_arn()?, lb.load_balancer_name())))
+        .map(|(arn, name)| leftover("load balancer", arn, name))
         .collect();
-    let owned = elb_owned(context, owner, candidates.iter().map(|(arn, _)| arn)).await?;
-    Ok(candidates
-        .into_iter()
-        .filter(|(arn, _)| owned.contains(arn))
-        .map(|(id, name)| Leftover {
-            what: "load balancer",
-            id,
-            name,
-        })
-        .collect())
+    elb_owned(context, owner, candidates).await
 }
 
 /// Target groups of `owner` in a VPC (they outlive their load balancer).
@@ -208,42 +202,36 @@ async fn target_groups(
         .try_collect()
         .await
         .map_err(|e| ProviderError::api("DescribeTargetGroups", e))?;
-    let candidates: Vec<(String, String)> = all
+    let candidates = all
         .iter()
         .filter(|group| vpc.is_none() || group.vpc_id() == vpc)
-        .filter_map(|group| {
-            Some((
-                group.target_group_arn()?.to_string(),
-                group.target_group_name().unwrap_or_default().to_string(),
-            ))
-        })
+        .filter_map(|group| Some((group.target_group_arn()?, group.target_group_name())))
+        .map(|(arn, name)| leftover("target group", arn, name))
         .collect();
-    let owned = elb_owned(context, owner, candidates.iter().map(|(arn, _)| arn)).await?;
-    Ok(candidates
-        .into_iter()
-        .filter(|(arn, _)| owned.contains(arn))
-        .map(|(id, name)| Leftover {
-            what: "target group",
-            id,
-            name,
-        })
-        .collect())
+    elb_owned(context, owner, candidates).await
 }
 
-/// The ARNs among `arns` whose Elastic Load Balancing tags mark them as `owner`'s.
-async fn elb_owned<'a>(
+fn leftover(what: &'static str, id: &str, name: Option<&str>) -> Leftover {
+    Leftover {
+        what,
+        id: id.to_string(),
+        name: name.unwrap_or_default().to_string(),
+    }
+}
+
+/// The candidates (ids are ARNs) whose Elastic Load Balancing tags mark them as `owner`'s.
+async fn elb_owned(
     context: &Context,
     owner: Owner<'_>,
-    arns: impl Iterator<Item = &'a String>,
-) -> Result<Vec<String>, ProviderError> {
-    let arns: Vec<String> = arns.cloned().collect();
+    candidates: Vec<Leftover>,
+) -> Result<Vec<Leftover>, ProviderError> {
     let mut owned = Vec::new();
     // DescribeTags takes at most 20 ARNs a call.
-    for chunk in arns.chunks(20) {
+    for chunk in candidates.chunks(20) {
         let described = context
             .elb
             .describe_tags()
-            .set_resource_arns(Some(chunk.to_vec()))
+            .set_resource_arns(Some(chunk.iter().map(|c| c.id.clone()).collect()))
             .send()
             .await
             .map_err(|e| ProviderError::api("DescribeTags", e))?;
@@ -253,33 +241,60 @@ async fn elb_owned<'a>(
                 .iter()
                 .filter_map(|tag| Some((tag.key()?, tag.value().unwrap_or_default())));
             if owner.owns(tags) {
-                if let Some(arn) = description.resource_arn() {
-                    owned.push(arn.to_string());
-                }
+                owned.extend(
+                    chunk
+                        .iter()
+                        .filter(|c| Some(c.id.as_str()) == description.resource_arn())
+                        .cloned(),
+                );
             }
         }
     }
     Ok(owned)
 }
 
+/// Runs one EC2 listing per query of `owner` (with `extra` filters added) and keeps each
+/// resource once.
+async fn by_queries<T, F, Fut>(
+    owner: Owner<'_>,
+    extra: Vec<Filter>,
+    list: F,
+    id: impl Fn(&T) -> Option<&str>,
+) -> Result<Vec<T>, ProviderError>
+where
+    F: Fn(Vec<Filter>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, ProviderError>>,
+{
+    let mut all = Vec::new();
+    for mut filters in owner.ec2_queries() {
+        filters.extend(extra.iter().cloned());
+        all.extend(list(filters).await?);
+    }
+    all.sort_by(|a, b| id(a).cmp(&id(b)));
+    all.dedup_by(|a, b| id(a) == id(b));
+    Ok(all)
+}
+
 /// EBS volumes of a cluster (the CSI driver and the in-tree provisioner tag them).
 pub async fn volumes(context: &Context, owner: Owner<'_>) -> Result<Vec<Leftover>, ProviderError> {
-    let mut all = Vec::new();
-    for filters in owner.ec2_queries() {
-        let found: Vec<_> = context
-            .ec2
-            .describe_volumes()
-            .set_filters(Some(filters))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| ProviderError::api("DescribeVolumes", e))?;
-        all.extend(found);
-    }
-    all.sort_by(|a, b| a.volume_id().cmp(&b.volume_id()));
-    all.dedup_by(|a, b| a.volume_id() == b.volume_id());
+    let all = by_queries(
+        owner,
+        Vec::new(),
+        |filters| async {
+            context
+                .ec2
+                .describe_volumes()
+                .set_filters(Some(filters))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| ProviderError::api("DescribeVolumes", e))
+        },
+        |volume| volume.volume_id(),
+    )
+    .await?;
     Ok(all
         .iter()
         .filter(|volume| volume.state() != Some(&VolumeState::Deleted))
@@ -307,29 +322,29 @@ async fn interfaces(
     scope: Scope<'_>,
 ) -> Result<Vec<Leftover>, ProviderError> {
     // Status is checked below rather than filtered: not every EC2 implementation filters it.
-    let mut all = Vec::new();
-    for mut filters in owner.ec2_queries() {
-        match scope {
-            Scope::Region => {}
-            Scope::Vpc(vpc) => filters.push(Filter::builder().name("vpc-id").values(vpc).build()),
-            Scope::Subnet(subnet) => {
-                filters.push(Filter::builder().name("subnet-id").values(subnet).build())
-            }
-        }
-        let found: Vec<_> = context
-            .ec2
-            .describe_network_interfaces()
-            .set_filters(Some(filters))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| ProviderError::api("DescribeNetworkInterfaces", e))?;
-        all.extend(found);
-    }
-    all.sort_by(|a, b| a.network_interface_id().cmp(&b.network_interface_id()));
-    all.dedup_by(|a, b| a.network_interface_id() == b.network_interface_id());
+    let extra = match scope {
+        Scope::Region => Vec::new(),
+        Scope::Vpc(vpc) => vec![Filter::builder().name("vpc-id").values(vpc).build()],
+        Scope::Subnet(subnet) => vec![Filter::builder().name("subnet-id").values(subnet).build()],
+    };
+    let all = by_queries(
+        owner,
+        extra,
+        |filters| async {
+            context
+                .ec2
+                .describe_network_interfaces()
+                .set_filters(Some(filters))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| ProviderError::api("DescribeNetworkInterfaces", e))
+        },
+        |eni| eni.network_interface_id(),
+    )
+    .await?;
     Ok(all
         .iter()
         .filter(|eni| eni.status() == Some(&NetworkInterfaceStatus::Available))
@@ -351,25 +366,27 @@ async fn security_groups(
     owner: Owner<'_>,
     vpc: Option<&str>,
 ) -> Result<Vec<aws_sdk_ec2::types::SecurityGroup>, ProviderError> {
-    let mut all = Vec::new();
-    for mut filters in owner.ec2_queries() {
-        if let Some(vpc) = vpc {
-            filters.push(Filter::builder().name("vpc-id").values(vpc).build());
-        }
-        let found: Vec<_> = context
-            .ec2
-            .describe_security_groups()
-            .set_filters(Some(filters))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| ProviderError::api("DescribeSecurityGroups", e))?;
-        all.extend(found);
-    }
-    all.sort_by(|a, b| a.group_id().cmp(&b.group_id()));
-    all.dedup_by(|a, b| a.group_id() == b.group_id());
+    let extra = vpc
+        .map(|vpc| vec![Filter::builder().name("vpc-id").values(vpc).build()])
+        .unwrap_or_default();
+    let all = by_queries(
+        owner,
+        extra,
+        |filters| async {
+            context
+                .ec2
+                .describe_security_groups()
+                .set_filters(Some(filters))
+                .into_paginator()
+                .items()
+                .send()
+                .try_collect()
+                .await
+                .map_err(|e| ProviderError::api("DescribeSecurityGroups", e))
+        },
+        |group| group.group_id(),
+    )
+    .await?;
     Ok(all
         .into_iter()
         .filter(|group| group.group_name() != Some("default"))
@@ -682,24 +699,16 @@ pub async fn remaining_in_vpc(context: &Context, vpc: &str) -> Vec<Leftover> {
 }
 
 async fn load_balancers_in(context: &Context, vpc: &str) -> Result<Vec<Leftover>, ProviderError> {
-    let all: Vec<_> = context
-        .elb
-        .describe_load_balancers()
-        .into_paginator()
-        .items()
-        .send()
-        .try_collect()
-        .await
-        .map_err(|e| ProviderError::api("DescribeLoadBalancers", e))?;
-    Ok(all
+    Ok(all_load_balancers(context)
+        .await?
         .iter()
         .filter(|lb| lb.vpc_id() == Some(vpc))
         .filter_map(|lb| {
-            Some(Leftover {
-                what: "load balancer",
-                id: lb.load_balancer_arn()?.to_string(),
-                name: lb.load_balancer_name().unwrap_or_default().to_string(),
-            })
+            Some(leftover(
+                "load balancer",
+                lb.load_balancer_arn()?,
+                lb.load_balancer_name(),
+            ))
         })
         .collect())
 }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod completions;
+mod eks_token;
 mod graph;
 mod ingest;
 mod plan;
@@ -58,6 +59,9 @@ enum Command {
     /// The platform's ingest service: audit events over HTTP into Kafka.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// An EKS token as a kubeconfig exec credential (what trails gives the kube client and helm).
+    #[command(hide = true)]
+    EksToken(eks_token::EksTokenArgs),
 }
 
 /// Which blueprint and environment a command works on.
@@ -241,6 +245,7 @@ pub fn main() -> ExitCode {
         Command::State(command) => state::run(command, output),
         Command::Completions(args) => completions::run(args),
         Command::Ingest(command) => ingest::run(command),
+        Command::EksToken(args) => eks_token::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

@@ -852,3 +852,50 @@ fn verify_reports_each_node_pool_ready_from_the_cluster() {
     let (code, checks) = verify();
     assert_eq!(code, 0, "{checks:?}");
 }
+
+#[test]
+fn eks_token_prints_an_exec_credential_for_kubeconfigs() {
+    // What the kube client and helm run to get a fresh token: signed locally, no AWS call.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_string(),
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    let run = super::run_with(
+        None,
+        &env,
+        &[
+            "eks-token",
+            "--cluster",
+            "turia-prod",
+            "--region",
+            "eu-west-1",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let credential: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(credential["kind"], "ExecCredential");
+    assert_eq!(
+        credential["apiVersion"],
+        "client.authentication.k8s.io/v1beta1"
+    );
+    let token = credential["status"]["token"].as_str().expect("token");
+    assert!(token.starts_with("k8s-aws-v1."), "{token}");
+    let expires = chrono::DateTime::parse_from_rfc3339(
+        credential["status"]["expirationTimestamp"]
+            .as_str()
+            .expect("expirationTimestamp"),
+    )
+    .expect("RFC 3339");
+    let left = expires
+        .signed_duration_since(chrono::Utc::now())
+        .num_seconds();
+    assert!((13 * 60..=14 * 60).contains(&left), "{left}s left");
+    assert!(
+        !run.stdout.contains("wJalrXUtnFEMI"),
+        "the secret key was printed"
+    );
+}

@@ -61,7 +61,11 @@ pub async fn client(
             })?;
             let mut config = kube::Config::new(uri);
             config.root_cert = Some(der_certificates(&ca)?);
-            config.auth_info.token = Some(eks_token(context, cluster).await?.into());
+            // Signed by trails itself whenever the current token is about to expire.
+            let exec: kube::config::ExecConfig =
+                serde_json::from_value(exec_credential(cluster, &context.region)?)
+                    .map_err(|error| ProviderError::Invalid(format!("exec credential: {error}")))?;
+            config.auth_info.exec = Some(exec);
             config
         }
     };
@@ -85,16 +89,15 @@ pub async fn kubeconfig(
         }),
         Target::Eks(cluster) => {
             let (endpoint, ca) = describe(context, cluster).await?;
-            let token = eks_token(context, cluster).await?;
             let document = json!({
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
-                "users": [{"name": "trails", "user": {"token": token}}],
+                "users": [{"name": "trails", "user": {"exec": exec_credential(cluster, &context.region)?}}],
                 "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": "trails"}}],
                 "current-context": cluster,
             });
-            // The file holds a short-lived token: private to this user, removed after use.
+            // Private to this user and removed after use (it names no secret, but the cluster).
             let mut file = tempfile::Builder::new()
                 .prefix("trails-kubeconfig-")
                 .tempfile()
@@ -112,6 +115,23 @@ pub async fn kubeconfig(
             })
         }
     }
+}
+
+/// How long an EKS token is accepted (the STS presigned URL's lifetime, minus a margin).
+pub const TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(14 * 60);
+
+/// A kubeconfig `exec` credential that runs this trails binary's `eks-token` for `cluster`:
+/// clients run it again when the token it printed expires.
+fn exec_credential(cluster: &str, region: &str) -> Result<serde_json::Value, ProviderError> {
+    let program = std::env::current_exe().map_err(|error| {
+        ProviderError::Invalid(format!("cannot find the trails binary itself: {error}"))
+    })?;
+    Ok(json!({
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": program.display().to_string(),
+        "args": ["eks-token", "--cluster", cluster, "--region", region],
+        "interactiveMode": "Never",
+    }))
 }
 
 /// The cluster's endpoint and base64 CA bundle.
@@ -275,6 +295,29 @@ mod tests {
         )
         .expect("signs");
         assert_ne!(token, other);
+    }
+
+    #[test]
+    fn clients_get_their_token_from_this_binary_and_kube_reads_it() {
+        let exec = exec_credential("turia-prod", "eu-west-1").expect("exec credential");
+        let current = std::env::current_exe().expect("current exe");
+        assert_eq!(exec["command"], current.display().to_string());
+        assert_eq!(
+            exec["args"],
+            json!([
+                "eks-token",
+                "--cluster",
+                "turia-prod",
+                "--region",
+                "eu-west-1"
+            ])
+        );
+        let parsed: kube::config::ExecConfig =
+            serde_json::from_value(exec).expect("kube's exec config");
+        assert_eq!(
+            parsed.api_version.as_deref(),
+            Some("client.authentication.k8s.io/v1beta1")
+        );
     }
 
     #[test]

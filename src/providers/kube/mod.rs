@@ -7,7 +7,7 @@
 //! a template deletes it, and destroy deletes exactly those. Kinds are resolved by discovery, and
 //! a kind that is not served yet (a CRD applied a moment ago) is asked for again until it is.
 
-mod connect;
+pub mod connect;
 mod objects;
 
 use std::collections::HashMap;

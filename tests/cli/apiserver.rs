@@ -154,11 +154,6 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts on a free loopback port; events are appended to `events`.
     pub fn start(events: PathBuf) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("the API-server double's runtime starts");
         let mut objects = BTreeMap::new();
         for name in ["default", "kube-system", "kube-public"] {
             let object = json!({"apiVersion": "v1", "kind": "Namespace",
@@ -185,18 +180,10 @@ impl ApiServer {
             resource_version: 1,
             events,
         }));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("the API-server double binds a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
-        runtime.spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("the API-server double serves");
-        });
+        let (runtime, url) = super::services::serve(app, "API-server double", 2);
         let controllers = Arc::clone(&inner);
         runtime.spawn(async move {
             loop {

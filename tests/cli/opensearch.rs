@@ -228,24 +228,11 @@ async fn handle(
 
 impl OpenSearch {
     pub fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("the OpenSearch double's runtime starts");
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("the OpenSearch double binds a loopback port");
-        let url = format!("http://{}", listener.local_addr().expect("bound address"));
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
-        runtime.spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("the OpenSearch double serves");
-        });
+        let (runtime, url) = super::services::serve(app, "OpenSearch double", 1);
         Self {
             url,
             inner,

@@ -64,6 +64,15 @@ impl Setup {
         })
     }
 
+    /// Writes `trails.yaml` with these `databases` of the instance.
+    fn write_blueprint(&self, databases: &str) {
+        std::fs::write(
+            self.dir.path().join("trails.yaml"),
+            blueprint(&self.templates(), databases),
+        )
+        .expect("write blueprint");
+    }
+
     fn write_migration(&self, name: &str, sql: &str) {
         std::fs::write(self.templates().join("sql/postgres").join(name), sql)
             .expect("write migration");
@@ -115,11 +124,7 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
         blueprint(&setup.templates(), ""),
     )
     .expect("write");
-    std::fs::write(
-        setup.dir.path().join("trails.yaml"),
-        blueprint(&setup.templates(), databases),
-    )
-    .expect("write");
+    setup.write_blueprint(databases);
 
     // The instance first, then its master user on the local server standing in for it.
     let bare = setup.trails("bare.yaml", &["apply", "--yes", "-q"]);
@@ -225,17 +230,10 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
         "003_more_alerts.sql",
         "INSERT INTO alerts.rules VALUES (2, 'memory');\n",
     );
-    std::fs::write(
-        setup.dir.path().join("trails.yaml"),
-        blueprint(
-            &setup.templates(),
-            &databases.replace(
-                "002_alerts.sql]",
-                "002_alerts.sql, sql/postgres/003_more_alerts.sql]",
-            ),
-        ),
-    )
-    .expect("write");
+    setup.write_blueprint(&databases.replace(
+        "002_alerts.sql]",
+        "002_alerts.sql, sql/postgres/003_more_alerts.sql]",
+    ));
     let grown = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
     assert_eq!(grown.code, 0, "apply failed:\n{}", grown.stderr);
     assert_eq!(
@@ -248,17 +246,10 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
         "004_broken.sql",
         "CREATE TABLE alerts.x (id bigint);\nSELEC 1;\n",
     );
-    std::fs::write(
-        setup.dir.path().join("trails.yaml"),
-        blueprint(
-            &setup.templates(),
-            &databases.replace(
-                "002_alerts.sql]",
-                "002_alerts.sql, sql/postgres/003_more_alerts.sql, sql/postgres/004_broken.sql]",
-            ),
-        ),
-    )
-    .expect("write");
+    setup.write_blueprint(&databases.replace(
+        "002_alerts.sql]",
+        "002_alerts.sql, sql/postgres/003_more_alerts.sql, sql/postgres/004_broken.sql]",
+    ));
     let broken = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
     assert_eq!(broken.code, 1, "{}", broken.stdout);
     let output = format!("{}{}", broken.stdout, broken.stderr);
@@ -278,11 +269,7 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
 
     // Taken out of the blueprint, the database is dropped: that logs in as the master user
     // again, whose password the state keeps only as a reference.
-    std::fs::write(
-        setup.dir.path().join("trails.yaml"),
-        blueprint(&setup.templates(), ""),
-    )
-    .expect("write");
+    setup.write_blueprint("");
     let removed = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
     assert_eq!(removed.code, 0, "apply failed:\n{}", removed.stderr);
     assert!(
@@ -302,11 +289,7 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
 
     // Destroying the instance too leaves its databases to it (and to its final snapshot):
     // no connection is needed, so no --endpoint.
-    std::fs::write(
-        setup.dir.path().join("trails.yaml"),
-        blueprint(&setup.templates(), databases),
-    )
-    .expect("write");
+    setup.write_blueprint(databases);
     let again = setup.trails(
         "trails.yaml",
         &["apply", "--yes", "-q", "--endpoint", &port_only],

@@ -8,6 +8,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A port nobody listens on at the moment.
+/// Serves `app` on a free loopback port from its own runtime (kept by the caller, which may
+/// spawn more on it); returns the runtime and `http://127.0.0.1:PORT`.
+pub fn serve(app: axum::Router, what: &str, workers: usize) -> (tokio::runtime::Runtime, String) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("the {what}'s runtime does not start: {e}"));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap_or_else(|e| panic!("the {what} cannot bind a loopback port: {e}"));
+    let url = format!("http://{}", listener.local_addr().expect("bound address"));
+    let what = what.to_string();
+    runtime.spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .unwrap_or_else(|e| panic!("the {what} stopped serving: {e}"));
+    });
+    (runtime, url)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

@@ -645,7 +645,7 @@ pub struct Ingest {
     pub image: String,
     /// Namespace to deploy into.
     pub namespace: String,
-    /// Replicas when autoscaling is off, and the autoscaler's floor otherwise.
+    /// Replicas when autoscaling is off; with autoscaling the HPA sets them (from `min` up).
     #[serde(default = "default_replicas")]
     pub replicas: u32,
     /// Autoscaling bounds.

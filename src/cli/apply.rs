@@ -47,6 +47,11 @@ pub struct ApplyArgs {
     /// blueprint changed since.
     #[arg(long = "plan", value_name = "FILE")]
     saved_plan: Option<PathBuf>,
+    /// Read what trails applied back from where it lives (Kubernetes objects, Helm releases)
+    /// and repair what was deleted or changed outside trails. Implied by a saved plan made
+    /// with `plan --refresh`.
+    #[arg(long)]
+    refresh: bool,
 }
 
 /// Arguments of `trails destroy`.
@@ -61,7 +66,24 @@ pub struct DestroyArgs {
 
 /// Plans against the locked state and applies.
 pub fn apply(args: ApplyArgs, output: Output) -> Result<Outcome, Failure> {
-    run(&args.execute, output, Mode::Apply(args.saved_plan))
+    let refresh = args.refresh || args.saved_plan.as_deref().is_some_and(refreshed);
+    run(
+        &args.execute,
+        output,
+        Mode::Apply {
+            saved: args.saved_plan,
+            refresh,
+        },
+    )
+}
+
+/// Whether a saved plan was made with `--refresh` (an unreadable one is refused later).
+fn refreshed(path: &std::path::Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|plan| plan.get("refreshed").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false)
 }
 
 /// Plans the removal of everything recorded and executes it.
@@ -74,7 +96,10 @@ pub fn destroy(args: DestroyArgs, output: Output) -> Result<Outcome, Failure> {
 }
 
 enum Mode {
-    Apply(Option<PathBuf>),
+    Apply {
+        saved: Option<PathBuf>,
+        refresh: bool,
+    },
     Destroy(bool),
 }
 
@@ -83,7 +108,7 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     output.warnings(&checked);
     let loaded = &checked.loaded;
     let operation = match mode {
-        Mode::Apply(_) => "apply",
+        Mode::Apply { .. } => "apply",
         Mode::Destroy(_) => "destroy",
     };
     if let Mode::Destroy(false) = mode
@@ -105,8 +130,12 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     let endpoints = args.endpoints.resolve(loaded)?;
     let planned = match &mode {
         Mode::Destroy(_) => plan::plan_destroy(store.state()),
-        Mode::Apply(saved) => {
-            let planned = plan::plan(&graph, store.state());
+        Mode::Apply { saved, refresh } => {
+            let mut planned = plan::plan(&graph, store.state());
+            if *refresh {
+                let observed = super::diff::observe(loaded, store.state(), &args.endpoints)?;
+                planned = planned.with_drift(&observed);
+            }
             if let Some(saved) = saved {
                 check_saved_plan(saved, &planned)?;
             }
@@ -243,8 +272,13 @@ fn check_saved_plan(path: &PathBuf, current: &Plan) -> Result<(), Failure> {
         )));
     }
     if saved != now {
+        let what = if current.refreshed {
+            "the blueprint or what is live"
+        } else {
+            "the blueprint"
+        };
         return Err(Failure::User(anyhow!(
-            "the blueprint changed since the plan {} was saved; plan again",
+            "{what} changed since the plan {} was saved; plan again",
             path.display()
         )));
     }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod completions;
+mod diff;
 mod eks_token;
 mod graph;
 mod ingest;
@@ -42,6 +43,9 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show the ordered changes that would bring the environment to the blueprint.
     Plan(plan::PlanArgs),
+    /// What was deleted or changed outside trails since it was applied (Kubernetes objects and
+    /// Helm releases so far). `--detailed-exitcode`: 0 no drift, 2 drift, 1 error.
+    Diff(diff::DiffArgs),
     /// Make the environment match the blueprint (plans, asks, then executes the plan).
     Apply(apply::ApplyArgs),
     /// Delete everything the environment owns, dependents first.
@@ -234,10 +238,15 @@ pub fn main() -> ExitCode {
         verbose: cli.verbose,
         quiet: cli.quiet,
     };
-    let detailed = matches!(&cli.command, Command::Plan(args) if args.detailed_exitcode);
+    let detailed = match &cli.command {
+        Command::Plan(args) => args.detailed_exitcode,
+        Command::Diff(args) => args.detailed_exitcode,
+        _ => false,
+    };
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, output),
         Command::Plan(args) => plan::run(args, output),
+        Command::Diff(args) => diff::run(args, output),
         Command::Apply(args) => apply::apply(args, output),
         Command::Destroy(args) => apply::destroy(args, output),
         Command::Verify(args) => verify::run(args, output),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{Failure, Outcome, Output, StateLocation, Target, load};
+use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
 use crate::plan::render::{TextOptions, text};
 use crate::state::{self, State};
 
@@ -31,6 +31,12 @@ pub struct PlanArgs {
     /// Also list resources that do not change.
     #[arg(long)]
     show_unchanged: bool,
+    /// Read what trails applied back from where it lives (Kubernetes objects, Helm releases)
+    /// and plan to repair what was deleted or changed outside trails.
+    #[arg(long, conflicts_with = "destroy")]
+    refresh: bool,
+    #[command(flatten)]
+    endpoints: Endpoints,
 }
 
 /// Plans and prints.
@@ -43,6 +49,9 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
         .map_err(|error| Failure::User(error.into()))?;
     let plan = if args.destroy {
         crate::plan::plan_destroy(&recorded)
+    } else if args.refresh {
+        let observed = super::diff::observe(loaded, &recorded, &args.endpoints)?;
+        crate::plan::plan(&graph, &recorded).with_drift(&observed)
     } else {
         crate::plan::plan(&graph, &recorded)
     };

@@ -3,6 +3,7 @@
 //! or failed run loses nothing and the next one continues where this one stopped.
 
 pub mod progress;
+pub mod refresh;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 pub mod render;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::blueprint::expression::{self, Expression};
 use crate::graph::{Graph, Resource};
+use crate::providers::Observed;
 use crate::resources::{self, Kind};
 use crate::state::{Recorded, State};
 
@@ -74,6 +75,9 @@ pub struct Change {
     pub depends_on: Vec<String>,
     /// Attributes that change (all attributes for a create, none for a no-op or delete).
     pub attributes: indexmap::IndexMap<String, AttributeChange>,
+    /// What a refresh found deleted or changed outside trails (the update repairs it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 /// Counts per action.
@@ -102,6 +106,9 @@ pub struct Plan {
     pub environment: String,
     /// True for a plan that removes everything.
     pub destroy: bool,
+    /// True when live resources were read back (`--refresh`), so drift is part of the plan.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed: bool,
     /// Lineage of the state the plan was made against (empty for no state yet).
     pub state_lineage: String,
     /// Serial of that state; applying a saved plan against another serial is refused.
@@ -123,27 +130,57 @@ impl Plan {
     }
 
     fn new(state: &State, destroy: bool, changes: Vec<Change>) -> Self {
-        let mut summary = Summary::default();
-        for change in &changes {
-            match change.action {
-                Action::Create => summary.create += 1,
-                Action::Update => summary.update += 1,
-                Action::Replace => summary.replace += 1,
-                Action::Delete => summary.delete += 1,
-                Action::NoOp => summary.no_op += 1,
-            }
-        }
         Self {
             format_version: FORMAT_VERSION,
             blueprint: state.blueprint.clone(),
             environment: state.environment.clone(),
             destroy,
+            refreshed: false,
             state_lineage: state.lineage.clone(),
             state_serial: state.serial,
+            summary: summarize(&changes),
             changes,
-            summary,
         }
     }
+
+    /// The plan with what a refresh found: a resource deleted or changed outside trails is
+    /// updated (its provider's update brings it back to the blueprint) and says why.
+    pub fn with_drift(mut self, observed: &BTreeMap<String, Observed>) -> Self {
+        self.refreshed = true;
+        for change in &mut self.changes {
+            if change.action == Action::Delete {
+                continue;
+            }
+            match observed.get(&change.address) {
+                Some(Observed::Gone) => change.drift.push("deleted outside trails".to_string()),
+                Some(Observed::Changed(differences)) => change.drift.extend(
+                    differences
+                        .iter()
+                        .map(|difference| format!("changed outside trails: {difference}")),
+                ),
+                _ => continue,
+            }
+            if change.action == Action::NoOp {
+                change.action = Action::Update;
+            }
+        }
+        self.summary = summarize(&self.changes);
+        self
+    }
+}
+
+fn summarize(changes: &[Change]) -> Summary {
+    let mut summary = Summary::default();
+    for change in changes {
+        match change.action {
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Replace => summary.replace += 1,
+            Action::Delete => summary.delete += 1,
+            Action::NoOp => summary.no_op += 1,
+        }
+    }
+    summary
 }
 
 /// A desired attribute after references were resolved as far as the state allows.
@@ -214,6 +251,7 @@ fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
                 reasons: Vec::new(),
                 depends_on: dependents,
                 attributes: indexmap::IndexMap::new(),
+                drift: Vec::new(),
             }
         })
         .collect()
@@ -284,6 +322,7 @@ fn creation(resource: &Resource, outputs: &HashMap<&str, Outputs<'_>>) -> Change
         reasons: Vec::new(),
         depends_on: resource.depends_on.iter().cloned().collect(),
         attributes,
+        drift: Vec::new(),
     }
 }
 
@@ -360,6 +399,7 @@ fn comparison(
         reasons,
         depends_on: resource.depends_on.iter().cloned().collect(),
         attributes,
+        drift: Vec::new(),
     }
 }
 

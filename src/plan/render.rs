@@ -72,6 +72,9 @@ fn attribute(change: &AttributeChange, action: Action) -> String {
 fn change(out: &mut String, change: &Change) {
     let (sign, style) = symbol(change.action);
     let note = match change.action {
+        Action::Update if change.attributes.is_empty() && !change.drift.is_empty() => {
+            " (update in place: repairs drift)".to_string()
+        }
         Action::Update => " (update in place)".to_string(),
         Action::Replace => format!(" (replace: {})", change.reasons.join("; ")),
         Action::Delete => " (delete)".to_string(),
@@ -95,6 +98,9 @@ fn change(out: &mut String, change: &Change) {
             attribute(attribute_change, change.action)
         ));
     }
+    for drift in &change.drift {
+        out.push_str(&format!("      {} {drift}\n", style.apply_to("!")));
+    }
 }
 
 /// The plan as text: a header, one block per change in execution order, a summary line.
@@ -109,7 +115,11 @@ pub fn text(plan: &Plan, state_description: &str, options: TextOptions) -> Strin
         .filter(|c| c.action.is_change() || options.show_unchanged)
         .collect();
     if !plan.has_changes() {
-        out.push_str("No changes: the recorded state matches the blueprint.\n");
+        out.push_str(if plan.refreshed {
+            "No changes: the recorded state matches the blueprint, and what trails read back matches the state.\n"
+        } else {
+            "No changes: the recorded state matches the blueprint.\n"
+        });
     }
     for entry in shown {
         change(&mut out, entry);

@@ -17,7 +17,9 @@ use serde_json::{Map, Value, json};
 use tokio::process::Command;
 
 use super::kube::Cluster;
-use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec, template};
+use super::{
+    Applied, Converging, Observed, Provider, ProviderError, recorded_spec, spec, template,
+};
 use crate::resources::helm::Release;
 use crate::state::Recorded;
 
@@ -238,6 +240,7 @@ impl ReleaseProvider {
             ProviderError::Invalid(format!("cannot write helm values: {error}"))
         })?;
         let kubeconfig = self.cluster.kubeconfig().await?;
+        refuse_pending(&release, &kubeconfig.args).await?;
         let args = install_args(
             &release,
             file.path(),
@@ -278,6 +281,66 @@ impl ReleaseProvider {
     }
 }
 
+/// A release left `pending-install`, `pending-upgrade` or `pending-rollback` (a helm killed
+/// half way, or one still running) makes helm refuse any other operation on it. trails cannot
+/// tell an interrupted helm from a running one, so it says what to run instead of guessing.
+async fn refuse_pending(release: &Release, cluster: &[String]) -> Result<(), ProviderError> {
+    let Ok(status) = status(&release.name, &release.namespace, cluster).await else {
+        // Not installed yet (or unreadable): `upgrade --install` says what is wrong.
+        return Ok(());
+    };
+    let Some(pending) = status
+        .pointer("/info/status")
+        .and_then(Value::as_str)
+        .filter(|status| status.starts_with("pending-"))
+    else {
+        return Ok(());
+    };
+    let (name, namespace) = (&release.name, &release.namespace);
+    let remedy = if pending == "pending-install" {
+        format!("`helm uninstall {name} --namespace {namespace}` (it never finished installing)")
+    } else {
+        format!(
+            "`helm rollback {name} --namespace {namespace}` (back to its last deployed revision)"
+        )
+    };
+    Err(ProviderError::Conflict(format!(
+        "helm release {namespace}/{name} is {pending}: a helm operation on it was interrupted or \
+         is still running, and helm refuses another until it ends. If none is running, run \
+         {remedy}, then run trails again"
+    )))
+}
+
+/// What helm reports of a release trails installed, against what it recorded.
+fn release_differences(recorded: &Recorded, status: &Value) -> Vec<String> {
+    let text = |value: Option<&Value>| {
+        value
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string()
+    };
+    let mut differences = Vec::new();
+    let live = text(status.pointer("/info/status"));
+    if live != "deployed" {
+        differences.push(format!("status: deployed -> {live}"));
+    }
+    let version = text(recorded.attributes.get("version"));
+    let live = text(status.pointer("/chart/metadata/version"));
+    if live != version {
+        differences.push(format!("chart version: {version} -> {live}"));
+    }
+    let revision = recorded.outputs.get("revision").and_then(Value::as_u64);
+    let live = status.get("version").and_then(Value::as_u64);
+    if let (Some(revision), Some(live)) = (revision, live)
+        && revision != live
+    {
+        differences.push(format!(
+            "revision: {revision} -> {live} (upgraded or rolled back outside trails)"
+        ));
+    }
+    differences
+}
+
 /// The end of helm's error output: the line that says what went wrong is last.
 fn last_lines(stderr: &[u8], stdout: &[u8]) -> String {
     let text = String::from_utf8_lossy(if stderr.is_empty() { stdout } else { stderr });
@@ -307,6 +370,34 @@ impl Converging for ReleaseProvider {
             Ok(_) => Ok(()),
             // Already gone is what a delete wants.
             Err(ProviderError::Api { message, .. }) if message.contains("not found") => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn observe(&self, recorded: &Recorded) -> Result<Observed, ProviderError> {
+        // Only names are read: the recorded values may be a digest (they carry a secret).
+        let text = |name: &str| {
+            recorded
+                .attributes
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ProviderError::Invalid(format!("recorded release has no {name}")))
+        };
+        let (name, namespace) = (text("name")?, text("namespace")?);
+        let kubeconfig = self.cluster.kubeconfig().await?;
+        match status(&name, &namespace, &kubeconfig.args).await {
+            Ok(status) => {
+                let differences = release_differences(recorded, &status);
+                Ok(if differences.is_empty() {
+                    Observed::Matches
+                } else {
+                    Observed::Changed(differences)
+                })
+            }
+            Err(ProviderError::Api { message, .. }) if message.contains("not found") => {
+                Ok(Observed::Gone)
+            }
             Err(error) => Err(error),
         }
     }

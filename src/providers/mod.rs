@@ -67,6 +67,29 @@ impl ProviderError {
     }
 }
 
+/// What reading a recorded resource back from where it lives found (`plan --refresh`,
+/// `trails diff`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", content = "differences", rename_all = "kebab-case")]
+pub enum Observed {
+    /// The provider does not read this type back yet.
+    NotChecked,
+    /// It is as trails left it.
+    Matches,
+    /// It was deleted outside trails.
+    Gone,
+    /// It was changed outside trails: one line per difference, e.g.
+    /// `apps/v1 Deployment web/ingest: spec.replicas: 2 -> 5`.
+    Changed(Vec<String>),
+}
+
+impl Observed {
+    /// True when the live resource is not what trails left.
+    pub fn drifted(&self) -> bool {
+        matches!(self, Observed::Gone | Observed::Changed(_))
+    }
+}
+
 /// Creates, adopts, updates and deletes resources of one type.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -85,6 +108,16 @@ pub trait Provider: Send + Sync {
     ) -> Result<Applied, ProviderError>;
     /// Deletes the resource and waits until it is gone; a resource already gone is success.
     async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError>;
+    /// Reads the resource back and says whether it is still as recorded. Only providers whose
+    /// update brings back a resource deleted outside trails implement it: drift is repaired
+    /// by an update.
+    async fn observe(
+        &self,
+        _address: &str,
+        _recorded: &Recorded,
+    ) -> Result<Observed, ProviderError> {
+        Ok(Observed::NotChecked)
+    }
 }
 
 /// A provider whose one idempotent call creates, adopts and updates (an `upgrade --install`,
@@ -96,6 +129,10 @@ pub trait Converging: Send + Sync {
     async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError>;
     /// Deletes the resource; one already gone is success.
     async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError>;
+    /// Reads the resource back (see [`Provider::observe`]).
+    async fn observe(&self, _recorded: &Recorded) -> Result<Observed, ProviderError> {
+        Ok(Observed::NotChecked)
+    }
 }
 
 #[async_trait]
@@ -123,6 +160,14 @@ impl<T: Converging> Provider for T {
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         self.remove(recorded).await
+    }
+
+    async fn observe(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Observed, ProviderError> {
+        Converging::observe(self, recorded).await
     }
 }
 

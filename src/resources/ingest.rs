@@ -38,11 +38,17 @@ pub fn expand(builder: &mut Builder<'_>) {
     let mut values: BTreeMap<String, Value> = BTreeMap::new();
     values.insert("image".into(), json!(ingest.image));
     values.insert("namespace".into(), json!(ingest.namespace));
-    values.insert("replicas".into(), json!(ingest.replicas));
     values.insert("resources".into(), json!(ingest.resources));
     values.insert("env_secret".into(), json!(ENV_SECRET));
-    if let Some(scaling) = &ingest.autoscaling {
-        values.insert("autoscaling".into(), json!(scaling));
+    // With autoscaling the HPA owns the replica count (from `autoscaling.min` up); a count in
+    // the Deployment would undo its scaling on every apply and show as drift.
+    match &ingest.autoscaling {
+        Some(scaling) => {
+            values.insert("autoscaling".into(), json!(scaling));
+        }
+        None => {
+            values.insert("replicas".into(), json!(ingest.replicas));
+        }
     }
     if let Some(host) = &ingest.host {
         values.insert("host".into(), json!(host));

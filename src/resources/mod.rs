@@ -159,8 +159,13 @@ pub fn aws_tags(loaded: &Loaded, address: &str, name: &str) -> BTreeMap<String, 
 /// `sha256:HEX` of a file under the templates directory, so that editing a template or a
 /// migration shows up in the plan; `unreadable` when it cannot be read (validation said why).
 pub fn file_digest(loaded: &Loaded, relative: &str) -> String {
+    template_digest(&loaded.templates_dir, relative)
+}
+
+/// [`file_digest`] of a file under `templates_dir`.
+pub fn template_digest(templates_dir: &std::path::Path, relative: &str) -> String {
     use sha2::{Digest, Sha256};
-    match std::fs::read(loaded.templates_dir.join(relative)) {
+    match std::fs::read(templates_dir.join(relative)) {
         Ok(bytes) => format!("sha256:{:x}", Sha256::digest(&bytes)),
         Err(_) => "unreadable".to_string(),
     }

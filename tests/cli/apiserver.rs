@@ -844,6 +844,54 @@ fn reconcile(inner: &mut Inner) {
     inner.types.extend(served);
     let types = inner.types.clone();
     let mut bumps = 0;
+    // The horizontal pod autoscaler keeps its Deployment's replicas within its bounds, through
+    // the scale subresource (which changes spec.replicas and so the generation).
+    let scalings: Vec<(Key, i64, i64)> = inner
+        .objects
+        .iter()
+        .filter(|((group, plural, _, _), stored)| {
+            group == "autoscaling"
+                && plural == "horizontalpodautoscalers"
+                && stored.changed + CONTROLLER_DELAY <= now
+        })
+        .filter_map(|((_, _, namespace, _), stored)| {
+            let spec = stored.object.get("spec")?;
+            if spec.pointer("/scaleTargetRef/kind")? != "Deployment" {
+                return None;
+            }
+            let target = spec.pointer("/scaleTargetRef/name")?.as_str()?;
+            let min = spec.get("minReplicas").and_then(Value::as_i64).unwrap_or(1);
+            let max = spec.get("maxReplicas")?.as_i64()?;
+            let key = (
+                "apps".to_string(),
+                "deployments".to_string(),
+                namespace.clone(),
+                target.to_string(),
+            );
+            Some((key, min, max))
+        })
+        .collect();
+    for (key, min, max) in scalings {
+        let Some(stored) = inner.objects.get_mut(&key) else {
+            continue;
+        };
+        let current = stored
+            .object
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64);
+        let wanted = current.unwrap_or(1).clamp(min, max);
+        if current != Some(wanted) {
+            stored.object["spec"]["replicas"] = json!(wanted);
+            let generation = stored
+                .object
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            stored.object["metadata"]["generation"] = json!(generation + 1);
+            stored.changed = now;
+            bumps += 1;
+        }
+    }
     for ((group, plural, _, _), stored) in inner.objects.iter_mut() {
         if stored.changed + CONTROLLER_DELAY > now {
             continue;

@@ -182,6 +182,25 @@ impl Platform {
             .unwrap_or_else(|| panic!("no event `{prefix}` in:\n{}", events.join("\n")))
     }
 
+    /// The ingest Deployment once `replicas` of it are ready (the HPA scales it after apply).
+    fn ingest_ready(&self, replicas: i64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let deployment = self
+                .api
+                .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
+                .expect("deployment");
+            if deployment["status"]["readyReplicas"] == json!(replicas) {
+                return deployment;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not {replicas} ready replicas after 10s: {deployment:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     fn decoded(&self, secret: &str, key: &str) -> String {
         let object = self
             .api
@@ -337,12 +356,10 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
         .expect("state beside the blueprint");
     assert!(!state.contains(&password), "the password is in the state");
 
-    // The service: Deployment ready, and every object of its templates.
-    let deployment = platform
-        .api
-        .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
-        .expect("deployment");
-    assert_eq!(deployment["status"]["readyReplicas"], json!(2));
+    // The service: Deployment ready, and every object of its templates. The HPA owns the
+    // replica count (trails does not set it), and scales to its minimum.
+    let deployment = platform.ingest_ready(2);
+    assert_eq!(deployment["spec"]["replicas"], json!(2));
     for (api_version, kind) in [
         ("v1", "Service"),
         ("autoscaling/v2", "HorizontalPodAutoscaler"),
@@ -474,12 +491,14 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(platform.events().len(), before);
 
-    // An edit: the namespace label changes in place, the Deployment scales and is waited for.
+    drift_is_shown_and_repaired(&platform);
+
+    // An edit: the namespace label changes in place, the HPA's floor rises and it scales.
     let edited = BLUEPRINT
         .replace("labels: { team: platform }", "labels: { team: ingest }")
         .replace(
             "replicas: 2\n  autoscaling: { min: 2",
-            "replicas: 3\n  autoscaling: { min: 3",
+            "replicas: 4\n  autoscaling: { min: 4",
         );
     std::fs::write(&platform.file, &edited).expect("edit blueprint");
     let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
@@ -489,13 +508,8 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
         .get("v1", "Namespace", None, "turia-trails")
         .expect("namespace");
     assert_eq!(namespace["metadata"]["labels"]["team"], json!("ingest"));
-    let deployment = platform
-        .api
-        .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
-        .expect("deployment");
-    assert_eq!(deployment["spec"]["replicas"], json!(3));
-    assert_eq!(deployment["status"]["readyReplicas"], json!(3));
-    assert_eq!(deployment["metadata"]["generation"], json!(2));
+    let deployment = platform.ingest_ready(4);
+    assert_eq!(deployment["spec"]["replicas"], json!(4));
 
     // A helm failure fails that release only, with helm's own words; the rest completes.
     let edited = edited
@@ -580,6 +594,219 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
         platform.position("helm uninstall metrics-server")
             < platform.position("helm uninstall cert-manager")
     );
+}
+
+/// Changes and deletions outside trails: `diff` and `plan --refresh` show them, without
+/// touching anything; `apply` of a refreshed plan repairs them; what the HPA owns is not drift.
+fn drift_is_shown_and_repaired(platform: &Platform) {
+    let run = platform.trails(&[], &["plan", "--refresh", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("what trails read back matches"),
+        "{}",
+        run.stdout
+    );
+
+    // By hand: an image and the replica count, a label, a binding and a Secret deleted, a
+    // release uninstalled and another upgraded.
+    let path = "/apis/apps/v1/namespaces/turia-trails/deployments/ingest";
+    let mut live = platform
+        .api
+        .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
+        .expect("deployment");
+    live["spec"]["replicas"] = json!(3);
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("ghcr.io/evil/trails:1");
+    put_by_hand(&platform.api, path, &live);
+    let mut namespace = platform
+        .api
+        .get("v1", "Namespace", None, "turia-trails")
+        .expect("namespace");
+    namespace["metadata"]["labels"]["team"] = json!("someone-else");
+    put_by_hand(&platform.api, "/api/v1/namespaces/turia-trails", &namespace);
+    delete_by_hand(
+        &platform.api,
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/readers",
+    );
+    delete_by_hand(
+        &platform.api,
+        "/api/v1/namespaces/turia-trails/secrets/postgres-credentials",
+    );
+    let releases = platform.dir.path().join("helm/releases");
+    std::fs::remove_file(releases.join("kube-system.metrics-server")).expect("uninstall by hand");
+    std::fs::write(releases.join("cert-manager.cert-manager"), "4 v1.16.1\n")
+        .expect("upgrade by hand");
+
+    let before = platform.events().len();
+    let run = platform.trails(&[], &["diff", "--detailed-exitcode"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    for expected in [
+        "k8s.manifest.ingest-deployment: changed outside trails",
+        "apps/v1 Deployment turia-trails/ingest: spec.template.spec.containers[0].image: \"ghcr.io/turia/trails:0.1.0\" -> \"ghcr.io/evil/trails:1\"",
+        "v1 Namespace turia-trails: metadata.labels.team: \"platform\" -> \"someone-else\"",
+        "k8s.role_binding.readers: deleted outside trails",
+        "k8s.secret.postgres-credentials: deleted outside trails",
+        "helm.release.metrics-server: deleted outside trails",
+        "revision: 1 -> 4 (upgraded or rolled back outside trails)",
+        "Drift: 6 of",
+        "trails does not read these types back yet: aws.db_instance",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "`{expected}` missing from:\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        !run.stdout.contains("replicas"),
+        "the HPA's replica count is not drift: {}",
+        run.stdout
+    );
+    let run = platform.trails(&[], &["diff", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).expect("diff --json");
+    assert_eq!(report["summary"]["drifted"], json!(6), "{report:#}");
+    assert_eq!(
+        report["resources"]["helm.release.metrics-server"],
+        json!({"status": "gone", "type": "helm.release"})
+    );
+    assert_eq!(
+        report["resources"]["k8s.namespace.monitoring"]["status"],
+        json!("matches")
+    );
+    // Plain plan does not read back; a refreshed one plans the repairs.
+    let run = platform.trails(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let saved = platform.dir.path().join("repair.plan.json");
+    let saved_arg = saved.to_str().expect("utf-8 path");
+    let run = platform.trails(
+        &[],
+        &[
+            "plan",
+            "--refresh",
+            "--detailed-exitcode",
+            "--out",
+            saved_arg,
+        ],
+    );
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("~ k8s.role_binding.readers (update in place: repairs drift)")
+            && run.stdout.contains("! deleted outside trails"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("6 to update"), "{}", run.stdout);
+    assert_eq!(
+        platform.events().len(),
+        before,
+        "reading back changed nothing"
+    );
+
+    // The saved plan was refreshed, so applying it reads back again and must find the same.
+    let run = platform.trails(
+        &[],
+        &[
+            "apply",
+            "--yes",
+            "--plan",
+            saved_arg,
+            "--wait-timeout",
+            "60s",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let deployment = platform
+        .api
+        .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
+        .expect("deployment");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        json!("ghcr.io/turia/trails:0.1.0")
+    );
+    assert_eq!(
+        deployment["spec"]["replicas"],
+        json!(3),
+        "the HPA's count stays"
+    );
+    let namespace = platform
+        .api
+        .get("v1", "Namespace", None, "turia-trails")
+        .expect("namespace");
+    assert_eq!(namespace["metadata"]["labels"]["team"], json!("platform"));
+    assert!(
+        platform
+            .api
+            .get(
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                None,
+                "readers"
+            )
+            .is_some()
+    );
+    assert_eq!(
+        platform.decoded("postgres-credentials", "password"),
+        master_password(&platform.moto)
+    );
+    assert!(releases.join("kube-system.metrics-server").exists());
+    let run = platform.trails(&[], &["diff", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("No drift"), "{}", run.stdout);
+
+    // A release a killed helm left pending: helm refuses to touch it, so trails names the
+    // way out instead of failing with helm's "another operation is in progress".
+    let cert_manager = releases.join("cert-manager.cert-manager");
+    std::fs::write(&cert_manager, "6 v1.16.1 pending-upgrade\n").expect("interrupted upgrade");
+    let upgrades = |platform: &Platform| {
+        platform
+            .events()
+            .iter()
+            .filter(|e| e.starts_with("helm upgrade cert-manager "))
+            .count()
+    };
+    let attempted = upgrades(platform);
+    let run = platform.trails(
+        &[],
+        &["apply", "--refresh", "--yes", "--wait-timeout", "60s"],
+    );
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("! changed outside trails: status: deployed -> pending-upgrade"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("cert-manager/cert-manager is pending-upgrade")
+            && run
+                .stderr
+                .contains("`helm rollback cert-manager --namespace cert-manager`"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        upgrades(platform),
+        attempted,
+        "helm was not asked to upgrade"
+    );
+    std::fs::write(&cert_manager, "7 v1.16.1\n").expect("rolled back by hand");
+    let run = platform.trails(
+        &[],
+        &["apply", "--refresh", "--yes", "--wait-timeout", "60s"],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = platform.trails(&[], &["diff", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
+
+fn delete_by_hand(api: &ApiServer, path: &str) {
+    let response = client()
+        .delete(format!("{}{path}", api.url))
+        .send()
+        .expect("delete by hand");
+    assert!(response.status().is_success(), "{:?}", response.text());
 }
 
 fn client() -> reqwest::blocking::Client {

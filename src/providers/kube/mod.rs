@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 pub use connect::{Target, eks_token};
 use objects::ObjectRef;
 
-use super::{Applied, Provider, ProviderError, aws};
+use super::{Applied, Observed, Provider, ProviderError, aws};
 use crate::state::Recorded;
 
 /// The field manager that owns what trails applies.
@@ -188,6 +188,20 @@ impl Cluster {
         }
     }
 
+    /// The live object, or `None` when it (or its kind) is gone.
+    async fn read(&self, object: &ObjectRef) -> Result<Option<Value>, ProviderError> {
+        let Some(api) = self.api(object, false).await? else {
+            return Ok(None);
+        };
+        match api.get(&object.name).await {
+            Ok(live) => serde_json::to_value(&live)
+                .map(Some)
+                .map_err(|error| ProviderError::Invalid(error.to_string())),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(ProviderError::api(&format!("read {object}"), error)),
+        }
+    }
+
     /// Deletes one object and waits until it is gone; gone already is fine.
     async fn delete(&self, object: &ObjectRef) -> Result<(), ProviderError> {
         // A kind no longer served (its CRD went first) has no objects left to delete.
@@ -345,6 +359,50 @@ impl Provider for ObjectsProvider {
             self.cluster.delete(object).await?;
         }
         Ok(())
+    }
+
+    /// Each applied object read back: gone, being deleted, or a field trails set that has
+    /// another value now. An update applies them all again, which repairs any of it.
+    async fn observe(&self, address: &str, recorded: &Recorded) -> Result<Observed, ProviderError> {
+        let applied = recorded_objects(recorded)?;
+        let expected = objects::expected(
+            self.kind,
+            address,
+            &recorded.attributes,
+            self.cluster.settings(),
+        );
+        let mut differences = Vec::new();
+        let mut gone = 0;
+        for object in &applied {
+            let Some(live) = self.cluster.read(object).await? else {
+                gone += 1;
+                differences.push(format!("{object}: deleted outside trails"));
+                continue;
+            };
+            if live.pointer("/metadata/deletionTimestamp").is_some() {
+                differences.push(format!("{object}: being deleted outside trails"));
+                continue;
+            }
+            let body = expected
+                .iter()
+                .flatten()
+                .find(|(built, _)| built == object)
+                .map(|(_, body)| body);
+            if let Some(body) = body {
+                differences.extend(
+                    objects::differences(body, &live)
+                        .into_iter()
+                        .map(|difference| format!("{object}: {difference}")),
+                );
+            }
+        }
+        Ok(if !applied.is_empty() && gone == applied.len() {
+            Observed::Gone
+        } else if differences.is_empty() {
+            Observed::Matches
+        } else {
+            Observed::Changed(differences)
+        })
     }
 }
 

@@ -228,6 +228,150 @@ fn mark(mut body: Value, address: &str) -> Value {
     body
 }
 
+/// What trails applied for a recorded resource, rebuilt from its recorded attributes to
+/// compare with what is live; `None` when they cannot rebuild it: a template edited since
+/// (the plan updates it anyway) or values that carry a secret (the state keeps a digest).
+/// A Secret's data is left out: the state keeps only its digest.
+pub fn expected(
+    kind: &str,
+    address: &str,
+    attributes: &Map<String, Value>,
+    settings: &Settings,
+) -> Option<Vec<(ObjectRef, Value)>> {
+    let mut attributes = attributes.clone();
+    if kind == "k8s.secret" {
+        attributes.insert("data".into(), json!({}));
+    }
+    if kind == "k8s.manifest" {
+        let template = attributes.get("template").and_then(Value::as_str)?;
+        let now = crate::resources::template_digest(&settings.templates_dir, template);
+        if attributes.get("template_digest").and_then(Value::as_str) != Some(now.as_str()) {
+            return None;
+        }
+    }
+    let mut built = build(kind, address, &Value::Object(attributes), settings).ok()?;
+    if kind == "k8s.secret" {
+        for (_, body) in &mut built {
+            if let Some(body) = body.as_object_mut() {
+                body.remove("data");
+            }
+        }
+    }
+    Some(built)
+}
+
+/// The fields trails set that the live object does not have as set, as
+/// `PATH: APPLIED -> LIVE`. Fields the server or controllers add are not differences; numbers
+/// and quantities compare by value (`"1"` and `1`, `1Gi` and `1024Mi`). Values under a Secret's
+/// data are never shown.
+pub fn differences(applied: &Value, live: &Value) -> Vec<String> {
+    let secret = applied.get("kind").and_then(Value::as_str) == Some("Secret");
+    let mut found = Vec::new();
+    compare("", applied, live, secret, &mut found);
+    found
+}
+
+fn compare(path: &str, applied: &Value, live: &Value, secret: bool, found: &mut Vec<String>) {
+    match (applied, live) {
+        (Value::Object(wanted), Value::Object(have)) => {
+            for (key, value) in wanted {
+                if path.is_empty() && (key == "apiVersion" || key == "kind" || key == "status") {
+                    continue;
+                }
+                let child = if key.contains(['.', '/']) {
+                    format!("{path}[\"{key}\"]")
+                } else if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match have.get(key) {
+                    Some(live) => compare(&child, value, live, secret, found),
+                    None if is_empty(value) => {}
+                    None => found.push(format!("{child}: {} -> (absent)", shown(value, secret))),
+                }
+            }
+        }
+        (Value::Array(wanted), Value::Array(have)) if wanted.len() == have.len() => {
+            for (index, (value, live)) in wanted.iter().zip(have).enumerate() {
+                compare(&format!("{path}[{index}]"), value, live, secret, found);
+            }
+        }
+        (applied, live) if same(applied, live) || applied.is_null() => {}
+        (applied, live) => found.push(format!(
+            "{path}: {} -> {}",
+            shown(applied, secret),
+            shown(live, secret)
+        )),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+fn same(applied: &Value, live: &Value) -> bool {
+    if applied == live {
+        return true;
+    }
+    let text = |value: &Value| match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    };
+    match (text(applied), text(live)) {
+        (Some(a), Some(b)) if a == b => true,
+        (Some(a), Some(b)) => match (quantity(&a), quantity(&b)) {
+            (Some(a), Some(b)) => (a - b).abs() <= f64::EPSILON * a.abs().max(b.abs()) * 4.0,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// A Kubernetes quantity (`500m`, `2`, `1Gi`, `1.5G`) as a number.
+fn quantity(text: &str) -> Option<f64> {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number * scale)
+}
+
+/// A value for a difference line: compact, cut at 60 characters, hidden under a Secret.
+fn shown(value: &Value, secret: bool) -> String {
+    if secret {
+        return "(hidden)".to_string();
+    }
+    let text = value.to_string();
+    if text.chars().count() > 60 {
+        let cut: String = text.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
 fn int(value: &Value, pointer: &str) -> Option<i64> {
     value.pointer(pointer).and_then(Value::as_i64)
 }
@@ -409,6 +553,73 @@ mod tests {
         assert_eq!(not_ready("Deployment", &live), None);
         live["metadata"]["generation"] = json!(3);
         assert!(not_ready("Deployment", &live).is_some());
+    }
+
+    #[test]
+    fn differences_are_the_fields_trails_set_that_changed() {
+        let applied = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ingest", "labels": {"app.kubernetes.io/name": "ingest"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "ingest",
+                "image": "a:1", "ports": [{"containerPort": 8080}],
+                "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}}}});
+        let mut live = applied.clone();
+        live["metadata"]["uid"] = json!("u");
+        live["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+        live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] =
+            json!({"cpu": "0.5", "memory": "1024Mi"});
+        live["status"] = json!({"readyReplicas": 2});
+        assert_eq!(differences(&applied, &live), Vec::<String>::new());
+        live["spec"]["replicas"] = json!(5);
+        live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b:2");
+        live["metadata"]["labels"] = json!({});
+        assert_eq!(
+            differences(&applied, &live),
+            [
+                "metadata.labels[\"app.kubernetes.io/name\"]: \"ingest\" -> (absent)",
+                "spec.replicas: 2 -> 5",
+                "spec.template.spec.containers[0].image: \"a:1\" -> \"b:2\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_values_are_never_shown() {
+        let applied = json!({"kind": "Secret", "data": {"password": "aHVudGVyMg=="}});
+        let live = json!({"kind": "Secret", "data": {"password": "b3RoZXI="}});
+        assert_eq!(
+            differences(&applied, &live),
+            ["data.password: (hidden) -> (hidden)"]
+        );
+    }
+
+    #[test]
+    fn expected_objects_leave_out_secret_data_and_edited_templates() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let recorded = json!({"name": "db", "namespace": "web", "data": "sha256:abc"});
+        let attributes = recorded.as_object().expect("an object").clone();
+        let objects = expected(
+            "k8s.secret",
+            "k8s.secret.db",
+            &attributes,
+            &settings(dir.path()),
+        )
+        .expect("a secret rebuilds without its data");
+        assert_eq!(objects[0].1.get("data"), None);
+        std::fs::write(
+            dir.path().join("cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        )
+        .expect("write");
+        let digest = crate::resources::template_digest(dir.path(), "cm.yaml");
+        let recorded = json!({"template": "cm.yaml", "template_digest": digest, "namespace": "web", "values": {}});
+        let attributes = recorded.as_object().expect("an object").clone();
+        assert!(expected("k8s.manifest", "m", &attributes, &settings(dir.path())).is_some());
+        std::fs::write(
+            dir.path().join("cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
+        )
+        .expect("edit");
+        assert!(expected("k8s.manifest", "m", &attributes, &settings(dir.path())).is_none());
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! `trails diff`, and the refresh `plan --refresh` and `apply --refresh` share with it: what
+//! was deleted or changed outside trails since it was applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Value, json};
+
+use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
+use crate::providers::{Observed, Providers, aws};
+use crate::state::{self, State};
+
+/// Longest wait for the cluster while reading back.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Resources read back at once.
+const READ_PARALLELISM: usize = 10;
+
+/// Arguments of `trails diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    state: StateLocation,
+    #[command(flatten)]
+    endpoints: Endpoints,
+    /// Print the drift as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Exit 0 when nothing drifted, 2 when something did, 1 on error.
+    #[arg(long)]
+    pub(super) detailed_exitcode: bool,
+}
+
+/// Reads every recorded resource back from where it lives.
+pub(super) fn observe(
+    loaded: &crate::blueprint::Loaded,
+    recorded: &State,
+    endpoints: &Endpoints,
+) -> Result<BTreeMap<String, Observed>, Failure> {
+    let overrides = endpoints.resolve(loaded)?;
+    let cluster = endpoints.cluster(loaded, READ_TIMEOUT);
+    let runtime = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .map_err(Failure::Internal)?;
+    runtime
+        .block_on(async {
+            let context = aws::Context::load(&loaded.document.region, READ_TIMEOUT).await;
+            let providers = Providers::new(context, cluster, overrides, &BTreeSet::new());
+            crate::engine::refresh::observe(recorded, &providers, READ_PARALLELISM).await
+        })
+        .map_err(|error| Failure::User(error.into()))
+}
+
+/// Reads back and reports drift.
+pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
+    let (checked, _graph) = load(&args.target)?;
+    output.warnings(&checked);
+    let loaded = &checked.loaded;
+    let path = args.state.path(&args.target, &loaded.environment);
+    let recorded = state::read_local(&path, &loaded.document.blueprint, &loaded.environment)
+        .map_err(|error| Failure::User(error.into()))?;
+    let observed = observe(loaded, &recorded, &args.endpoints)?;
+    let drifted = observed.values().filter(|found| found.drifted()).count();
+    if args.json {
+        let resources: serde_json::Map<String, Value> = observed
+            .iter()
+            .map(|(address, found)| {
+                let mut entry = serde_json::to_value(found).unwrap_or(Value::Null);
+                if let (Some(entry), Some(recorded)) =
+                    (entry.as_object_mut(), recorded.resources.get(address))
+                {
+                    entry.insert("type".into(), json!(recorded.kind));
+                }
+                (address.clone(), entry)
+            })
+            .collect();
+        let document = json!({
+            "blueprint": loaded.document.blueprint,
+            "environment": loaded.environment,
+            "state_serial": recorded.serial,
+            "resources": resources,
+            "summary": {
+                "drifted": drifted,
+                "read_back": observed.values().filter(|f| **f != Observed::NotChecked).count(),
+                "not_checked": observed.values().filter(|f| **f == Observed::NotChecked).count(),
+            },
+        });
+        let text = serde_json::to_string_pretty(&document)
+            .context("serializing the drift")
+            .map_err(Failure::Internal)?;
+        println!("{text}");
+    } else if !output.quiet || drifted > 0 {
+        print!("{}", text(loaded, &path, &recorded, &observed));
+    }
+    if args.detailed_exitcode && drifted > 0 {
+        Ok(Outcome::Changes)
+    } else {
+        Ok(Outcome::Success)
+    }
+}
+
+fn text(
+    loaded: &crate::blueprint::Loaded,
+    path: &std::path::Path,
+    recorded: &State,
+    observed: &BTreeMap<String, Observed>,
+) -> String {
+    let mut out = format!(
+        "Blueprint {} / environment {}\nState: {} (serial {})\n\n",
+        loaded.document.blueprint,
+        loaded.environment,
+        path.display(),
+        recorded.serial
+    );
+    let red = console::Style::new().red();
+    let yellow = console::Style::new().yellow();
+    for (address, found) in observed {
+        match found {
+            Observed::Gone => out.push_str(&format!(
+                "  {} {}: deleted outside trails\n",
+                red.apply_to("-"),
+                red.apply_to(address).bold()
+            )),
+            Observed::Changed(differences) => {
+                out.push_str(&format!(
+                    "  {} {}: changed outside trails\n",
+                    yellow.apply_to("~"),
+                    yellow.apply_to(address).bold()
+                ));
+                for difference in differences {
+                    out.push_str(&format!("      {difference}\n"));
+                }
+            }
+            Observed::Matches | Observed::NotChecked => {}
+        }
+    }
+    let read: Vec<&String> = observed
+        .iter()
+        .filter(|(_, found)| **found != Observed::NotChecked)
+        .map(|(address, _)| address)
+        .collect();
+    let drifted = observed.values().filter(|found| found.drifted()).count();
+    let unread: BTreeSet<&str> = observed
+        .iter()
+        .filter(|(_, found)| **found == Observed::NotChecked)
+        .filter_map(|(address, _)| recorded.resources.get(address))
+        .map(|entry| entry.kind.as_str())
+        .collect();
+    if drifted == 0 {
+        out.push_str(&format!(
+            "No drift: the {} resource(s) read back are as trails left them.\n",
+            read.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "\nDrift: {drifted} of {} resource(s) read back differ; `trails apply --refresh` \
+             repairs them.\n",
+            read.len()
+        ));
+    }
+    if !unread.is_empty() {
+        out.push_str(&format!(
+            "Not read back ({} resource(s)): trails does not read these types back yet: {}.\n",
+            observed.len() - read.len(),
+            unread.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    out
+}

@@ -17,14 +17,14 @@
 //! runs ClickHouse.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::http::{self, Server, Shared};
-use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec};
+use super::{Applied, Converging, Observed, Provider, ProviderError, recorded_spec, spec};
 use crate::resources::dayone::ClickHouseDatabase;
 use crate::state::Recorded;
 
@@ -41,6 +41,19 @@ const KIND: http::Kind = http::Kind {
 /// Where trails records the migrations it ran, inside the database.
 const LEDGER: &str = "trails_migrations";
 
+fn shared(
+    templates_dir: &Path,
+    endpoints: &BTreeMap<String, String>,
+    deleting: &BTreeSet<String>,
+) -> Shared {
+    Shared {
+        kind: KIND,
+        templates_dir: templates_dir.to_path_buf(),
+        endpoint: endpoints.get(ENDPOINT).cloned(),
+        deleting: deleting.clone(),
+    }
+}
+
 /// Registers the database provider.
 pub fn register(
     templates_dir: &Path,
@@ -50,13 +63,132 @@ pub fn register(
 ) {
     by_kind.insert(
         "clickhouse.database",
-        Box::new(DatabaseProvider(Shared {
-            kind: KIND,
-            templates_dir: templates_dir.to_path_buf(),
-            endpoint: endpoints.get(ENDPOINT).cloned(),
-            deleting: deleting.clone(),
-        })),
+        Box::new(DatabaseProvider(shared(templates_dir, endpoints, deleting))),
     );
+}
+
+/// The rows of a `FORMAT JSONEachRow` answer.
+fn json_rows(text: &str, what: &str) -> Result<Vec<Value>, ProviderError> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|error| {
+                ProviderError::Invalid(format!("{what} holds a row trails cannot read: {error}"))
+            })
+        })
+        .collect()
+}
+
+/// One text column of JSON rows.
+fn column(rows: &[Value], name: &str) -> BTreeSet<String> {
+    rows.iter()
+        .filter_map(|row| row.get(name).and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the database holds: `None` when it does not exist, else its migrations recorded (file
+/// to digest) and its tables.
+struct Live {
+    migrations: BTreeMap<String, String>,
+    tables: BTreeSet<String>,
+}
+
+async fn read_back(server: &Server, name: &str) -> Result<Option<Live>, ProviderError> {
+    let exists = run_own(
+        server,
+        None,
+        "reading system.databases",
+        &format!(
+            "SELECT name FROM system.databases WHERE name = {} FORMAT JSONEachRow",
+            literal(name)
+        ),
+    )
+    .await?;
+    if json_rows(&exists, "system.databases")?.is_empty() {
+        return Ok(None);
+    }
+    let tables = run_own(
+        server,
+        None,
+        "reading system.tables",
+        &format!(
+            "SELECT name FROM system.tables WHERE database = {} FORMAT JSONEachRow",
+            literal(name)
+        ),
+    )
+    .await?;
+    let tables = column(&json_rows(&tables, "system.tables")?, "name");
+    let mut migrations = BTreeMap::new();
+    if tables.contains(LEDGER) {
+        let ledger = format!("{}.{LEDGER}", quoted(name));
+        let rows = run_own(
+            server,
+            None,
+            "reading the migrations ledger",
+            &format!("SELECT file, digest FROM {ledger} FORMAT JSONEachRow"),
+        )
+        .await?;
+        for row in json_rows(&rows, &ledger)? {
+            if let (Some(file), Some(digest)) = (
+                row.get("file").and_then(Value::as_str),
+                row.get("digest").and_then(Value::as_str),
+            ) {
+                migrations.insert(file.to_string(), digest.to_string());
+            }
+        }
+    }
+    Ok(Some(Live { migrations, tables }))
+}
+
+/// Migrations of `database` the ledger does not record as run with their digest.
+fn not_recorded(database: &ClickHouseDatabase, live: &Live) -> Vec<String> {
+    database
+        .migrations
+        .iter()
+        .filter(|migration| live.migrations.get(&migration.file) != Some(&migration.digest))
+        .map(|migration| format!("migration {} is not recorded as run", migration.file))
+        .collect()
+}
+
+/// `verify`: the database exists, its ledger records every migration, and it has `tables`
+/// (those its migrations create). `Ok` evidence or `Err` what is wrong.
+pub async fn verify(
+    desired: Value,
+    tables: Vec<String>,
+    templates_dir: PathBuf,
+    endpoints: BTreeMap<String, String>,
+) -> Result<String, String> {
+    let shared = shared(&templates_dir, &endpoints, &BTreeSet::new());
+    let database: ClickHouseDatabase = spec(&desired).map_err(|e| e.to_string())?;
+    let server = shared.server(&database.url).map_err(|e| e.to_string())?;
+    let name = &database.name;
+    let live = read_back(&server, name)
+        .await
+        .map_err(|e| crate::error_chain(&e))?
+        .ok_or_else(|| format!("database {name} does not exist at {}", server.shown))?;
+    let mut problems = not_recorded(&database, &live);
+    problems.extend(
+        tables
+            .iter()
+            .filter(|table| !live.tables.contains(*table))
+            .map(|table| format!("table {table} is missing")),
+    );
+    if problems.is_empty() {
+        Ok(format!(
+            "database {name} at {}: {} of {} migration(s) recorded, tables {}",
+            server.shown,
+            database.migrations.len(),
+            database.migrations.len(),
+            tables.join(", ")
+        ))
+    } else {
+        Err(format!(
+            "database {name} at {}: {}",
+            server.shown,
+            problems.join("; ")
+        ))
+    }
 }
 
 struct DatabaseProvider(Shared);
@@ -134,25 +266,10 @@ impl DatabaseProvider {
             ),
         )
         .await?;
-        let rows = run_own(
-            &server,
-            Some(name),
-            "reading the migrations ledger",
-            &format!("SELECT file, digest FROM {ledger} FORMAT JSONEachRow"),
-        )
-        .await?;
-        let mut applied = BTreeMap::new();
-        for line in rows.lines().filter(|line| !line.trim().is_empty()) {
-            let row: Value = serde_json::from_str(line).map_err(|error| {
-                ProviderError::Invalid(format!("{ledger} holds a row trails cannot read: {error}"))
-            })?;
-            if let (Some(file), Some(digest)) = (
-                row.get("file").and_then(Value::as_str),
-                row.get("digest").and_then(Value::as_str),
-            ) {
-                applied.insert(file.to_string(), digest.to_string());
-            }
-        }
+        let applied = read_back(&server, name)
+            .await?
+            .map(|live| live.migrations)
+            .unwrap_or_default();
         for migration in &database.migrations {
             match applied.get(&migration.file) {
                 Some(digest) if *digest == migration.digest => continue,
@@ -228,6 +345,21 @@ impl Converging for DatabaseProvider {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Dropped, or a migration no longer recorded (its ledger row deleted): an update creates
+    /// the database and runs what is not recorded. Tables dropped by hand are `verify`'s to
+    /// find: an update would not bring them back (their migration is recorded).
+    async fn observe(&self, recorded: &Recorded) -> Result<Observed, ProviderError> {
+        let database: ClickHouseDatabase = recorded_spec(recorded)?;
+        let server = self.0.server(&database.url)?;
+        Ok(match read_back(&server, &database.name).await? {
+            None => Observed::Gone,
+            Some(live) => match not_recorded(&database, &live) {
+                differences if differences.is_empty() => Observed::Matches,
+                differences => Observed::Changed(differences),
+            },
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod clickhouse;
+pub mod compare;
 pub mod helm;
 pub mod http;
 pub mod kafka;

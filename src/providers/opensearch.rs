@@ -12,14 +12,14 @@
 //! templates and policies is left to it: nothing would be left to hold them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::http::{self, Answer, Server, Shared};
-use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec};
+use super::{Applied, Converging, Observed, Provider, ProviderError, recorded_spec, spec};
 use crate::resources::dayone::{IndexTemplate, IsmPolicy, Migration};
 use crate::state::Recorded;
 
@@ -33,6 +33,19 @@ const KIND: http::Kind = http::Kind {
     example: "https://USER:PASSWORD@localhost:9200",
 };
 
+fn shared(
+    templates_dir: &Path,
+    endpoints: &BTreeMap<String, String>,
+    deleting: &BTreeSet<String>,
+) -> Shared {
+    Shared {
+        kind: KIND,
+        templates_dir: templates_dir.to_path_buf(),
+        endpoint: endpoints.get(ENDPOINT).cloned(),
+        deleting: deleting.clone(),
+    }
+}
+
 /// Registers the index template and ISM policy providers.
 pub fn register(
     templates_dir: &Path,
@@ -40,12 +53,7 @@ pub fn register(
     deleting: &BTreeSet<String>,
     by_kind: &mut HashMap<&'static str, Box<dyn Provider>>,
 ) {
-    let shared = Shared {
-        kind: KIND,
-        templates_dir: templates_dir.to_path_buf(),
-        endpoint: endpoints.get(ENDPOINT).cloned(),
-        deleting: deleting.clone(),
-    };
+    let shared = shared(templates_dir, endpoints, deleting);
     by_kind.insert(
         "opensearch.index_template",
         Box::new(TemplateProvider(shared.clone())),
@@ -113,6 +121,144 @@ fn policy_path(name: &str) -> String {
     format!("/_plugins/_ism/policies/{name}")
 }
 
+/// An index template or an ISM policy: where it lives and what of its file OpenSearch keeps
+/// as given (it rewrites settings, so those are not compared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Definition {
+    /// `opensearch.index_template`: its index patterns and mappings.
+    IndexTemplate,
+    /// `opensearch.ism_policy`: its default state and states.
+    IsmPolicy,
+}
+
+impl Definition {
+    /// The definition type of a resource type.
+    pub fn of(kind: &str) -> Option<Self> {
+        match kind {
+            "opensearch.index_template" => Some(Definition::IndexTemplate),
+            "opensearch.ism_policy" => Some(Definition::IsmPolicy),
+            _ => None,
+        }
+    }
+
+    fn path(self, name: &str) -> String {
+        match self {
+            Definition::IndexTemplate => template_path(name),
+            Definition::IsmPolicy => policy_path(name),
+        }
+    }
+
+    /// The compared part of the file, shaped like the compared part of OpenSearch's answer.
+    fn compared(self, file: &Value) -> Value {
+        match self {
+            Definition::IndexTemplate => json!({
+                "index_patterns": file.get("index_patterns"),
+                "template": { "mappings": file.pointer("/template/mappings") },
+            }),
+            Definition::IsmPolicy => json!({
+                "default_state": file.pointer("/policy/default_state"),
+                "states": file.pointer("/policy/states"),
+            }),
+        }
+    }
+
+    /// The definition in a GET answer.
+    fn live(self, answer: &Value) -> Option<Value> {
+        match self {
+            Definition::IndexTemplate => answer.pointer("/index_templates/0/index_template"),
+            Definition::IsmPolicy => answer.get("policy"),
+        }
+        .cloned()
+    }
+}
+
+/// Reads a definition back: `None` when OpenSearch does not have it, else how it differs from
+/// its file (not compared when the file changed since it was applied: the plan updates it).
+async fn read_back(
+    shared: &Shared,
+    definition: Definition,
+    url: &str,
+    name: &str,
+    file: &Migration,
+) -> Result<Option<Vec<String>>, ProviderError> {
+    let server = shared.server(url)?;
+    let path = definition.path(name);
+    let answer = server.send(Method::GET, &path, &[], None).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let answer = expect(&server, &format!("GET {path}"), answer, None)?;
+    let Some(live) = definition.live(&answer) else {
+        return Ok(None);
+    };
+    let wanted = shared
+        .definition(file)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    Ok(Some(match wanted {
+        Some(wanted) => super::compare::differences(&definition.compared(&wanted), &live, false),
+        None => Vec::new(),
+    }))
+}
+
+/// The name, URL and file of a recorded or desired template or policy.
+fn identity(attributes: &Value) -> Result<(String, String, Migration), ProviderError> {
+    let text = |key: &str| {
+        attributes
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ProviderError::Invalid(format!("no `{key}` recorded")))
+    };
+    let file: Migration = spec(attributes.get("definition").unwrap_or(&Value::Null))?;
+    Ok((text("name")?, text("url")?, file))
+}
+
+async fn observe(
+    shared: &Shared,
+    definition: Definition,
+    recorded: &Recorded,
+) -> Result<Observed, ProviderError> {
+    let (name, url, file) = identity(&Value::Object(recorded.attributes.clone()))?;
+    Ok(
+        match read_back(shared, definition, &url, &name, &file).await? {
+            None => Observed::Gone,
+            Some(differences) if differences.is_empty() => Observed::Matches,
+            Some(differences) => Observed::Changed(differences),
+        },
+    )
+}
+
+/// `verify`: the template or policy a graph resource declares is in OpenSearch as its file
+/// defines it. `Ok` evidence or `Err` what is wrong.
+pub async fn verify(
+    definition: Definition,
+    desired: Value,
+    templates_dir: PathBuf,
+    endpoints: BTreeMap<String, String>,
+) -> Result<String, String> {
+    let shared = shared(&templates_dir, &endpoints, &BTreeSet::new());
+    let (name, url, file) = identity(&desired).map_err(|e| e.to_string())?;
+    let what = match definition {
+        Definition::IndexTemplate => "index template",
+        Definition::IsmPolicy => "ISM policy",
+    };
+    let shown = shared.server(&url).map_err(|e| e.to_string())?.shown;
+    match read_back(&shared, definition, &url, &name, &file).await {
+        Ok(None) => Err(format!("{what} {name} is missing at {shown}")),
+        Ok(Some(differences)) if differences.is_empty() => Ok(format!(
+            "{what} {name} at {shown} is as {} defines it",
+            file.file
+        )),
+        Ok(Some(differences)) => Err(format!(
+            "{what} {name} at {shown} differs from {}: {}",
+            file.file,
+            differences.join("; ")
+        )),
+        Err(error) => Err(crate::error_chain(&error)),
+    }
+}
+
 struct TemplateProvider(Shared);
 
 impl TemplateProvider {
@@ -150,6 +296,10 @@ impl Converging for TemplateProvider {
             &template_path(&template.name),
         )
         .await
+    }
+
+    async fn observe(&self, recorded: &Recorded) -> Result<Observed, ProviderError> {
+        observe(&self.0, Definition::IndexTemplate, recorded).await
     }
 }
 
@@ -210,6 +360,10 @@ impl Converging for PolicyProvider {
         }
         let policy: IsmPolicy = recorded_spec(recorded)?;
         delete(&self.0.server(&policy.url)?, &policy_path(&policy.name)).await
+    }
+
+    async fn observe(&self, recorded: &Recorded) -> Result<Observed, ProviderError> {
+        observe(&self.0, Definition::IsmPolicy, recorded).await
     }
 }
 

@@ -273,7 +273,22 @@ pub async fn checks(
     owner: &Owner,
     cluster: &Arc<kube::Cluster>,
 ) -> Vec<Chain> {
-    let ec2 = read_ec2(context, owner).await;
+    const NETWORK: [&str; 5] = [
+        "aws.vpc",
+        "aws.subnet",
+        "aws.nat_gateway",
+        "aws.route_table",
+        "aws.security_group",
+    ];
+    // One read of the whole network, and none for a blueprint without one.
+    let ec2 = if graph
+        .resources()
+        .any(|resource| NETWORK.contains(&resource.kind.name))
+    {
+        read_ec2(context, owner).await
+    } else {
+        Err("the blueprint declares no network".to_string())
+    };
     let mut chains = Vec::new();
     for resource in graph.resources() {
         let checks = match resource.kind.name {

@@ -180,6 +180,60 @@ pub fn checks(
             )]);
         }
     }
+    // Day-one configuration over HTTP: what each resource declares is there.
+    for resource in graph.resources() {
+        let desired = Value::Object(resource.attributes.clone());
+        let name = resource
+            .address
+            .rsplit_once('.')
+            .map(|(_, name)| name)
+            .unwrap_or_default();
+        let kind = resource.kind.name;
+        if let Some(definition) = crate::providers::opensearch::Definition::of(kind) {
+            chains.push(vec![Check::run(
+                format!("{kind}.{name}"),
+                crate::providers::opensearch::verify(
+                    definition,
+                    desired,
+                    loaded.templates_dir.clone(),
+                    access.endpoints.clone(),
+                ),
+            )]);
+        } else if kind == "clickhouse.database" {
+            let tables = resource
+                .attributes
+                .get("migrations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|migration| migration.get("file").and_then(Value::as_str))
+                .map(|file| created_tables(&loaded.templates_dir.join(file)))
+                .collect::<Result<Vec<_>, String>>()
+                .map(|lists| {
+                    lists
+                        .concat()
+                        .into_iter()
+                        .map(|table| {
+                            let table = table.rsplit('.').next().unwrap_or_default();
+                            table.trim_matches('`').to_string()
+                        })
+                        .collect()
+                });
+            let check = format!("{kind}.{name}");
+            chains.push(vec![match tables {
+                Ok(tables) => Check::run(
+                    check,
+                    crate::providers::clickhouse::verify(
+                        desired,
+                        tables,
+                        loaded.templates_dir.clone(),
+                        access.endpoints.clone(),
+                    ),
+                ),
+                Err(error) => Check::known(check, Err(error)),
+            }]);
+        }
+    }
     let declared_ingest = document.ingest.as_ref();
     let url = access.endpoints.get("ingest").cloned().or_else(|| {
         declared_ingest

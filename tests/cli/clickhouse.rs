@@ -256,6 +256,67 @@ fn apply_creates_the_database_tables_with_ttl_and_the_hourly_view_runs_each_migr
         "1"
     );
 
+    // Read back: verify finds the database, both migrations recorded and the tables they create.
+    let verified = trails(&file, &login, &["verify", "--only", "clickhouse"]);
+    assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
+    assert!(
+        verified
+            .stdout
+            .contains("2 of 2 migration(s) recorded, tables audit_events, audit_events_hourly"),
+        "{}",
+        verified.stdout
+    );
+    // Someone drops a table and a ledger row: verify names both; drift is the migration (an
+    // update runs it again), not the table (its migration is recorded, so no update brings it
+    // back).
+    server.query("DROP TABLE audit.audit_events_hourly_mv SYNC");
+    server.query("DROP TABLE audit.audit_events_hourly SYNC");
+    server.query("DELETE FROM audit.trails_migrations WHERE file = 'sql/clickhouse/002_actor.sql'");
+    let verified = trails(&file, &login, &["verify", "--only", "clickhouse"]);
+    assert_eq!(verified.code, 1, "{}\n{}", verified.stdout, verified.stderr);
+    assert!(
+        verified
+            .stdout
+            .contains("migration sql/clickhouse/002_actor.sql is not recorded as run")
+            && verified
+                .stdout
+                .contains("table audit_events_hourly is missing"),
+        "{}",
+        verified.stdout
+    );
+    let diff = trails(&file, &login, &["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code, 2, "{}\n{}", diff.stdout, diff.stderr);
+    assert!(
+        diff.stdout
+            .contains("clickhouse.database.audit: changed outside trails")
+            && diff
+                .stdout
+                .contains("migration sql/clickhouse/002_actor.sql is not recorded as run")
+            && !diff.stdout.contains("audit_events_hourly"),
+        "{}",
+        diff.stdout
+    );
+    let repaired = trails(&file, &login, &["apply", "--refresh", "--yes"]);
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
+    assert_eq!(
+        server.query("SELECT count() FROM audit.trails_migrations"),
+        "2"
+    );
+    // The whole database dropped: drift; a refreshed apply makes it again, every migration run.
+    server.query("DROP DATABASE audit SYNC");
+    let diff = trails(&file, &login, &["diff"]);
+    assert!(
+        diff.stdout
+            .contains("- clickhouse.database.audit: deleted outside trails"),
+        "{}\n{}",
+        diff.stdout,
+        diff.stderr
+    );
+    let repaired = trails(&file, &login, &["apply", "--refresh", "--yes"]);
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
+    let verified = trails(&file, &login, &["verify", "--only", "clickhouse"]);
+    assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
+
     // An applied migration edited: refused, nothing run.
     migration(
         dir.path(),

@@ -258,6 +258,19 @@ impl OpenSearch {
             .map(|(policy, seq_no, _, _)| (policy.clone(), *seq_no))
     }
 
+    /// Someone edits or deletes a template behind trails' back.
+    fn set_template(&self, name: &str, template: Option<Value>) {
+        let mut inner = self.inner.lock().expect("lock");
+        match template {
+            Some(template) => inner.templates.insert(name.to_string(), template),
+            None => inner.templates.remove(name),
+        };
+    }
+
+    fn remove_policy(&self, id: &str) {
+        self.inner.lock().expect("lock").policies.remove(id);
+    }
+
     fn log(&self) -> Vec<String> {
         self.inner.lock().expect("lock").log.clone()
     }
@@ -396,11 +409,87 @@ fn index_templates_and_ism_policies_are_put_updated_with_sequence_numbers_and_de
     let template = server.template("audit-events").expect("template PUT");
     assert_eq!(template["index_patterns"], json!(["audit-events-*"]));
     assert_eq!(template["template"]["settings"]["number_of_shards"], 3);
-    let (policy, first_seq) = server.policy("audit-events-retention").expect("policy PUT");
+    let (policy, _) = server.policy("audit-events-retention").expect("policy PUT");
     assert_eq!(policy["default_state"], "hot");
 
     let again = trails(&file, "", &["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
+    // Read back: verify and diff find both as their files define them...
+    let verdicts = |run: &Run| -> Vec<(String, String, String)> {
+        let report: Value = serde_json::from_str(&run.stdout).expect("verify --json");
+        report["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (text("name"), text("status"), text("evidence"))
+            })
+            .collect()
+    };
+    let verified = trails(&file, &login, &["verify", "--json", "--only", "opensearch"]);
+    assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
+    let checks = verdicts(&verified);
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert!(
+        checks.iter().any(|(name, status, evidence)| name
+            == "opensearch.index_template.audit-events"
+            && status == "passed"
+            && evidence.contains("is as opensearch/audit-events-template.json defines it")),
+        "{checks:?}"
+    );
+    let diff = trails(&file, &login, &["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code, 0, "{}\n{}", diff.stdout, diff.stderr);
+    // ...then someone loosens the mapping and deletes the policy.
+    let mut loosened = server.template("audit-events").expect("template");
+    loosened["template"]["mappings"]["dynamic"] = json!(true);
+    server.set_template("audit-events", Some(loosened));
+    server.remove_policy("audit-events-retention");
+    let diff = trails(&file, &login, &["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code, 2, "{}\n{}", diff.stdout, diff.stderr);
+    for expected in [
+        "opensearch.index_template.audit-events: changed outside trails",
+        "template.mappings.dynamic: \"strict\" -> true",
+        "opensearch.ism_policy.audit-events-retention: deleted outside trails",
+    ] {
+        assert!(
+            diff.stdout.contains(expected),
+            "`{expected}` missing: {}",
+            diff.stdout
+        );
+    }
+    let verified = trails(&file, &login, &["verify", "--json", "--only", "opensearch"]);
+    assert_eq!(verified.code, 1, "{}\n{}", verified.stdout, verified.stderr);
+    let failed: Vec<String> = verdicts(&verified)
+        .into_iter()
+        .filter(|(_, status, _)| status == "failed")
+        .map(|(_, _, evidence)| evidence)
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .any(|e| e.contains("ISM policy audit-events-retention is missing")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(
+            |e| e.contains("differs from opensearch/audit-events-template.json")
+                && e.contains("template.mappings.dynamic")
+        ),
+        "{failed:?}"
+    );
+    let repaired = trails(&file, &login, &["apply", "--refresh", "--yes"]);
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
+    assert_eq!(
+        server.template("audit-events").expect("template")["template"]["mappings"]["dynamic"],
+        json!("strict")
+    );
+    assert!(server.policy("audit-events-retention").is_some());
+    let verified = trails(&file, &login, &["verify", "--only", "opensearch"]);
+    assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
+    let (_, first_seq) = server.policy("audit-events-retention").expect("policy PUT");
 
     // The template file changes: only the template is PUT again.
     edit(

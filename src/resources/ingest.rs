@@ -6,12 +6,16 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::dayone::{PostgresDatabase, Topic};
+use super::helm::Release;
 use super::kube::{Manifest, Secret, in_cluster};
 use super::{address, file_digest, sorted};
 use crate::blueprint::FieldPath;
 use crate::blueprint::INGEST_TEMPLATES;
 use crate::blueprint::naming::address_name;
 use crate::graph::Builder;
+
+/// Charts that install the ServiceMonitor CRD.
+const PROMETHEUS_OPERATOR_CHARTS: &[&str] = &["kube-prometheus-stack", "prometheus-operator-crds"];
 
 /// Name of the secret that carries the service's environment.
 pub const ENV_SECRET: &str = "ingest-env";
@@ -94,6 +98,15 @@ pub fn expand(builder: &mut Builder<'_>) {
             base.clone(),
         );
         in_cluster(builder, &address, Some(&ingest.namespace));
+        if stem == "servicemonitor" {
+            // Its kind comes with the Prometheus operator: the release that brings the CRDs
+            // goes first (and, on destroy, after it).
+            for (name, release) in &loaded.document.helm {
+                if PROMETHEUS_OPERATOR_CHARTS.contains(&release.chart.as_str()) {
+                    builder.depends(&address, &super::address::<Release>(name));
+                }
+            }
+        }
         if stem == "deployment" {
             builder.depends(&address, &secret);
             for prerequisite in &prerequisites {

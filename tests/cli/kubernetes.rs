@@ -485,6 +485,23 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     );
     std::fs::write(&release, kept).expect("restore the release");
 
+    // The ServiceMonitor waits for the release that brings its CRD (an edge, not a timeout).
+    let run = platform.trails(&[], &["plan", "--json"]);
+    let plan: Value = serde_json::from_str(&run.stdout).expect("plan --json");
+    let monitor = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|change| change["address"] == json!("k8s.manifest.ingest-servicemonitor"))
+        .expect("the ServiceMonitor is planned");
+    assert!(
+        monitor["depends_on"]
+            .as_array()
+            .expect("depends_on")
+            .contains(&json!("helm.release.kube-prometheus-stack")),
+        "{monitor:#}"
+    );
+
     // Nothing changed: nothing to do, no call to the cluster or helm.
     let before = platform.events().len();
     let run = platform.trails(&[], &["plan", "--detailed-exitcode"]);

@@ -1284,11 +1284,45 @@ async fn plant_leftovers(moto: &Moto, cluster: &str) -> Planted {
     }
     elb.create_load_balancer()
         .name("someone-elses")
-        .set_subnets(Some(other_subnets))
+        .set_subnets(Some(other_subnets.clone()))
         .set_tags(Some(elb_tags(&[("elbv2.k8s.aws/cluster", "someone-else")])))
         .send()
         .await
         .expect("another cluster's load balancer");
+    // Kubernetes' in-tree cloud provider makes a classic load balancer for a Service of type
+    // LoadBalancer that no controller handles; another cluster's stays.
+    let classic = moto.elb_classic();
+    for (name, subnets, owner) in [
+        ("in-tree-web", public.to_vec(), cluster),
+        (
+            "someone-elses-classic",
+            other_subnets.clone(),
+            "someone-else",
+        ),
+    ] {
+        classic
+            .create_load_balancer()
+            .load_balancer_name(name)
+            .set_subnets(Some(subnets))
+            .listeners(
+                aws_sdk_elasticloadbalancing::types::Listener::builder()
+                    .protocol("TCP")
+                    .load_balancer_port(80)
+                    .instance_port(30080)
+                    .build()
+                    .expect("listener"),
+            )
+            .tags(
+                aws_sdk_elasticloadbalancing::types::Tag::builder()
+                    .key(format!("kubernetes.io/cluster/{owner}"))
+                    .value("owned")
+                    .build()
+                    .expect("tag"),
+            )
+            .send()
+            .await
+            .expect("classic load balancer");
+    }
     Planted {
         foreign_load_balancer: "someone-elses".to_string(),
         hand_made_subnet,
@@ -1322,6 +1356,7 @@ fn destroy_removes_what_the_clusters_controllers_left_and_names_what_it_leaves()
         "removed network interface aws-K8S-i-0123456789",
         &format!("removed security group k8s-traffic-{cluster}"),
         "removed load balancer tagged-by-default-tags",
+        "removed classic load balancer in-tree-web, left by the cluster",
         "removed network interface made with the environment's tags",
         "left by trails-demo/local",
     ] {
@@ -1346,6 +1381,15 @@ fn destroy_removes_what_the_clusters_controllers_left_and_names_what_it_leaves()
         BTreeSet::from([planted.foreign_load_balancer.clone()]),
         "only the other cluster's load balancer may remain"
     );
+    let classic = rt
+        .block_on(moto.elb_classic().describe_load_balancers().send())
+        .expect("describe classic load balancers");
+    let classic: BTreeSet<&str> = classic
+        .load_balancer_descriptions()
+        .iter()
+        .filter_map(|lb| lb.load_balancer_name())
+        .collect();
+    assert_eq!(classic, BTreeSet::from(["someone-elses-classic"]));
     let (ec2, _) = moto.clients();
     let volumes = rt
         .block_on(ec2.describe_volumes().send())

@@ -154,6 +154,11 @@ impl Moto {
         aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk_config())
     }
 
+    /// A classic Elastic Load Balancing client pointed at this moto.
+    pub fn elb_classic(&self) -> aws_sdk_elasticloadbalancing::Client {
+        aws_sdk_elasticloadbalancing::Client::new(&self.sdk_config())
+    }
+
     /// A Secrets Manager client pointed at this moto.
     pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.sdk_config())

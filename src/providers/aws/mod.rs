@@ -67,6 +67,9 @@ pub struct Context {
     /// Elastic Load Balancing v2: only to find and remove load balancers that controllers in
     /// the cluster created (trails creates none itself).
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// Classic Elastic Load Balancing: the load balancers Kubernetes' in-tree cloud provider
+    /// makes for a `Service` of type `LoadBalancer` when no controller handles it.
+    pub elb_classic: aws_sdk_elasticloadbalancing::Client,
     /// The credential chain, for signing requests no SDK client makes (EKS tokens).
     pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
     /// The blueprint's region.
@@ -136,6 +139,7 @@ impl Context {
             elasticache: aws_sdk_elasticache::Client::new(&shared),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&shared),
+            elb_classic: aws_sdk_elasticloadbalancing::Client::new(&shared),
             credentials: shared.credentials_provider(),
             region: region.to_string(),
             wait_timeout,

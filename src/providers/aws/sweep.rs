@@ -164,8 +164,78 @@ async fn all_load_balancers(
         .map_err(|e| ProviderError::api("DescribeLoadBalancers", e))
 }
 
-/// Load balancers of `owner` within `scope`.
+/// What a classic load balancer is called in messages; its id is its name.
+const CLASSIC: &str = "classic load balancer";
+
+/// Every classic load balancer of the region.
+async fn all_classic_load_balancers(
+    context: &Context,
+) -> Result<Vec<aws_sdk_elasticloadbalancing::types::LoadBalancerDescription>, ProviderError> {
+    context
+        .elb_classic
+        .describe_load_balancers()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| ProviderError::api("DescribeLoadBalancers (classic)", e))
+}
+
+/// Classic load balancers of `owner` within `scope`.
+async fn classic_load_balancers(
+    context: &Context,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+) -> Result<Vec<Leftover>, ProviderError> {
+    let candidates: Vec<String> = all_classic_load_balancers(context)
+        .await?
+        .iter()
+        .filter(|lb| match scope {
+            Scope::Region => true,
+            Scope::Vpc(vpc) => lb.vpc_id() == Some(vpc),
+            Scope::Subnet(subnet) => lb.subnets().iter().any(|id| id == subnet),
+        })
+        .filter_map(|lb| lb.load_balancer_name().map(str::to_string))
+        .collect();
+    let mut owned = Vec::new();
+    // DescribeTags takes at most 20 names a call.
+    for chunk in candidates.chunks(20) {
+        let described = context
+            .elb_classic
+            .describe_tags()
+            .set_load_balancer_names(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| ProviderError::api("DescribeTags (classic)", e))?;
+        for description in described.tag_descriptions() {
+            let tags = description
+                .tags()
+                .iter()
+                .map(|tag| (tag.key(), tag.value().unwrap_or_default()));
+            if owner.owns(tags)
+                && let Some(name) = description.load_balancer_name()
+            {
+                owned.push(leftover(CLASSIC, name, None));
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// Load balancers of `owner` within `scope`: application, network and gateway ones (ids are
+/// ARNs) and classic ones (ids are names).
 pub async fn load_balancers(
+    context: &Context,
+    owner: Owner<'_>,
+    scope: Scope<'_>,
+) -> Result<Vec<Leftover>, ProviderError> {
+    let mut found = balancers_v2(context, owner, scope).await?;
+    found.extend(classic_load_balancers(context, owner, scope).await?);
+    Ok(found)
+}
+
+async fn balancers_v2(
     context: &Context,
     owner: Owner<'_>,
     scope: Scope<'_>,
@@ -468,7 +538,11 @@ pub async fn remove(
             .run
             .note(address, &format!("removed {leftover}, left by {owner}"));
     };
-    let balancers = load_balancers(context, owner, scope).await?;
+    let (classic, balancers): (Vec<Leftover>, Vec<Leftover>) =
+        load_balancers(context, owner, scope)
+            .await?
+            .into_iter()
+            .partition(|balancer| balancer.what == CLASSIC);
     for balancer in &balancers {
         gone_is_fine(
             context
@@ -489,6 +563,20 @@ pub async fn remove(
             .await
             .map_err(|e| ProviderError::api("waiting for LoadBalancersDeleted", e))?;
         balancers.iter().for_each(note);
+    }
+    // A classic load balancer's delete is done when it answers; its interfaces go a little
+    // later, which the interface and security group removals below wait out.
+    for balancer in &classic {
+        gone_is_fine(
+            context
+                .elb_classic
+                .delete_load_balancer()
+                .load_balancer_name(&balancer.id)
+                .send()
+                .await,
+            "DeleteLoadBalancer (classic)",
+        )?;
+        note(balancer);
     }
     let vpc = match scope {
         Scope::Region => None,
@@ -699,7 +787,7 @@ pub async fn remaining_in_vpc(context: &Context, vpc: &str) -> Vec<Leftover> {
 }
 
 async fn load_balancers_in(context: &Context, vpc: &str) -> Result<Vec<Leftover>, ProviderError> {
-    Ok(all_load_balancers(context)
+    let mut found: Vec<Leftover> = all_load_balancers(context)
         .await?
         .iter()
         .filter(|lb| lb.vpc_id() == Some(vpc))
@@ -710,7 +798,15 @@ async fn load_balancers_in(context: &Context, vpc: &str) -> Result<Vec<Leftover>
                 lb.load_balancer_name(),
             ))
         })
-        .collect())
+        .collect();
+    found.extend(
+        all_classic_load_balancers(context)
+            .await?
+            .iter()
+            .filter(|lb| lb.vpc_id() == Some(vpc))
+            .filter_map(|lb| Some(leftover(CLASSIC, lb.load_balancer_name()?, None))),
+    );
+    Ok(found)
 }
 
 #[cfg(test)]

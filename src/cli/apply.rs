@@ -47,9 +47,9 @@ pub struct ApplyArgs {
     /// blueprint changed since.
     #[arg(long = "plan", value_name = "FILE")]
     saved_plan: Option<PathBuf>,
-    /// Read what trails applied back from where it lives (Kubernetes objects, Helm releases)
-    /// and repair what was deleted or changed outside trails. Implied by a saved plan made
-    /// with `plan --refresh`.
+    /// Read what trails applied back from where it lives (see `trails diff`) and repair what
+    /// was deleted or changed outside trails. Implied by a saved plan made with
+    /// `plan --refresh`.
     #[arg(long)]
     refresh: bool,
 }
@@ -131,11 +131,12 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     let planned = match &mode {
         Mode::Destroy(_) => plan::plan_destroy(store.state()),
         Mode::Apply { saved, refresh } => {
-            let mut planned = plan::plan(&graph, store.state());
-            if *refresh {
+            let planned = if *refresh {
                 let observed = super::diff::observe(loaded, store.state(), &args.endpoints)?;
-                planned = planned.with_drift(&observed);
-            }
+                plan::plan_refreshed(&graph, store.state(), &observed)
+            } else {
+                plan::plan(&graph, store.state())
+            };
             if let Some(saved) = saved {
                 check_saved_plan(saved, &planned)?;
             }

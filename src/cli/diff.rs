@@ -86,6 +86,7 @@ pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
             "summary": {
                 "drifted": drifted,
                 "read_back": observed.values().filter(|f| **f != Observed::NotChecked).count(),
+                "existence_only": observed.values().filter(|f| **f == Observed::Exists).count(),
                 "not_checked": observed.values().filter(|f| **f == Observed::NotChecked).count(),
             },
         });
@@ -135,7 +136,7 @@ fn text(
                     out.push_str(&format!("      {difference}\n"));
                 }
             }
-            Observed::Matches | Observed::NotChecked => {}
+            Observed::Matches | Observed::Exists | Observed::NotChecked => {}
         }
     }
     let read: Vec<&String> = observed
@@ -150,15 +151,27 @@ fn text(
         .filter_map(|(address, _)| recorded.resources.get(address))
         .map(|entry| entry.kind.as_str())
         .collect();
+    let existing = observed
+        .values()
+        .filter(|found| **found == Observed::Exists)
+        .count();
+    let existence = if existing == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({existing} of them AWS resources, checked for existence only: their settings are \
+             not compared yet)"
+        )
+    };
     if drifted == 0 {
         out.push_str(&format!(
-            "No drift: the {} resource(s) read back are as trails left them.\n",
+            "No drift: the {} resource(s) read back are as trails left them{existence}.\n",
             read.len()
         ));
     } else {
         out.push_str(&format!(
-            "\nDrift: {drifted} of {} resource(s) read back differ; `trails apply --refresh` \
-             repairs them.\n",
+            "\nDrift: {drifted} of {} resource(s) read back differ{existence}; `trails apply \
+             --refresh` repairs them.\n",
             read.len()
         ));
     }

@@ -43,8 +43,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show the ordered changes that would bring the environment to the blueprint.
     Plan(plan::PlanArgs),
-    /// What was deleted or changed outside trails since it was applied (Kubernetes objects and
-    /// Helm releases so far). `--detailed-exitcode`: 0 no drift, 2 drift, 1 error.
+    /// What was deleted or changed outside trails since it was applied (AWS resources: deleted
+    /// only, so far). `--detailed-exitcode`: 0 no drift, 2 drift, 1 error.
     Diff(diff::DiffArgs),
     /// Make the environment match the blueprint (plans, asks, then executes the plan).
     Apply(apply::ApplyArgs),

@@ -31,8 +31,8 @@ pub struct PlanArgs {
     /// Also list resources that do not change.
     #[arg(long)]
     show_unchanged: bool,
-    /// Read what trails applied back from where it lives (Kubernetes objects, Helm releases)
-    /// and plan to repair what was deleted or changed outside trails.
+    /// Read what trails applied back from where it lives (see `trails diff`) and plan to repair
+    /// what was deleted or changed outside trails.
     #[arg(long, conflicts_with = "destroy")]
     refresh: bool,
     #[command(flatten)]
@@ -51,7 +51,7 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
         crate::plan::plan_destroy(&recorded)
     } else if args.refresh {
         let observed = super::diff::observe(loaded, &recorded, &args.endpoints)?;
-        crate::plan::plan(&graph, &recorded).with_drift(&observed)
+        crate::plan::plan_refreshed(&graph, &recorded, &observed)
     } else {
         crate::plan::plan(&graph, &recorded)
     };

@@ -143,9 +143,9 @@ impl Plan {
         }
     }
 
-    /// The plan with what a refresh found: a resource deleted or changed outside trails is
-    /// updated (its provider's update brings it back to the blueprint) and says why.
-    pub fn with_drift(mut self, observed: &BTreeMap<String, Observed>) -> Self {
+    /// The plan with what a refresh found, each drifted change saying why: one changed outside
+    /// trails is updated (its provider's update brings it back to the blueprint).
+    fn with_drift(mut self, observed: &BTreeMap<String, Observed>) -> Self {
         self.refreshed = true;
         for change in &mut self.changes {
             if change.action == Action::Delete {
@@ -219,6 +219,17 @@ pub fn plan(graph: &Graph, state: &State) -> Plan {
         changes.push(change);
     }
     Plan::new(state, false, changes)
+}
+
+/// Plans against what a refresh found: a declared resource deleted outside trails is created
+/// again (and what uses its outputs follows), one changed outside trails is updated; each
+/// drifted change says why. One no longer declared is deleted as usual (gone is fine).
+pub fn plan_refreshed(graph: &Graph, state: &State, observed: &BTreeMap<String, Observed>) -> Plan {
+    let mut live = state.clone();
+    live.resources.retain(|address, _| {
+        observed.get(address) != Some(&Observed::Gone) || graph.get(address).is_none()
+    });
+    plan(graph, &live).with_drift(observed)
 }
 
 /// Plans the removal of everything recorded, dependents first.

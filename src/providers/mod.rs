@@ -77,6 +77,8 @@ pub enum Observed {
     NotChecked,
     /// It is as trails left it.
     Matches,
+    /// It exists; its settings are not compared yet.
+    Exists,
     /// It was deleted outside trails.
     Gone,
     /// It was changed outside trails: one line per difference, e.g.

@@ -894,6 +894,81 @@ fn resources_created_but_not_recorded_are_adopted_by_their_tags() {
 }
 
 #[test]
+fn diff_finds_aws_resources_deleted_by_hand_and_a_refreshed_apply_makes_them_again() {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    let rt = runtime();
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+    let clean = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert!(
+        clean.stdout.contains("No drift") && clean.stdout.contains("checked for existence only"),
+        "{}",
+        clean.stdout
+    );
+
+    // By hand: the flow log and the audit bucket deleted.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".trails/local.state.json")).expect("state"),
+    )
+    .expect("json");
+    let resources = state["resources"].as_object().expect("resources");
+    let (flow_log, recorded) = resources
+        .iter()
+        .find(|(address, _)| address.starts_with("aws.flow_log."))
+        .expect("a flow log is recorded");
+    let flow_log_id = recorded["id"].as_str().expect("flow log id").to_string();
+    let bucket = resources["aws.s3_bucket.audit"]["id"]
+        .as_str()
+        .expect("bucket name")
+        .to_string();
+    let (ec2, s3) = moto.clients();
+    rt.block_on(ec2.delete_flow_logs().flow_log_ids(&flow_log_id).send())
+        .expect("delete the flow log by hand");
+    rt.block_on(s3.delete_bucket().bucket(&bucket).send())
+        .expect("delete the bucket by hand");
+
+    let diff = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code, 2, "{}\n{}", diff.stdout, diff.stderr);
+    for expected in [
+        format!("- {flow_log}: deleted outside trails"),
+        "- aws.s3_bucket.audit: deleted outside trails".to_string(),
+        "Drift: 2 of".to_string(),
+    ] {
+        assert!(
+            diff.stdout.contains(&expected),
+            "`{expected}` missing:\n{}",
+            diff.stdout
+        );
+    }
+    let plan = trails(&moto, &file, &["plan", "--refresh", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("+ aws.s3_bucket.audit\n")
+            && plan.stdout.contains(&format!("+ {flow_log}\n"))
+            && plan.stdout.contains("! deleted outside trails")
+            && plan
+                .stdout
+                .contains("Plan: 2 to create, 0 to update, 0 to replace, 0 to delete"),
+        "{}",
+        plan.stdout
+    );
+    // Without --refresh the plan trusts the state.
+    let plain = trails(&moto, &file, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plain.code, 0, "{}\n{}", plain.stdout, plain.stderr);
+
+    let repaired = trails(&moto, &file, &["apply", "--refresh", "--yes"]);
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
+    assert_eq!(
+        rt.block_on(census(&moto)),
+        EVERYTHING(),
+        "everything is back, nothing twice"
+    );
+    let clean = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+}
+
+#[test]
 fn a_failed_resource_stops_only_what_depends_on_it() {
     let moto = Moto::start();
     let (dir, file) = workspace();

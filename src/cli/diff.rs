@@ -159,13 +159,13 @@ fn text(
         String::new()
     } else {
         format!(
-            " ({existing} of them AWS resources, checked for existence only: their settings are \
-             not compared yet)"
+            " ({existing} AWS resource(s) checked for existence only: their settings are not \
+             compared yet)"
         )
     };
     if drifted == 0 {
         out.push_str(&format!(
-            "No drift: the {} resource(s) read back are as trails left them{existence}.\n",
+            "No drift among the {} resource(s) read back{existence}.\n",
             read.len()
         ));
     } else {

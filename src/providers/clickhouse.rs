@@ -41,19 +41,6 @@ const KIND: http::Kind = http::Kind {
 /// Where trails records the migrations it ran, inside the database.
 const LEDGER: &str = "trails_migrations";
 
-fn shared(
-    templates_dir: &Path,
-    endpoints: &BTreeMap<String, String>,
-    deleting: &BTreeSet<String>,
-) -> Shared {
-    Shared {
-        kind: KIND,
-        templates_dir: templates_dir.to_path_buf(),
-        endpoint: endpoints.get(ENDPOINT).cloned(),
-        deleting: deleting.clone(),
-    }
-}
-
 /// Registers the database provider.
 pub fn register(
     templates_dir: &Path,
@@ -63,7 +50,12 @@ pub fn register(
 ) {
     by_kind.insert(
         "clickhouse.database",
-        Box::new(DatabaseProvider(shared(templates_dir, endpoints, deleting))),
+        Box::new(DatabaseProvider(Shared::new(
+            KIND,
+            templates_dir,
+            endpoints,
+            deleting,
+        ))),
     );
 }
 
@@ -159,7 +151,7 @@ pub async fn verify(
     templates_dir: PathBuf,
     endpoints: BTreeMap<String, String>,
 ) -> Result<String, String> {
-    let shared = shared(&templates_dir, &endpoints, &BTreeSet::new());
+    let shared = Shared::new(KIND, &templates_dir, &endpoints, &BTreeSet::new());
     let database: ClickHouseDatabase = spec(&desired).map_err(|e| e.to_string())?;
     let server = shared.server(&database.url).map_err(|e| e.to_string())?;
     let name = &database.name;

@@ -68,6 +68,22 @@ pub struct Answer {
 }
 
 impl Shared {
+    /// What a provider of `kind` knows for the run: the templates, the `--endpoint` override of
+    /// its name, the addresses the run deletes.
+    pub fn new(
+        kind: Kind,
+        templates_dir: &Path,
+        endpoints: &std::collections::BTreeMap<String, String>,
+        deleting: &BTreeSet<String>,
+    ) -> Self {
+        Self {
+            kind,
+            templates_dir: templates_dir.to_path_buf(),
+            endpoint: endpoints.get(kind.endpoint).cloned(),
+            deleting: deleting.clone(),
+        }
+    }
+
     /// The server for the blueprint's `url`, or the override.
     pub fn server(&self, url: &str) -> Result<Server, ProviderError> {
         let (text, overridden) = match &self.endpoint {

@@ -33,19 +33,6 @@ const KIND: http::Kind = http::Kind {
     example: "https://USER:PASSWORD@localhost:9200",
 };
 
-fn shared(
-    templates_dir: &Path,
-    endpoints: &BTreeMap<String, String>,
-    deleting: &BTreeSet<String>,
-) -> Shared {
-    Shared {
-        kind: KIND,
-        templates_dir: templates_dir.to_path_buf(),
-        endpoint: endpoints.get(ENDPOINT).cloned(),
-        deleting: deleting.clone(),
-    }
-}
-
 /// Registers the index template and ISM policy providers.
 pub fn register(
     templates_dir: &Path,
@@ -53,7 +40,7 @@ pub fn register(
     deleting: &BTreeSet<String>,
     by_kind: &mut HashMap<&'static str, Box<dyn Provider>>,
 ) {
-    let shared = shared(templates_dir, endpoints, deleting);
+    let shared = Shared::new(KIND, templates_dir, endpoints, deleting);
     by_kind.insert(
         "opensearch.index_template",
         Box::new(TemplateProvider(shared.clone())),
@@ -237,7 +224,7 @@ pub async fn verify(
     templates_dir: PathBuf,
     endpoints: BTreeMap<String, String>,
 ) -> Result<String, String> {
-    let shared = shared(&templates_dir, &endpoints, &BTreeSet::new());
+    let shared = Shared::new(KIND, &templates_dir, &endpoints, &BTreeSet::new());
     let (name, url, file) = identity(&desired).map_err(|e| e.to_string())?;
     let what = match definition {
         Definition::IndexTemplate => "index template",

@@ -439,21 +439,9 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     );
 
     // verify: every release deployed at its pinned version; a release gone is one failure.
-    let verdicts = |run: &Run| -> Vec<(String, String, String)> {
-        let report: Value = serde_json::from_str(&run.stdout).expect("verify --json");
-        report["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .map(|c| {
-                let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-                (text("name"), text("status"), text("evidence"))
-            })
-            .collect()
-    };
     let run = platform.trails(&[], &["verify", "--json", "--only", "helm"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let checks = verdicts(&run);
+    let checks = super::verdicts(&run);
     assert_eq!(checks.len(), 3, "{checks:?}");
     let (_, status, evidence) = checks
         .iter()
@@ -472,7 +460,7 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     std::fs::remove_file(&release).expect("uninstall behind trails' back");
     let run = platform.trails(&[], &["verify", "--json", "--only", "helm"]);
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
-    let failed: Vec<_> = verdicts(&run)
+    let failed: Vec<_> = super::verdicts(&run)
         .into_iter()
         .filter(|(_, status, _)| status == "failed")
         .collect();

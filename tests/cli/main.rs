@@ -100,3 +100,17 @@ pub fn run_with_endpoint(file: &Path, name: &str, url: &str, args: &[&str]) -> R
     ];
     run_with(None, &env, &full)
 }
+
+/// `(name, status, evidence)` of each check in a `verify --json` report.
+pub fn verdicts(run: &Run) -> Vec<(String, String, String)> {
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("verify --json");
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|check| {
+            let text = |key: &str| check[key].as_str().unwrap_or_default().to_string();
+            (text("name"), text("status"), text("evidence"))
+        })
+        .collect()
+}

@@ -416,21 +416,9 @@ fn index_templates_and_ism_policies_are_put_updated_with_sequence_numbers_and_de
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
 
     // Read back: verify and diff find both as their files define them...
-    let verdicts = |run: &Run| -> Vec<(String, String, String)> {
-        let report: Value = serde_json::from_str(&run.stdout).expect("verify --json");
-        report["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .map(|c| {
-                let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
-                (text("name"), text("status"), text("evidence"))
-            })
-            .collect()
-    };
     let verified = trails(&file, &login, &["verify", "--json", "--only", "opensearch"]);
     assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
-    let checks = verdicts(&verified);
+    let checks = super::verdicts(&verified);
     assert_eq!(checks.len(), 2, "{checks:?}");
     assert!(
         checks.iter().any(|(name, status, evidence)| name
@@ -461,7 +449,7 @@ fn index_templates_and_ism_policies_are_put_updated_with_sequence_numbers_and_de
     }
     let verified = trails(&file, &login, &["verify", "--json", "--only", "opensearch"]);
     assert_eq!(verified.code, 1, "{}\n{}", verified.stdout, verified.stderr);
-    let failed: Vec<String> = verdicts(&verified)
+    let failed: Vec<String> = super::verdicts(&verified)
         .into_iter()
         .filter(|(_, status, _)| status == "failed")
         .map(|(_, _, evidence)| evidence)

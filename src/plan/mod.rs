@@ -75,7 +75,7 @@ pub struct Change {
     pub depends_on: Vec<String>,
     /// Attributes that change (all attributes for a create, none for a no-op or delete).
     pub attributes: indexmap::IndexMap<String, AttributeChange>,
-    /// What a refresh found deleted or changed outside trails (the update repairs it).
+    /// What a refresh found deleted or changed outside trails (this change repairs it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
 }

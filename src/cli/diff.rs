@@ -159,8 +159,8 @@ fn text(
         String::new()
     } else {
         format!(
-            " ({existing} AWS resource(s) checked for existence only: their settings are not \
-             compared yet)"
+            " ({existing} of them checked for existence only: their settings are not compared \
+             yet)"
         )
     };
     if drifted == 0 {

@@ -19,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::{Value, json};
 
-use super::{Applied, Provider, ProviderError, recorded_spec, spec};
+use super::{Applied, Observed, Provider, ProviderError, recorded_spec, spec};
 use crate::resources::dayone::Topic;
 use crate::state::Recorded;
 
@@ -231,5 +231,22 @@ impl Provider for TopicProvider {
             }
         }
         Ok(())
+    }
+
+    /// A topic deleted by hand is gone (created again by the refreshed plan); its partitions
+    /// and configuration are not compared yet.
+    async fn observe(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Observed, ProviderError> {
+        let topic: Topic = recorded_spec(recorded)?;
+        let admin = admin(&topic.bootstrap_servers)?;
+        Ok(
+            match partitions(&admin, &topic.name, REQUEST_TIMEOUT).await? {
+                Some(_) => Observed::Exists,
+                None => Observed::Gone,
+            },
+        )
     }
 }

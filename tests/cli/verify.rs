@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use aws_sdk_eks::types::NodegroupScalingConfig;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use serde_json::Value;
 
@@ -648,9 +648,25 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
         "kafka.topic.audit.events.dlq",
         "topic audit.events.dlq does not exist",
     );
-    let topic = NewTopic::new(DLQ, 3, TopicReplication::Fixed(1));
-    let results = platform.block_on(admin.create_topics(&[topic], &AdminOptions::new()));
-    assert!(results.expect("create").iter().all(Result::is_ok));
+    // diff finds it deleted; a refreshed apply creates it again.
+    let brokers = platform.brokers_var();
+    let diff = platform.trails(
+        "verify.yaml",
+        &["diff", "--detailed-exitcode", "--var", &brokers],
+    );
+    assert_eq!(diff.code, 2, "{}\n{}", diff.stdout, diff.stderr);
+    assert!(
+        diff.stdout
+            .contains("- kafka.topic.audit-events-dlq: deleted outside trails")
+            && diff.stdout.contains("Drift: 1 of"),
+        "{}",
+        diff.stdout
+    );
+    let repaired = platform.trails(
+        "verify.yaml",
+        &["apply", "--refresh", "--yes", "-q", "--var", &brokers],
+    );
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
 
     // The schema the service's tables live in is dropped.
     let database = platform.database_url();

@@ -64,7 +64,7 @@ pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
     let recorded = state::read_local(&path, &loaded.document.blueprint, &loaded.environment)
         .map_err(|error| Failure::User(error.into()))?;
     let observed = observe(loaded, &recorded, &args.endpoints)?;
-    let drifted = observed.values().filter(|found| found.drifted()).count();
+    let counts = Counts::of(&observed);
     if args.json {
         let resources: serde_json::Map<String, Value> = observed
             .iter()
@@ -83,24 +83,40 @@ pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
             "environment": loaded.environment,
             "state_serial": recorded.serial,
             "resources": resources,
-            "summary": {
-                "drifted": drifted,
-                "read_back": observed.values().filter(|f| **f != Observed::NotChecked).count(),
-                "existence_only": observed.values().filter(|f| **f == Observed::Exists).count(),
-                "not_checked": observed.values().filter(|f| **f == Observed::NotChecked).count(),
-            },
+            "summary": counts,
         });
         let text = serde_json::to_string_pretty(&document)
             .context("serializing the drift")
             .map_err(Failure::Internal)?;
         println!("{text}");
-    } else if !output.quiet || drifted > 0 {
-        print!("{}", text(loaded, &path, &recorded, &observed));
+    } else if !output.quiet || counts.drifted > 0 {
+        print!("{}", text(loaded, &path, &recorded, &observed, &counts));
     }
-    if args.detailed_exitcode && drifted > 0 {
+    if args.detailed_exitcode && counts.drifted > 0 {
         Ok(Outcome::Changes)
     } else {
         Ok(Outcome::Success)
+    }
+}
+
+/// How many resources drifted, were read back (some for existence only) or not at all.
+#[derive(serde::Serialize)]
+struct Counts {
+    drifted: usize,
+    read_back: usize,
+    existence_only: usize,
+    not_checked: usize,
+}
+
+impl Counts {
+    fn of(observed: &BTreeMap<String, Observed>) -> Self {
+        let count = |test: fn(&Observed) -> bool| observed.values().filter(|f| test(f)).count();
+        Self {
+            drifted: count(Observed::drifted),
+            read_back: count(|found| *found != Observed::NotChecked),
+            existence_only: count(|found| *found == Observed::Exists),
+            not_checked: count(|found| *found == Observed::NotChecked),
+        }
     }
 }
 
@@ -109,6 +125,7 @@ fn text(
     path: &std::path::Path,
     recorded: &State,
     observed: &BTreeMap<String, Observed>,
+    counts: &Counts,
 ) -> String {
     let mut out = format!(
         "Blueprint {} / environment {}\nState: {} (serial {})\n\n",
@@ -139,22 +156,13 @@ fn text(
             Observed::Matches | Observed::Exists | Observed::NotChecked => {}
         }
     }
-    let read: Vec<&String> = observed
-        .iter()
-        .filter(|(_, found)| **found != Observed::NotChecked)
-        .map(|(address, _)| address)
-        .collect();
-    let drifted = observed.values().filter(|found| found.drifted()).count();
     let unread: BTreeSet<&str> = observed
         .iter()
         .filter(|(_, found)| **found == Observed::NotChecked)
         .filter_map(|(address, _)| recorded.resources.get(address))
         .map(|entry| entry.kind.as_str())
         .collect();
-    let existing = observed
-        .values()
-        .filter(|found| **found == Observed::Exists)
-        .count();
+    let existing = counts.existence_only;
     let existence = if existing == 0 {
         String::new()
     } else {
@@ -163,22 +171,22 @@ fn text(
              yet)"
         )
     };
-    if drifted == 0 {
+    if counts.drifted == 0 {
         out.push_str(&format!(
             "No drift among the {} resource(s) read back{existence}.\n",
-            read.len()
+            counts.read_back
         ));
     } else {
         out.push_str(&format!(
-            "\nDrift: {drifted} of {} resource(s) read back differ{existence}; `trails apply \
+            "\nDrift: {} of {} resource(s) read back differ{existence}; `trails apply \
              --refresh` repairs them.\n",
-            read.len()
+            counts.drifted, counts.read_back
         ));
     }
     if !unread.is_empty() {
         out.push_str(&format!(
             "Not read back ({} resource(s)): trails does not read these types back yet: {}.\n",
-            observed.len() - read.len(),
+            counts.not_checked,
             unread.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }

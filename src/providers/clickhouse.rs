@@ -347,10 +347,7 @@ impl Converging for DatabaseProvider {
         let server = self.0.server(&database.url)?;
         Ok(match read_back(&server, &database.name).await? {
             None => Observed::Gone,
-            Some(live) => match not_recorded(&database, &live) {
-                differences if differences.is_empty() => Observed::Matches,
-                differences => Observed::Changed(differences),
-            },
+            Some(live) => Observed::from_differences(not_recorded(&database, &live)),
         })
     }
 }

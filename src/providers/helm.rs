@@ -387,14 +387,9 @@ impl Converging for ReleaseProvider {
         let (name, namespace) = (text("name")?, text("namespace")?);
         let kubeconfig = self.cluster.kubeconfig().await?;
         match status(&name, &namespace, &kubeconfig.args).await {
-            Ok(status) => {
-                let differences = release_differences(recorded, &status);
-                Ok(if differences.is_empty() {
-                    Observed::Matches
-                } else {
-                    Observed::Changed(differences)
-                })
-            }
+            Ok(status) => Ok(Observed::from_differences(release_differences(
+                recorded, &status,
+            ))),
             Err(ProviderError::Api { message, .. }) if message.contains("not found") => {
                 Ok(Observed::Gone)
             }

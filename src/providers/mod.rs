@@ -87,6 +87,15 @@ pub enum Observed {
 }
 
 impl Observed {
+    /// `Matches` without differences, `Changed` with them.
+    pub fn from_differences(differences: Vec<String>) -> Self {
+        if differences.is_empty() {
+            Observed::Matches
+        } else {
+            Observed::Changed(differences)
+        }
+    }
+
     /// True when the live resource is not what trails left.
     pub fn drifted(&self) -> bool {
         matches!(self, Observed::Gone | Observed::Changed(_))

@@ -210,8 +210,7 @@ async fn observe(
     Ok(
         match read_back(shared, definition, &url, &name, &file).await? {
             None => Observed::Gone,
-            Some(differences) if differences.is_empty() => Observed::Matches,
-            Some(differences) => Observed::Changed(differences),
+            Some(differences) => Observed::from_differences(differences),
         },
     )
 }

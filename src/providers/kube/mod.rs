@@ -398,10 +398,8 @@ impl Provider for ObjectsProvider {
         }
         Ok(if !applied.is_empty() && gone == applied.len() {
             Observed::Gone
-        } else if differences.is_empty() {
-            Observed::Matches
         } else {
-            Observed::Changed(differences)
+            Observed::from_differences(differences)
         })
     }
 }

@@ -16,6 +16,11 @@ the AWS API reference of each operation, kept as small as trails' tests need:
 - S3: GetBucketVersioning answers with the `VersioningConfiguration` document S3 returns (moto
   5.2.5 names the root `GetBucketVersioningResponse`, which the AWS SDKs for Rust refuse).
 
+- A call log: with TRAILS_MOTO_CALL_LOG set, every AWS request is appended to that file as
+  `METHOD PATH OPERATION` (the query protocol's `Action`, the JSON protocol's `X-Amz-Target`,
+  `-` for REST APIs, whose method tells a read from a write), so tests can prove that a command
+  that only reads made no mutating call.
+
 Everything else is moto's own. When moto grows an operation, delete it here. AWS's managed IAM
 policies (AmazonEKSClusterPolicy, ...) are loaded, as they exist in every real account.
 """
@@ -542,6 +547,44 @@ def get_bucket_versioning(self):
 
 
 S3Response.get_bucket_versioning = get_bucket_versioning
+
+
+# Call log ------------------------------------------------------------------------------------
+
+
+def _log_calls(path):
+    import io
+    import threading
+    from urllib.parse import parse_qs
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lock = threading.Lock()
+    dispatch = DomainDispatcherApplication.__call__
+
+    def call(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "")
+        path_info = environ.get("PATH_INFO", "")
+        if not path_info.startswith("/moto-api"):
+            operation = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [""])[0]
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if target:
+                operation = target.rsplit(".", 1)[-1]
+            content_type = environ.get("CONTENT_TYPE", "")
+            if not operation and method == "POST" and "x-www-form-urlencoded" in content_type:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = environ["wsgi.input"].read(length) if length else b""
+                environ["wsgi.input"] = io.BytesIO(body)
+                operation = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+            with lock, open(path, "a", encoding="utf-8") as log:
+                log.write(f"{method} {path_info} {operation or '-'}\n")
+        return dispatch(self, environ, start_response)
+
+    DomainDispatcherApplication.__call__ = call
+
+
+if os.environ.get("TRAILS_MOTO_CALL_LOG"):
+    _log_calls(os.environ["TRAILS_MOTO_CALL_LOG"])
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
+use crate::engine::refresh::Refreshed;
 use crate::providers::{Observed, Providers, aws};
 use crate::state::{self, State};
 
@@ -40,7 +41,7 @@ pub(super) fn observe(
     loaded: &crate::blueprint::Loaded,
     recorded: &State,
     endpoints: &Endpoints,
-) -> Result<BTreeMap<String, Observed>, Failure> {
+) -> Result<Refreshed, Failure> {
     let overrides = endpoints.resolve(loaded)?;
     let cluster = endpoints.cluster(loaded, READ_TIMEOUT);
     let runtime = tokio::runtime::Runtime::new()
@@ -63,7 +64,7 @@ pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
     let path = args.state.path(&args.target, &loaded.environment);
     let recorded = state::read_local(&path, &loaded.document.blueprint, &loaded.environment)
         .map_err(|error| Failure::User(error.into()))?;
-    let observed = observe(loaded, &recorded, &args.endpoints)?;
+    let observed = observe(loaded, &recorded, &args.endpoints)?.observed;
     let counts = Counts::of(&observed);
     if args.json {
         let resources: serde_json::Map<String, Value> = observed

@@ -297,6 +297,13 @@ impl Task {
             None => Ok(Vec::new()),
         };
         let mut recorded = state.resources.get(&change.address).cloned();
+        // A drift repair starts from what is live, so the update changes back what was
+        // changed by hand (its provider compares before and after).
+        if let (Some(recorded), Some(live), Action::Update) =
+            (recorded.as_mut(), &change.live, change.action)
+        {
+            recorded.attributes = live.clone();
+        }
         let deleting = matches!(change.action, Action::Delete | Action::Replace);
         let restored = match recorded.as_mut() {
             Some(recorded) if deleting => crate::providers::secrets::restore_for_delete(

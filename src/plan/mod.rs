@@ -2,13 +2,14 @@
 
 pub mod render;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::blueprint::expression::{self, Expression};
+use crate::engine::refresh::Refreshed;
 use crate::graph::{Graph, Resource};
 use crate::providers::Observed;
 use crate::resources::{self, Kind};
@@ -78,6 +79,10 @@ pub struct Change {
     /// What a refresh found deleted or changed outside trails (this change repairs it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
+    /// The attributes a refresh found live, laid over the recorded ones: what the repairing
+    /// update starts from, so it changes back what was changed by hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<serde_json::Map<String, Value>>,
 }
 
 /// Counts per action.
@@ -145,13 +150,16 @@ impl Plan {
 
     /// The plan with what a refresh found, each drifted change saying why: one changed outside
     /// trails is updated (its provider's update brings it back to the blueprint).
-    fn with_drift(mut self, observed: &BTreeMap<String, Observed>) -> Self {
+    fn with_drift(mut self, refreshed: &Refreshed) -> Self {
         self.refreshed = true;
         for change in &mut self.changes {
             if change.action == Action::Delete {
                 continue;
             }
-            match observed.get(&change.address) {
+            if change.action == Action::Update {
+                change.live = refreshed.live.get(&change.address).cloned();
+            }
+            match refreshed.observed.get(&change.address) {
                 Some(Observed::Gone) => change.drift.push("deleted outside trails".to_string()),
                 Some(Observed::Changed(differences)) => change.drift.extend(
                     differences
@@ -224,12 +232,19 @@ pub fn plan(graph: &Graph, state: &State) -> Plan {
 /// Plans against what a refresh found: a declared resource deleted outside trails is created
 /// again (and what uses its outputs follows), one changed outside trails is updated; each
 /// drifted change says why. One no longer declared is deleted as usual (gone is fine).
-pub fn plan_refreshed(graph: &Graph, state: &State, observed: &BTreeMap<String, Observed>) -> Plan {
+pub fn plan_refreshed(graph: &Graph, state: &State, refreshed: &Refreshed) -> Plan {
     let mut live = state.clone();
     live.resources.retain(|address, _| {
-        observed.get(address) != Some(&Observed::Gone) || graph.get(address).is_none()
+        refreshed.observed.get(address) != Some(&Observed::Gone) || graph.get(address).is_none()
     });
-    plan(graph, &live).with_drift(observed)
+    // What was changed by hand is planned from what is live: the attributes show `live ->
+    // desired`, and an update whose only difference is the drift is not a no-op.
+    for (address, attributes) in &refreshed.live {
+        if let Some(resource) = live.resources.get_mut(address) {
+            resource.attributes = attributes.clone();
+        }
+    }
+    plan(graph, &live).with_drift(refreshed)
 }
 
 /// Plans the removal of everything recorded, dependents first.
@@ -263,6 +278,7 @@ fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
                 depends_on: dependents,
                 attributes: indexmap::IndexMap::new(),
                 drift: Vec::new(),
+                live: None,
             }
         })
         .collect()
@@ -334,6 +350,7 @@ fn creation(resource: &Resource, outputs: &HashMap<&str, Outputs<'_>>) -> Change
         depends_on: resource.depends_on.iter().cloned().collect(),
         attributes,
         drift: Vec::new(),
+        live: None,
     }
 }
 
@@ -411,6 +428,7 @@ fn comparison(
         depends_on: resource.depends_on.iter().cloned().collect(),
         attributes,
         drift: Vec::new(),
+        live: None,
     }
 }
 

@@ -112,3 +112,167 @@ fn shown(value: &Value, secret: bool) -> String {
         text
     }
 }
+
+/// The attributes a read found live that differ from the recorded ones, as
+/// `PATH: RECORDED -> LIVE`. Only attributes the read returned are compared (a read sees what
+/// the API shows); inside them, maps compare key by key (a tag removed by hand shows) and
+/// lists as sets (AWS returns rules, subnets and CIDRs in its own order): an element only in
+/// the record is `PATH: removed ELEMENT`, one only live `PATH: added ELEMENT`.
+pub fn attribute_differences(
+    recorded: &serde_json::Map<String, Value>,
+    live: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (key, live_value) in live {
+        let recorded_value = recorded.get(key).unwrap_or(&Value::Null);
+        compare_as_sets(key, recorded_value, live_value, &mut found);
+    }
+    found
+}
+
+fn compare_as_sets(path: &str, recorded: &Value, live: &Value, found: &mut Vec<String>) {
+    match (recorded, live) {
+        (Value::Object(before), Value::Object(after)) => {
+            let keys: std::collections::BTreeSet<&String> =
+                before.keys().chain(after.keys()).collect();
+            for key in keys {
+                let child = format!("{path}.{key}");
+                match (before.get(key), after.get(key)) {
+                    (Some(before), Some(after)) => compare_as_sets(&child, before, after, found),
+                    (Some(before), None) if !is_empty(before) => {
+                        found.push(format!("{child}: {} -> (absent)", shown(before, false)))
+                    }
+                    (None, Some(after)) if !is_empty(after) => {
+                        found.push(format!("{child}: (absent) -> {}", shown(after, false)))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (Value::Array(before), Value::Array(after)) => {
+            let mut unmatched: Vec<Value> = after.iter().map(canonical).collect();
+            let mut removed = Vec::new();
+            for element in before.iter().map(canonical) {
+                match unmatched.iter().position(|other| *other == element) {
+                    Some(position) => {
+                        unmatched.remove(position);
+                    }
+                    None => removed.push(element),
+                }
+            }
+            for element in removed {
+                found.push(format!("{path}: removed {}", shown_whole(&element)));
+            }
+            for element in unmatched {
+                found.push(format!("{path}: added {}", shown_whole(&element)));
+            }
+        }
+        (Value::Null, after) if is_empty(after) => {}
+        (before, Value::Null) if is_empty(before) => {}
+        (before, after) if canonical(before) == canonical(after) || same(before, after) => {}
+        (before, after) => found.push(format!(
+            "{path}: {} -> {}",
+            shown(before, false),
+            shown(after, false)
+        )),
+    }
+}
+
+/// A value with every list sorted, so that two sets in different orders are equal.
+pub fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(canonical).collect();
+            items.sort_by_key(|item| item.to_string());
+            Value::Array(items)
+        }
+        Value::Object(map) => {
+            let mut sorted: Vec<(&String, &Value)> = map.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                sorted
+                    .into_iter()
+                    .map(|(key, value)| (key.clone(), canonical(value)))
+                    .collect(),
+            )
+        }
+        other => other.clone(),
+    }
+}
+
+/// An element of a set difference in full: cutting it would hide which rule it is.
+fn shown_whole(value: &Value) -> String {
+    value.to_string()
+}
+
+/// `recorded` with what a read found live laid over it, maps merged key by key: the
+/// attributes an update starts from when it repairs drift.
+pub fn merge_live(
+    recorded: &serde_json::Map<String, Value>,
+    live: &serde_json::Map<String, Value>,
+) -> serde_json::Map<String, Value> {
+    let mut merged = recorded.clone();
+    for (key, value) in live {
+        let entry = merged.entry(key.clone()).or_insert(Value::Null);
+        match (entry, value) {
+            (Value::Object(before), Value::Object(after)) if key != "tags" => {
+                *before = merge_live(before, after);
+            }
+            (entry, value) => *entry = value.clone(),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn map(value: Value) -> serde_json::Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn lists_compare_as_sets_and_name_what_was_added() {
+        let recorded = map(json!({"subnet_ids": ["a", "b"], "ingress": [{"port": 443}]}));
+        let live = map(json!({"subnet_ids": ["b", "a"], "ingress": [{"port": 443}, {"port": 22}]}));
+        assert_eq!(
+            attribute_differences(&recorded, &live),
+            vec![r#"ingress: added {"port":22}"#.to_string()]
+        );
+    }
+
+    #[test]
+    fn only_attributes_the_read_returned_are_compared() {
+        let recorded = map(json!({"versioning": true, "force_destroy": true}));
+        let live = map(json!({"versioning": false}));
+        assert_eq!(
+            attribute_differences(&recorded, &live),
+            vec!["versioning: true -> false".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_tag_removed_by_hand_is_a_difference() {
+        let recorded = map(json!({"tags": {"team": "audit", "env": "dev"}}));
+        let live = map(json!({"tags": {"env": "dev"}}));
+        assert_eq!(
+            attribute_differences(&recorded, &live),
+            vec![r#"tags.team: "audit" -> (absent)"#.to_string()]
+        );
+    }
+
+    #[test]
+    fn merge_keeps_what_the_read_does_not_see_and_replaces_tags_whole() {
+        let recorded = map(
+            json!({"scaling": {"min": 1, "max": 3, "desired": 2}, "tags": {"a": "1", "b": "2"}, "disk": 20}),
+        );
+        let live = map(json!({"scaling": {"min": 2, "max": 5}, "tags": {"a": "1"}}));
+        assert_eq!(
+            Value::Object(merge_live(&recorded, &live)),
+            json!({"scaling": {"min": 2, "max": 5, "desired": 2}, "tags": {"a": "1"}, "disk": 20})
+        );
+    }
+}

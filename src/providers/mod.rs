@@ -102,9 +102,34 @@ impl Observed {
     }
 }
 
+/// What a pure [`Provider::read`] found where the resource lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// Nothing is there any more.
+    Gone,
+    /// It is there, with these attributes in the shape its type's spec declares: only the
+    /// attributes the read can see (an empty map: it exists, its settings are not read).
+    Live(Map<String, Value>),
+}
+
 /// Creates, adopts, updates and deletes resources of one type.
 #[async_trait]
 pub trait Provider: Send + Sync {
+    /// Reads the resource recorded at `address` from where it lives, without changing
+    /// anything: only Describe/Get/List/Head calls. `None` for a type read back through
+    /// [`Provider::observe`] instead.
+    async fn read(
+        &self,
+        _address: &str,
+        _recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        Ok(None)
+    }
+    /// The attributes of this type as they are compared for drift: what the API cannot
+    /// tell apart is written one way (a security group's rules one per source, say).
+    fn canonical(&self, attributes: Map<String, Value>) -> Map<String, Value> {
+        attributes
+    }
     /// Finds a resource this environment created at `address` but did not record (an apply
     /// interrupted between the create call and the state write), so that it is adopted
     /// instead of created twice.

@@ -902,7 +902,8 @@ fn diff_finds_aws_resources_deleted_by_hand_and_a_refreshed_apply_makes_them_aga
     let clean = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
     assert!(
-        clean.stdout.contains("No drift") && clean.stdout.contains("checked for existence only"),
+        clean.stdout.contains("No drift among the 41 resource(s)")
+            && !clean.stdout.contains("existence only"),
         "{}",
         clean.stdout
     );
@@ -966,6 +967,179 @@ fn diff_finds_aws_resources_deleted_by_hand_and_a_refreshed_apply_makes_them_aga
     );
     let clean = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+}
+
+/// The mutating calls moto served after the `from`-th call.
+fn writes_since(moto: &Moto, from: usize) -> Vec<String> {
+    moto.calls()
+        .iter()
+        .skip(from)
+        .filter(|call| call.mutates())
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn diff_reads_without_writing_names_each_setting_changed_by_hand_and_a_refreshed_apply_repairs_them()
+ {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    let rt = runtime();
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+
+    // A fresh apply diffs clean, reading every resource's settings and writing nothing.
+    let before = moto.calls().len();
+    let clean = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert!(
+        clean
+            .stdout
+            .contains("No drift among the 41 resource(s) read back."),
+        "{}",
+        clean.stdout
+    );
+    assert!(moto.calls().len() > before, "diff read nothing");
+    assert_eq!(writes_since(&moto, before), Vec::<String>::new());
+
+    // By hand: SSH opened on the database's security group, the backups bucket's versioning
+    // suspended, the general node pool resized.
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".trails/local.state.json")).expect("state"),
+    )
+    .expect("json");
+    let id = |address: &str| {
+        state["resources"][address]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{address} has no recorded id"))
+            .to_string()
+    };
+    let (ec2, s3) = moto.clients();
+    rt.block_on(
+        ec2.authorize_security_group_ingress()
+            .group_id(id("aws.security_group.database"))
+            .ip_permissions(
+                aws_sdk_ec2::types::IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(
+                        aws_sdk_ec2::types::IpRange::builder()
+                            .cidr_ip("0.0.0.0/0")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("open SSH by hand");
+    rt.block_on(
+        s3.put_bucket_versioning()
+            .bucket(id("aws.s3_bucket.backups"))
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("suspend versioning by hand");
+    let node_group = id("aws.eks_node_group.general");
+    let (cluster, group) = node_group.split_once(':').expect("CLUSTER:GROUP");
+    rt.block_on(
+        moto.eks()
+            .update_nodegroup_config()
+            .cluster_name(cluster)
+            .nodegroup_name(group)
+            .scaling_config(
+                aws_sdk_eks::types::NodegroupScalingConfig::builder()
+                    .min_size(2)
+                    .max_size(6)
+                    .desired_size(4)
+                    .build(),
+            )
+            .send(),
+    )
+    .expect("resize the node group by hand");
+
+    let before = moto.calls().len();
+    let diff = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code, 2, "{}\n{}", diff.stdout, diff.stderr);
+    for expected in [
+        "~ aws.security_group.database: changed outside trails\n      ingress: added \"tcp 22 0.0.0.0/0\"",
+        "~ aws.s3_bucket.backups: changed outside trails\n      versioning: true -> false",
+        "~ aws.eks_node_group.general: changed outside trails\n      scaling.max: 3 -> 6\n      scaling.min: 1 -> 2",
+        "Drift: 3 of 41 resource(s)",
+    ] {
+        assert!(
+            diff.stdout.contains(expected),
+            "`{expected}` missing:\n{}",
+            diff.stdout
+        );
+    }
+    // The desired size belongs to the autoscaler: not drift.
+    assert!(!diff.stdout.contains("desired"), "{}", diff.stdout);
+    let json = trails(&moto, &file, &["diff", "--json"]);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("diff --json");
+    assert_eq!(document["summary"]["drifted"], 3, "{}", json.stdout);
+    assert_eq!(
+        document["resources"]["aws.s3_bucket.backups"]["status"],
+        "changed"
+    );
+    let plan = trails(&moto, &file, &["plan", "--refresh", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("versioning = false -> true")
+            && plan
+                .stdout
+                .contains("Plan: 0 to create, 3 to update, 0 to replace, 0 to delete"),
+        "{}",
+        plan.stdout
+    );
+    // A refreshed apply that is not confirmed has shown its plan and written nothing.
+    let unconfirmed = trails(&moto, &file, &["apply", "--refresh"]);
+    assert_eq!(
+        unconfirmed.code, 1,
+        "{}\n{}",
+        unconfirmed.stdout, unconfirmed.stderr
+    );
+    assert!(
+        unconfirmed.stdout.contains("3 to update"),
+        "{}",
+        unconfirmed.stdout
+    );
+    assert_eq!(
+        writes_since(&moto, before),
+        Vec::<String>::new(),
+        "diff, plan --refresh and an unconfirmed apply --refresh wrote"
+    );
+
+    let before = moto.calls().len();
+    let repaired = trails(&moto, &file, &["apply", "--refresh", "--yes"]);
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
+    let writes = writes_since(&moto, before);
+    assert!(
+        writes
+            .iter()
+            .any(|call| call.contains("RevokeSecurityGroupIngress"))
+            && writes
+                .iter()
+                .any(|call| call.starts_with("PUT /trails-demo-local-backups"))
+            && writes.iter().any(|call| call.contains("/update-config")),
+        "{writes:?}"
+    );
+    let clean = trails(&moto, &file, &["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    let versioning = rt
+        .block_on(
+            s3.get_bucket_versioning()
+                .bucket(id("aws.s3_bucket.backups"))
+                .send(),
+        )
+        .expect("versioning");
+    assert_eq!(
+        versioning.status(),
+        Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+    );
 }
 
 #[test]

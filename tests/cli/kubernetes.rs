@@ -652,7 +652,7 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
         "k8s.secret.postgres-credentials: deleted outside trails",
         "helm.release.metrics-server: deleted outside trails",
         "revision: 1 -> 4 (upgraded or rolled back outside trails)",
-        "Drift: 6 of 40 resource(s) read back differ (23 of them checked for existence only",
+        "Drift: 6 of 40 resource(s) read back differ; `trails apply --refresh` repairs them.",
     ] {
         assert!(
             run.stdout.contains(expected),

@@ -12,7 +12,39 @@ pub struct Moto {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     log: PathBuf,
+    calls: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// One AWS request moto served, from its call log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// The operation for query and JSON APIs (`DescribeVpcs`); empty for REST APIs.
+    pub operation: String,
+}
+
+impl Call {
+    /// True for anything but a Describe/Get/List/Head: an operation named otherwise, or a
+    /// REST request (S3, EKS) whose method is not GET or HEAD.
+    pub fn mutates(&self) -> bool {
+        if self.operation.is_empty() {
+            !matches!(self.method.as_str(), "GET" | "HEAD")
+        } else {
+            !["Describe", "Get", "List", "Head"]
+                .iter()
+                .any(|read| self.operation.starts_with(read))
+        }
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.method, self.path, self.operation)
+    }
 }
 
 /// The python of the venv that has moto; it runs `scripts/moto_server.py`, moto plus the few
@@ -39,11 +71,13 @@ impl Moto {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("moto.log");
         let log_file = std::fs::File::create(&log).expect("moto log file");
+        let calls = dir.path().join("calls.log");
         let python = moto_python();
         let script = crate::repo("scripts/moto_server.py");
         let child = Command::new(&python)
             .arg(&script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("TRAILS_MOTO_CALL_LOG", &calls)
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -59,6 +93,7 @@ impl Moto {
             child,
             url: format!("http://127.0.0.1:{port}"),
             log,
+            calls,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -92,6 +127,29 @@ impl Moto {
             .lines()
             .filter(|line| line.contains(" HTTP/1.1\" ") && !line.contains("/moto-api"))
             .count()
+    }
+
+    /// Every AWS request served so far, in order, from the call log.
+    pub fn calls(&self) -> Vec<Call> {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let method = parts.next()?.to_string();
+                let path = parts.next()?.to_string();
+                let operation = parts.next().unwrap_or("-");
+                Some(Call {
+                    method,
+                    path,
+                    operation: if operation == "-" {
+                        String::new()
+                    } else {
+                        operation.to_string()
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Environment for a process that should talk to this moto.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{
     Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
 };
-use crate::providers::{Applied, Provider, ProviderError, spec};
+use crate::providers::{Applied, Provider, ProviderError, Read, spec};
 use crate::resources::cache::{ParameterGroup, ReplicationGroup, SubnetGroup};
 use crate::state::Recorded;
 
@@ -46,6 +46,26 @@ fn named(name: &str, arn: &str) -> Applied {
         id: name.to_string(),
         outputs,
     }
+}
+
+/// The tags ElastiCache lists for `arn`.
+async fn read_tags(
+    context: &Context,
+    arn: &str,
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    let listed = context
+        .elasticache
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| ProviderError::api("ListTagsForResource", e))?;
+    Ok(listed
+        .tag_list()
+        .iter()
+        .filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string())))
+        .filter(|(key, _)| !key.starts_with("aws:"))
+        .collect())
 }
 
 /// Refuses to adopt what trails did not create, by the tags ElastiCache lists for `arn`.
@@ -109,6 +129,44 @@ struct SubnetGroupProvider(Context);
 
 #[async_trait]
 impl Provider for SubnetGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let group: SubnetGroup = recorded_spec(recorded)?;
+        let found = match self
+            .0
+            .elasticache
+            .describe_cache_subnet_groups()
+            .cache_subnet_group_name(&group.name)
+            .send()
+            .await
+        {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
+            Err(error) => return Err(ProviderError::api("DescribeCacheSubnetGroups", error)),
+        };
+        let Some(live) = found.cache_subnet_groups().first() else {
+            return Ok(Some(Read::Gone));
+        };
+        let subnets: Vec<&str> = live
+            .subnets()
+            .iter()
+            .filter_map(|subnet| subnet.subnet_identifier())
+            .collect();
+        let mut attributes = Map::new();
+        attributes.insert(
+            "description".into(),
+            json!(live.cache_subnet_group_description()),
+        );
+        attributes.insert("subnet_ids".into(), json!(subnets));
+        if let Some(arn) = live.arn() {
+            attributes.insert("tags".into(), json!(read_tags(&self.0, arn).await?));
+        }
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -248,6 +306,57 @@ impl ParameterGroupProvider {
 
 #[async_trait]
 impl Provider for ParameterGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let group: ParameterGroup = recorded_spec(recorded)?;
+        let found = match self
+            .0
+            .elasticache
+            .describe_cache_parameter_groups()
+            .cache_parameter_group_name(&group.name)
+            .send()
+            .await
+        {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
+            Err(error) => return Err(ProviderError::api("DescribeCacheParameterGroups", error)),
+        };
+        let Some(live) = found.cache_parameter_groups().first() else {
+            return Ok(Some(Read::Gone));
+        };
+        // Only the values someone set (`user`): the family's defaults are not trails' to compare.
+        let mut parameters = BTreeMap::new();
+        let mut pages = self
+            .0
+            .elasticache
+            .describe_cache_parameters()
+            .cache_parameter_group_name(&group.name)
+            .source("user")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProviderError::api("DescribeCacheParameters", e))?;
+            for parameter in page.parameters() {
+                if let (Some(name), Some(value)) =
+                    (parameter.parameter_name(), parameter.parameter_value())
+                {
+                    parameters.insert(name.to_string(), value.to_string());
+                }
+            }
+        }
+        let mut attributes = Map::new();
+        attributes.insert("family".into(), json!(live.cache_parameter_group_family()));
+        attributes.insert("description".into(), json!(live.description()));
+        attributes.insert("parameters".into(), json!(parameters));
+        if let Some(arn) = live.arn() {
+            attributes.insert("tags".into(), json!(read_tags(&self.0, arn).await?));
+        }
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -503,6 +612,46 @@ fn int(value: u32) -> i32 {
 
 #[async_trait]
 impl Provider for ReplicationGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let group: ReplicationGroup = recorded_spec(recorded)?;
+        let Some(live) = self.describe(&group.id).await? else {
+            return Ok(Some(Read::Gone));
+        };
+        if live.status() == Some("deleting") {
+            return Ok(Some(Read::Gone));
+        }
+        let enabled = |status: Option<&str>| matches!(status, Some("enabled" | "enabling"));
+        let mut attributes = Map::new();
+        attributes.insert("description".into(), json!(live.description()));
+        attributes.insert("node_type".into(), json!(live.cache_node_type()));
+        attributes.insert(
+            "automatic_failover".into(),
+            json!(enabled(
+                live.automatic_failover().map(|status| status.as_str())
+            )),
+        );
+        attributes.insert(
+            "multi_az".into(),
+            json!(enabled(live.multi_az().map(|status| status.as_str()))),
+        );
+        attributes.insert(
+            "transit_encryption".into(),
+            json!(live.transit_encryption_enabled().unwrap_or(false)),
+        );
+        attributes.insert(
+            "at_rest_encryption".into(),
+            json!(live.at_rest_encryption_enabled().unwrap_or(false)),
+        );
+        if let Some(arn) = live.arn() {
+            attributes.insert("tags".into(), json!(read_tags(&self.0, arn).await?));
+        }
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(
         &self,
         _address: &str,

@@ -21,7 +21,7 @@ use super::{
     Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
 };
 use crate::blueprint::schema::Taint;
-use crate::providers::{Applied, Provider, ProviderError, spec};
+use crate::providers::{Applied, Provider, ProviderError, Read, spec};
 use crate::resources::eks::{Addon, CLUSTER, Cluster, NodeGroup};
 use crate::state::Recorded;
 
@@ -51,6 +51,25 @@ fn hash_map(tags: &BTreeMap<String, String>) -> HashMap<String, String> {
     tags.iter()
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect()
+}
+
+/// EKS tags as a map, without the `aws:` ones AWS sets itself.
+fn tag_map(tags: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+    tags.into_iter()
+        .flatten()
+        .filter(|(key, _)| !key.starts_with("aws:"))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// EKS's spelling of a taint effect (`NO_SCHEDULE`) in Kubernetes' (`NoSchedule`).
+fn kubernetes_effect(effect: &TaintEffect) -> String {
+    match effect {
+        TaintEffect::NoSchedule => "NoSchedule".to_string(),
+        TaintEffect::NoExecute => "NoExecute".to_string(),
+        TaintEffect::PreferNoSchedule => "PreferNoSchedule".to_string(),
+        other => other.as_str().to_string(),
+    }
 }
 
 fn tag_pairs(tags: Option<&HashMap<String, String>>) -> Vec<(&str, &str)> {
@@ -283,6 +302,66 @@ impl ClusterProvider {
 
 #[async_trait]
 impl Provider for ClusterProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let cluster: Cluster = recorded_spec(recorded)?;
+        let Some(live) = self.describe(&cluster.name).await? else {
+            return Ok(Some(Read::Gone));
+        };
+        let vpc = live.resources_vpc_config();
+        let logging: Vec<String> = live
+            .logging()
+            .map(|logging| logging.cluster_logging())
+            .unwrap_or_default()
+            .iter()
+            .filter(|setup| setup.enabled() == Some(true))
+            .flat_map(|setup| setup.types())
+            .map(|kind| kind.as_str().to_string())
+            .collect();
+        let public = vpc.is_some_and(|vpc| vpc.endpoint_public_access());
+        let mut attributes = Map::new();
+        attributes.insert("version".into(), json!(live.version()));
+        attributes.insert("role_arn".into(), json!(live.role_arn()));
+        attributes.insert(
+            "subnet_ids".into(),
+            json!(vpc.map(|vpc| vpc.subnet_ids()).unwrap_or_default()),
+        );
+        attributes.insert(
+            "security_group_ids".into(),
+            json!(vpc.map(|vpc| vpc.security_group_ids()).unwrap_or_default()),
+        );
+        attributes.insert("endpoint_public_access".into(), json!(public));
+        attributes.insert(
+            "endpoint_private_access".into(),
+            json!(vpc.is_some_and(|vpc| vpc.endpoint_private_access())),
+        );
+        // EKS answers 0.0.0.0/0 for a public endpoint given no CIDRs, and keeps the list of a
+        // private-only one: compare only what trails set.
+        let cidrs: Vec<&str> = vpc
+            .map(|vpc| vpc.public_access_cidrs())
+            .unwrap_or_default()
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let cidrs = if !public || (cluster.public_access_cidrs.is_empty() && cidrs == ["0.0.0.0/0"])
+        {
+            cluster
+                .public_access_cidrs
+                .iter()
+                .map(String::as_str)
+                .collect()
+        } else {
+            cidrs
+        };
+        attributes.insert("public_access_cidrs".into(), json!(cidrs));
+        attributes.insert("logging".into(), json!(logging));
+        attributes.insert("tags".into(), json!(tag_map(live.tags())));
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -522,6 +601,58 @@ impl NodeGroupProvider {
 
 #[async_trait]
 impl Provider for NodeGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let group: NodeGroup = recorded_spec(recorded)?;
+        let Some(live) = self.describe(&group).await? else {
+            return Ok(Some(Read::Gone));
+        };
+        let size = |size: Option<i32>| size.and_then(|size| u32::try_from(size).ok());
+        let config = live.scaling_config();
+        let taints: Vec<Taint> = live
+            .taints()
+            .iter()
+            .map(|taint| Taint {
+                key: taint.key().unwrap_or_default().to_string(),
+                value: taint.value().unwrap_or_default().to_string(),
+                effect: taint.effect().map(kubernetes_effect).unwrap_or_default(),
+            })
+            .collect();
+        let labels: BTreeMap<String, String> = live
+            .labels()
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let mut attributes = Map::new();
+        attributes.insert("node_role_arn".into(), json!(live.node_role()));
+        attributes.insert("subnet_ids".into(), json!(live.subnets()));
+        attributes.insert("instance_types".into(), json!(live.instance_types()));
+        attributes.insert(
+            "capacity_type".into(),
+            json!(live.capacity_type().map(|kind| kind.as_str())),
+        );
+        if let Some(disk) = live.disk_size() {
+            attributes.insert("disk_size".into(), json!(disk));
+        }
+        attributes.insert(
+            "scaling".into(),
+            json!({
+                "min": size(config.and_then(|c| c.min_size())),
+                "max": size(config.and_then(|c| c.max_size())),
+                // The cluster autoscaler owns the desired size: not drift.
+                "desired": group.scaling.desired,
+            }),
+        );
+        attributes.insert("labels".into(), json!(labels));
+        attributes.insert("taints".into(), json!(taints));
+        attributes.insert("tags".into(), json!(tag_map(live.tags())));
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -724,6 +855,37 @@ impl AddonProvider {
 
 #[async_trait]
 impl Provider for AddonProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let addon: Addon = recorded_spec(recorded)?;
+        let found = match self
+            .0
+            .eks
+            .describe_addon()
+            .cluster_name(&addon.cluster_name)
+            .addon_name(&addon.name)
+            .send()
+            .await
+        {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
+            Err(error) => return Err(ProviderError::api("DescribeAddon", error)),
+        };
+        let Some(live) = found.addon() else {
+            return Ok(Some(Read::Gone));
+        };
+        let mut attributes = Map::new();
+        // An empty version asks EKS for its default: whatever it chose is not drift.
+        if !addon.version.is_empty() {
+            attributes.insert("version".into(), json!(live.addon_version()));
+        }
+        attributes.insert("tags".into(), json!(tag_map(live.tags())));
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(
         &self,
         _address: &str,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{
     Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
 };
-use crate::providers::{Applied, Provider, ProviderError, spec};
+use crate::providers::{Applied, Provider, ProviderError, Read, spec};
 use crate::resources::iam::{IamRole, OidcProvider};
 use crate::state::Recorded;
 
@@ -37,6 +37,96 @@ fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ProviderError> {
 
 fn tag_pairs(tags: &[Tag]) -> impl Iterator<Item = (&str, &str)> {
     tags.iter().map(|tag| (tag.key(), tag.value()))
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tag_pairs(tags)
+        .filter(|(key, _)| !key.starts_with("aws:"))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A policy document as IAM returns it: URL-encoded JSON (the emulator's may be plain).
+fn document(text: &str) -> Value {
+    let decoded = percent_encoding::percent_decode_str(text).decode_utf8_lossy();
+    serde_json::from_str(&decoded)
+        .or_else(|_| serde_json::from_str(text))
+        .unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// A policy in the one form IAM cannot tell apart from another: a one-element list is its
+/// element (`"Action": ["s3:GetObject"]` is `"Action": "s3:GetObject"`).
+fn policy(value: &Value) -> Value {
+    match value {
+        Value::Array(items) if items.len() == 1 => policy(&items[0]),
+        Value::Array(items) => Value::Array(items.iter().map(policy).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), policy(value)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+impl RoleProvider {
+    /// The role's trust policy, attached and inline policies and tags: one call for the role,
+    /// one per page of attachments and of inline names, one per inline policy.
+    async fn read_role(&self, name: &str) -> Result<Option<Map<String, Value>>, ProviderError> {
+        let iam = &self.0.iam;
+        let role = match iam.get_role().role_name(name).send().await {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(ProviderError::api("GetRole", error)),
+        };
+        let Some(role) = role.role() else {
+            return Ok(None);
+        };
+        let mut attached = Vec::new();
+        let mut pages = iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProviderError::api("ListAttachedRolePolicies", e))?;
+            attached.extend(
+                page.attached_policies()
+                    .iter()
+                    .filter_map(|policy| policy.policy_arn().map(str::to_string)),
+            );
+        }
+        let mut inline = Map::new();
+        let mut pages = iam
+            .list_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProviderError::api("ListRolePolicies", e))?;
+            for policy_name in page.policy_names() {
+                let answer = iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(policy_name)
+                    .send()
+                    .await
+                    .map_err(|e| ProviderError::api("GetRolePolicy", e))?;
+                inline.insert(policy_name.clone(), document(answer.policy_document()));
+            }
+        }
+        let mut live = Map::new();
+        live.insert(
+            "assume_role_policy".into(),
+            role.assume_role_policy_document()
+                .map(document)
+                .unwrap_or(Value::Null),
+        );
+        live.insert("managed_policy_arns".into(), json!(attached));
+        live.insert("inline_policies".into(), Value::Object(inline));
+        live.insert("tags".into(), json!(tag_map(role.tags())));
+        Ok(Some(live))
+    }
 }
 
 struct RoleProvider(Context);
@@ -121,6 +211,30 @@ fn role_applied(name: &str, arn: &str) -> Applied {
 
 #[async_trait]
 impl Provider for RoleProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let role: IamRole = recorded_spec(recorded)?;
+        Ok(Some(match self.read_role(&role.name).await? {
+            Some(live) => Read::Live(live),
+            None => Read::Gone,
+        }))
+    }
+
+    fn canonical(&self, mut attributes: Map<String, Value>) -> Map<String, Value> {
+        if let Some(trust) = attributes.get_mut("assume_role_policy") {
+            *trust = policy(trust);
+        }
+        if let Some(Value::Object(inline)) = attributes.get_mut("inline_policies") {
+            for document in inline.values_mut() {
+                *document = policy(document);
+            }
+        }
+        attributes
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -321,6 +435,43 @@ impl OidcProviderProvider {
 
 #[async_trait]
 impl Provider for OidcProviderProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let Some(arn) = recorded.id.as_deref() else {
+            return Err(ProviderError::Invalid(
+                "the state records no ARN for this OIDC provider".into(),
+            ));
+        };
+        let found = match self
+            .0
+            .iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+        {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
+            Err(error) => return Err(ProviderError::api("GetOpenIDConnectProvider", error)),
+        };
+        let mut live = Map::new();
+        live.insert("url".into(), json!(found.url()));
+        live.insert("client_ids".into(), json!(found.client_id_list()));
+        live.insert("tags".into(), json!(tag_map(found.tags())));
+        Ok(Some(Read::Live(live)))
+    }
+
+    fn canonical(&self, mut attributes: Map<String, Value>) -> Map<String, Value> {
+        // IAM keeps the issuer without its scheme.
+        if let Some(Value::String(url)) = attributes.get_mut("url") {
+            *url = issuer(url).to_string();
+        }
+        attributes
+    }
+
     async fn find(
         &self,
         _address: &str,

@@ -2,6 +2,7 @@
 //! retries with backoff and jitter, waiters and pagination are the SDK's own.
 
 pub mod cache;
+pub mod described;
 pub mod eks;
 pub mod iam;
 pub mod network;
@@ -19,7 +20,7 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use serde_json::Value;
 
 pub use super::recorded_spec;
-use super::{Applied, Provider, ProviderError};
+use super::{Provider, ProviderError};
 use crate::state::Recorded;
 
 /// Resource types the AWS providers can apply so far.
@@ -79,6 +80,8 @@ pub struct Context {
     /// What this run does as a whole: which addresses it deletes, whether it destroys the
     /// environment, and where providers tell the user what they did beyond the change itself.
     pub run: Run,
+    /// Listings shared by the reads of one refresh (one Describe per EC2 type).
+    pub snapshots: Arc<described::Snapshots>,
 }
 
 /// Receives `(address, message)` notes.
@@ -144,6 +147,7 @@ impl Context {
             region: region.to_string(),
             wait_timeout,
             run: Run::default(),
+            snapshots: Arc::default(),
         }
     }
 
@@ -155,57 +159,12 @@ impl Context {
 
 /// Registers every AWS provider.
 pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    let mut aws: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
-    network::register(context, &mut aws);
-    rds::register(context, &mut aws);
-    s3::register(context, &mut aws);
-    iam::register(context, &mut aws);
-    eks::register(context, &mut aws);
-    cache::register(context, &mut aws);
-    for (kind, provider) in aws {
-        by_kind.insert(kind, Box::new(ReadBack(provider)));
-    }
-}
-
-/// An AWS provider read back through its own [`Provider::find`], which looks the resource up
-/// by the names and tags trails created it with: gone or there. Its settings are not compared
-/// with the recorded ones yet.
-struct ReadBack(Box<dyn Provider>);
-
-#[async_trait::async_trait]
-impl Provider for ReadBack {
-    async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
-        self.0.find(address, desired).await
-    }
-
-    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError> {
-        self.0.create(address, desired).await
-    }
-
-    async fn update(
-        &self,
-        address: &str,
-        recorded: &Recorded,
-        desired: &Value,
-    ) -> Result<Applied, ProviderError> {
-        self.0.update(address, recorded, desired).await
-    }
-
-    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        self.0.delete(address, recorded).await
-    }
-
-    async fn observe(
-        &self,
-        address: &str,
-        recorded: &Recorded,
-    ) -> Result<super::Observed, ProviderError> {
-        let attributes = Value::Object(recorded.attributes.clone());
-        Ok(match self.0.find(address, &attributes).await? {
-            Some(_) => super::Observed::Exists,
-            None => super::Observed::Gone,
-        })
-    }
+    network::register(context, by_kind);
+    rds::register(context, by_kind);
+    s3::register(context, by_kind);
+    iam::register(context, by_kind);
+    eks::register(context, by_kind);
+    cache::register(context, by_kind);
 }
 
 /// True when the service says the thing does not exist, in any service's dialect: EC2's

@@ -10,10 +10,11 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::{Map, Value, json};
 
+use super::described::{self, by_id, listing};
 use super::{
     Context, gone_is_fine, is_not_found, ownership_filters, recorded_spec, sweep, tag_specification,
 };
-use crate::providers::{Applied, Provider, ProviderError, spec};
+use crate::providers::{Applied, Provider, ProviderError, Read, spec};
 use crate::resources::network::{
     AclRule, Eip, FlowLog, InternetGateway, NatGateway, NetworkAcl, Route, RouteTable,
     SecurityGroup, SecurityRule, Subnet, Vpc,
@@ -162,6 +163,73 @@ impl VpcProvider {
 
 #[async_trait]
 impl Provider for VpcProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        let read = described::read(
+            context,
+            "vpc",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_vpcs.set_filters,
+                vpcs,
+                vpc_id,
+                "DescribeVpcs",
+                |vpc| Some(described::vpc(vpc))
+            ),
+            by_id!(
+                context,
+                describe_vpcs.vpc_ids,
+                id,
+                vpcs,
+                "DescribeVpcs",
+                |vpc| Some(described::vpc(vpc))
+            ),
+        )
+        .await?;
+        let Read::Live(mut live) = read else {
+            return Ok(Some(read));
+        };
+        // EC2 answers one DNS attribute per call, and only for one VPC at a time.
+        for (attribute, key) in [
+            (
+                aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+                "enable_dns_support",
+            ),
+            (
+                aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+                "enable_dns_hostnames",
+            ),
+        ] {
+            let answer = described::none_if_missing(
+                context
+                    .ec2
+                    .describe_vpc_attribute()
+                    .vpc_id(id)
+                    .attribute(attribute)
+                    .send()
+                    .await,
+                "DescribeVpcAttribute",
+            )?;
+            let Some(answer) = answer else {
+                return Ok(Some(Read::Gone));
+            };
+            let flag = answer
+                .enable_dns_support()
+                .or(answer.enable_dns_hostnames())
+                .and_then(|value| value.value())
+                .unwrap_or(false);
+            live.insert(key.into(), json!(flag));
+        }
+        Ok(Some(Read::Live(live)))
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -288,6 +356,39 @@ impl SubnetProvider {
 
 #[async_trait]
 impl Provider for SubnetProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "subnet",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_subnets.set_filters,
+                subnets,
+                subnet_id,
+                "DescribeSubnets",
+                |subnet| Some(described::subnet(subnet))
+            ),
+            by_id!(
+                context,
+                describe_subnets.subnet_ids,
+                id,
+                subnets,
+                "DescribeSubnets",
+                |subnet| Some(described::subnet(subnet))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -412,6 +513,39 @@ impl InternetGatewayProvider {
 
 #[async_trait]
 impl Provider for InternetGatewayProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "internet_gateway",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_internet_gateways.set_filters,
+                internet_gateways,
+                internet_gateway_id,
+                "DescribeInternetGateways",
+                |gateway| Some(described::internet_gateway(gateway))
+            ),
+            by_id!(
+                context,
+                describe_internet_gateways.internet_gateway_ids,
+                id,
+                internet_gateways,
+                "DescribeInternetGateways",
+                |gateway| Some(described::internet_gateway(gateway))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -506,6 +640,51 @@ struct EipProvider(Context);
 
 #[async_trait]
 impl Provider for EipProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        // DescribeAddresses has no pages: one call answers for every address of the region.
+        described::read(
+            context,
+            "eip",
+            id,
+            &recorded.attributes,
+            |filters| async move {
+                let answer = context
+                    .ec2
+                    .describe_addresses()
+                    .set_filters(Some(filters))
+                    .send()
+                    .await
+                    .map_err(|e| ProviderError::api("DescribeAddresses", e))?;
+                Ok(answer
+                    .addresses()
+                    .iter()
+                    .filter_map(|address| {
+                        Some((
+                            address.allocation_id()?.to_string(),
+                            described::eip(address),
+                        ))
+                    })
+                    .collect())
+            },
+            by_id!(
+                context,
+                describe_addresses.allocation_ids,
+                id,
+                addresses,
+                "DescribeAddresses",
+                |address| Some(described::eip(address))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -611,6 +790,39 @@ impl NatGatewayProvider {
 
 #[async_trait]
 impl Provider for NatGatewayProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "nat_gateway",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_nat_gateways.set_filter,
+                nat_gateways,
+                nat_gateway_id,
+                "DescribeNatGateways",
+                described::nat_gateway
+            ),
+            by_id!(
+                context,
+                describe_nat_gateways.nat_gateway_ids,
+                id,
+                nat_gateways,
+                "DescribeNatGateways",
+                described::nat_gateway
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -801,6 +1013,39 @@ impl RouteTableProvider {
 
 #[async_trait]
 impl Provider for RouteTableProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "route_table",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_route_tables.set_filters,
+                route_tables,
+                route_table_id,
+                "DescribeRouteTables",
+                |table| Some(described::route_table(table))
+            ),
+            by_id!(
+                context,
+                describe_route_tables.route_table_ids,
+                id,
+                route_tables,
+                "DescribeRouteTables",
+                |table| Some(described::route_table(table))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -1110,6 +1355,48 @@ impl SecurityGroupProvider {
 
 #[async_trait]
 impl Provider for SecurityGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "security_group",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_security_groups.set_filters,
+                security_groups,
+                group_id,
+                "DescribeSecurityGroups",
+                |group| Some(described::security_group(group))
+            ),
+            by_id!(
+                context,
+                describe_security_groups.group_ids,
+                id,
+                security_groups,
+                "DescribeSecurityGroups",
+                |group| Some(described::security_group(group))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
+    fn canonical(&self, mut attributes: Map<String, Value>) -> Map<String, Value> {
+        for direction in ["ingress", "egress"] {
+            if let Some(rules) = attributes.get_mut(direction) {
+                *rules = described::rule_lines(rules);
+            }
+        }
+        attributes
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -1392,6 +1679,48 @@ impl NetworkAclProvider {
 
 #[async_trait]
 impl Provider for NetworkAclProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "network_acl",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_network_acls.set_filters,
+                network_acls,
+                network_acl_id,
+                "DescribeNetworkAcls",
+                |acl| Some(described::network_acl(acl))
+            ),
+            by_id!(
+                context,
+                describe_network_acls.network_acl_ids,
+                id,
+                network_acls,
+                "DescribeNetworkAcls",
+                |acl| Some(described::network_acl(acl))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
+    fn canonical(&self, mut attributes: Map<String, Value>) -> Map<String, Value> {
+        for direction in ["ingress", "egress"] {
+            if let Some(entries) = attributes.get_mut(direction) {
+                *entries = described::acl_lines(entries);
+            }
+        }
+        attributes
+    }
+
     async fn find(
         &self,
         _address: &str,
@@ -1479,6 +1808,39 @@ struct FlowLogProvider(Context);
 
 #[async_trait]
 impl Provider for FlowLogProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let id = recorded_id(recorded)?;
+        let context = &self.0;
+        described::read(
+            context,
+            "flow_log",
+            id,
+            &recorded.attributes,
+            listing!(
+                context,
+                describe_flow_logs.set_filter,
+                flow_logs,
+                flow_log_id,
+                "DescribeFlowLogs",
+                |log| Some(described::flow_log(log))
+            ),
+            by_id!(
+                context,
+                describe_flow_logs.flow_log_ids,
+                id,
+                flow_logs,
+                "DescribeFlowLogs",
+                |log| Some(described::flow_log(log))
+            ),
+        )
+        .await
+        .map(Some)
+    }
+
     async fn find(
         &self,
         _address: &str,

@@ -11,7 +11,7 @@ use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 use serde_json::{Map, Value, json};
 
 use super::{ADDRESS_TAG, Context, is_not_found, recorded_output, recorded_spec};
-use crate::providers::{Applied, Provider, ProviderError, spec};
+use crate::providers::{Applied, Provider, ProviderError, Read, spec};
 use crate::resources::rds::{DbInstance, DbParameterGroup, DbSubnetGroup};
 use crate::state::Recorded;
 
@@ -89,6 +89,26 @@ async fn sync_tags(
     Ok(())
 }
 
+/// A resource's tags, as RDS lists them for its ARN.
+async fn read_tags(
+    context: &Context,
+    arn: &str,
+) -> Result<BTreeMap<String, String>, ProviderError> {
+    let listed = context
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| ProviderError::api("ListTagsForResource", e))?;
+    Ok(listed
+        .tag_list()
+        .iter()
+        .filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string())))
+        .filter(|(key, _)| !key.starts_with("aws:"))
+        .collect())
+}
+
 /// Refuses to adopt something trails did not create at `address`.
 async fn check_owned(
     context: &Context,
@@ -116,6 +136,44 @@ struct SubnetGroupProvider(Context);
 
 #[async_trait]
 impl Provider for SubnetGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let group: DbSubnetGroup = recorded_spec(recorded)?;
+        let found = match self
+            .0
+            .rds
+            .describe_db_subnet_groups()
+            .db_subnet_group_name(&group.name)
+            .send()
+            .await
+        {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
+            Err(error) => return Err(ProviderError::api("DescribeDBSubnetGroups", error)),
+        };
+        let Some(live) = found.db_subnet_groups().first() else {
+            return Ok(Some(Read::Gone));
+        };
+        let subnets: Vec<&str> = live
+            .subnets()
+            .iter()
+            .filter_map(|subnet| subnet.subnet_identifier())
+            .collect();
+        let mut attributes = Map::new();
+        attributes.insert(
+            "description".into(),
+            json!(live.db_subnet_group_description()),
+        );
+        attributes.insert("subnet_ids".into(), json!(subnets));
+        if let Some(arn) = live.db_subnet_group_arn() {
+            attributes.insert("tags".into(), json!(read_tags(&self.0, arn).await?));
+        }
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let group: DbSubnetGroup = spec(desired)?;
         let found = match self
@@ -264,6 +322,57 @@ impl ParameterGroupProvider {
 
 #[async_trait]
 impl Provider for ParameterGroupProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let group: DbParameterGroup = recorded_spec(recorded)?;
+        let found = match self
+            .0
+            .rds
+            .describe_db_parameter_groups()
+            .db_parameter_group_name(&group.name)
+            .send()
+            .await
+        {
+            Ok(found) => found,
+            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
+            Err(error) => return Err(ProviderError::api("DescribeDBParameterGroups", error)),
+        };
+        let Some(live) = found.db_parameter_groups().first() else {
+            return Ok(Some(Read::Gone));
+        };
+        // Only the values someone set (`user`): the family's defaults are not trails' to compare.
+        let mut parameters = BTreeMap::new();
+        let mut pages = self
+            .0
+            .rds
+            .describe_db_parameters()
+            .db_parameter_group_name(&group.name)
+            .source("user")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProviderError::api("DescribeDBParameters", e))?;
+            for parameter in page.parameters() {
+                if let (Some(name), Some(value)) =
+                    (parameter.parameter_name(), parameter.parameter_value())
+                {
+                    parameters.insert(name.to_string(), value.to_string());
+                }
+            }
+        }
+        let mut attributes = Map::new();
+        attributes.insert("family".into(), json!(live.db_parameter_group_family()));
+        attributes.insert("description".into(), json!(live.description()));
+        attributes.insert("parameters".into(), json!(parameters));
+        if let Some(arn) = live.db_parameter_group_arn() {
+            attributes.insert("tags".into(), json!(read_tags(&self.0, arn).await?));
+        }
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let group: DbParameterGroup = spec(desired)?;
         let found = match self
@@ -422,6 +531,86 @@ fn storage(value: u32) -> i32 {
 
 #[async_trait]
 impl Provider for InstanceProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let instance: DbInstance = recorded_spec(recorded)?;
+        let Some(live) = self.describe(&instance.identifier).await? else {
+            return Ok(Some(Read::Gone));
+        };
+        if live.db_instance_status() == Some("deleting") {
+            return Ok(Some(Read::Gone));
+        }
+        let size = |value: Option<i32>| value.and_then(|value| u32::try_from(value).ok());
+        let tags: BTreeMap<String, String> = live
+            .tag_list()
+            .iter()
+            .filter_map(|tag| Some((tag.key()?.to_string(), tag.value()?.to_string())))
+            .filter(|(key, _)| !key.starts_with("aws:"))
+            .collect();
+        let security_groups: Vec<&str> = live
+            .vpc_security_groups()
+            .iter()
+            .filter_map(|group| group.vpc_security_group_id())
+            .collect();
+        let parameter_group = live
+            .db_parameter_groups()
+            .iter()
+            .find_map(|group| group.db_parameter_group_name());
+        // RDS upgrades minor versions itself: `16` declared is `16.4` live, and not drift.
+        let version = live.engine_version().unwrap_or_default();
+        let version = if version.starts_with(&format!("{}.", instance.engine_version)) {
+            instance.engine_version.as_str()
+        } else {
+            version
+        };
+        let mut attributes = Map::new();
+        attributes.insert("engine".into(), json!(live.engine()));
+        attributes.insert("engine_version".into(), json!(version));
+        attributes.insert("instance_class".into(), json!(live.db_instance_class()));
+        attributes.insert(
+            "allocated_storage".into(),
+            json!(size(live.allocated_storage())),
+        );
+        attributes.insert(
+            "max_allocated_storage".into(),
+            json!(size(live.max_allocated_storage())),
+        );
+        attributes.insert("storage_type".into(), json!(live.storage_type()));
+        attributes.insert("storage_encrypted".into(), json!(live.storage_encrypted()));
+        attributes.insert("multi_az".into(), json!(live.multi_az()));
+        attributes.insert(
+            "db_subnet_group_name".into(),
+            json!(
+                live.db_subnet_group()
+                    .and_then(|group| group.db_subnet_group_name())
+            ),
+        );
+        attributes.insert("parameter_group_name".into(), json!(parameter_group));
+        attributes.insert("vpc_security_group_ids".into(), json!(security_groups));
+        attributes.insert(
+            "backup_retention_period".into(),
+            json!(size(live.backup_retention_period())),
+        );
+        attributes.insert(
+            "preferred_backup_window".into(),
+            json!(live.preferred_backup_window()),
+        );
+        attributes.insert(
+            "deletion_protection".into(),
+            json!(live.deletion_protection()),
+        );
+        attributes.insert(
+            "publicly_accessible".into(),
+            json!(live.publicly_accessible()),
+        );
+        attributes.insert("master_username".into(), json!(live.master_username()));
+        attributes.insert("tags".into(), json!(tags));
+        Ok(Some(Read::Live(attributes)))
+    }
+
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let instance: DbInstance = spec(desired)?;
         let Some(existing) = self.describe(&instance.identifier).await? else {

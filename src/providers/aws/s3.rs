@@ -1,6 +1,6 @@
 //! S3 buckets: versioning, encryption, public access block, lifecycle, Object Lock, tags.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -15,8 +15,8 @@ use aws_sdk_s3::types::{
 use serde_json::{Map, Value, json};
 
 use super::{ADDRESS_TAG, Context};
-use crate::blueprint::schema::ObjectLockMode;
-use crate::providers::{Applied, Provider, ProviderError, spec};
+use crate::blueprint::schema::{LifecycleRule, ObjectLock, ObjectLockMode, Transition};
+use crate::providers::{Applied, Provider, ProviderError, Read, recorded_spec, spec};
 use crate::resources::s3::Bucket;
 use crate::state::Recorded;
 
@@ -301,8 +301,178 @@ impl BucketProvider {
     }
 }
 
+/// A lifecycle rule as the blueprint declares it, from what S3 returns.
+fn declared_rule(rule: &aws_sdk_s3::types::LifecycleRule) -> LifecycleRule {
+    let days = |days: Option<i32>| days.and_then(|days| u32::try_from(days).ok());
+    let prefix = rule
+        .filter()
+        .and_then(|filter| filter.prefix())
+        .unwrap_or_default();
+    LifecycleRule {
+        id: rule.id().unwrap_or_default().to_string(),
+        prefix: prefix.to_string(),
+        transitions: rule
+            .transitions()
+            .iter()
+            .map(|transition| Transition {
+                days: days(transition.days()).unwrap_or_default(),
+                storage_class: transition
+                    .storage_class()
+                    .map(|class| class.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        expire_days: days(rule.expiration().and_then(|expiration| expiration.days())),
+        noncurrent_expire_days: days(
+            rule.noncurrent_version_expiration()
+                .and_then(|expiration| expiration.noncurrent_days()),
+        ),
+    }
+}
+
+/// A Get* answer, or `missing` when S3 says the setting was never made (its error code).
+fn or_missing<T, E>(
+    result: Result<T, aws_sdk_s3::error::SdkError<E>>,
+    missing: &str,
+    operation: &str,
+) -> Result<Option<T>, ProviderError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(answer) => Ok(Some(answer)),
+        Err(error) if error.code() == Some(missing) => Ok(None),
+        Err(error) => Err(ProviderError::api(operation, error)),
+    }
+}
+
+impl BucketProvider {
+    /// Every setting trails makes on a bucket, read with one Get per setting (S3 has no call
+    /// that returns them together); `None` when the bucket is gone.
+    async fn read_bucket(
+        &self,
+        name: &str,
+        recorded: &Bucket,
+    ) -> Result<Option<Map<String, Value>>, ProviderError> {
+        let s3 = &self.0.s3;
+        let tagging = match s3.get_bucket_tagging().bucket(name).send().await {
+            Err(error) if matches!(error.code(), Some("NoSuchBucket") | Some("NotFound")) => {
+                return Ok(None);
+            }
+            other => or_missing(other, "NoSuchTagSet", "GetBucketTagging")?,
+        };
+        let (versioning, encryption, public_access, lifecycle, lock) = futures_util::join!(
+            s3.get_bucket_versioning().bucket(name).send(),
+            s3.get_bucket_encryption().bucket(name).send(),
+            s3.get_public_access_block().bucket(name).send(),
+            s3.get_bucket_lifecycle_configuration().bucket(name).send(),
+            async {
+                // A bucket made without Object Lock can only have it later through support;
+                // reading it for every bucket would double nothing but the calls.
+                match recorded.object_lock {
+                    Some(_) => Some(s3.get_object_lock_configuration().bucket(name).send().await),
+                    None => None,
+                }
+            },
+        );
+        let versioning = versioning.map_err(|e| ProviderError::api("GetBucketVersioning", e))?;
+        let encryption = or_missing(
+            encryption,
+            "ServerSideEncryptionConfigurationNotFoundError",
+            "GetBucketEncryption",
+        )?;
+        let public_access = or_missing(
+            public_access,
+            "NoSuchPublicAccessBlockConfiguration",
+            "GetPublicAccessBlock",
+        )?;
+        let lifecycle = or_missing(
+            lifecycle,
+            "NoSuchLifecycleConfiguration",
+            "GetBucketLifecycleConfiguration",
+        )?;
+        let tags: BTreeMap<String, String> = tagging
+            .iter()
+            .flat_map(|tagging| tagging.tag_set())
+            .map(|tag| (tag.key().to_string(), tag.value().to_string()))
+            .collect();
+        let algorithm = encryption
+            .as_ref()
+            .and_then(|answer| answer.server_side_encryption_configuration())
+            .and_then(|configuration| configuration.rules().first())
+            .and_then(|rule| rule.apply_server_side_encryption_by_default())
+            .map(|default| default.sse_algorithm().as_str().to_string())
+            .unwrap_or_default();
+        let blocked = public_access
+            .as_ref()
+            .and_then(|answer| answer.public_access_block_configuration())
+            .is_some_and(|block| {
+                [
+                    block.block_public_acls(),
+                    block.ignore_public_acls(),
+                    block.block_public_policy(),
+                    block.restrict_public_buckets(),
+                ]
+                .iter()
+                .all(|flag| *flag == Some(true))
+            });
+        let rules: Vec<LifecycleRule> = lifecycle
+            .as_ref()
+            .map(|answer| answer.rules().iter().map(declared_rule).collect())
+            .unwrap_or_default();
+        let mut live = Map::new();
+        live.insert("bucket".into(), json!(name));
+        live.insert(
+            "versioning".into(),
+            json!(versioning.status() == Some(&BucketVersioningStatus::Enabled)),
+        );
+        live.insert("encryption".into(), json!(algorithm));
+        live.insert("block_public_access".into(), json!(blocked));
+        live.insert("lifecycle_rules".into(), json!(rules));
+        if let Some(lock) = lock {
+            let lock = or_missing(
+                lock,
+                "ObjectLockConfigurationNotFoundError",
+                "GetObjectLockConfiguration",
+            )?;
+            let retention = lock
+                .as_ref()
+                .and_then(|answer| answer.object_lock_configuration())
+                .and_then(|configuration| configuration.rule())
+                .and_then(|rule| rule.default_retention());
+            let declared = retention.and_then(|retention| {
+                let mode = match retention.mode()? {
+                    ObjectLockRetentionMode::Compliance => ObjectLockMode::Compliance,
+                    _ => ObjectLockMode::Governance,
+                };
+                Some(ObjectLock {
+                    mode,
+                    days: u32::try_from(retention.days()?).ok()?,
+                })
+            });
+            live.insert("object_lock".into(), json!(declared));
+        }
+        live.insert("tags".into(), json!(tags));
+        Ok(Some(live))
+    }
+}
+
 #[async_trait]
 impl Provider for BucketProvider {
+    async fn read(
+        &self,
+        _address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        let bucket: Bucket = recorded_spec(recorded)?;
+        Ok(Some(
+            match self.read_bucket(&bucket.bucket, &bucket).await? {
+                Some(live) => Read::Live(live),
+                None => Read::Gone,
+            },
+        ))
+    }
+
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let bucket: Bucket = spec(desired)?;
         let tagging = self

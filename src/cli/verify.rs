@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 
-use super::{Endpoints, Failure, Outcome, Output, Target, load};
+use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
 use crate::providers::{aws, kube};
 use crate::verify::aws::Owner;
 use crate::verify::data::{self, Access};
@@ -18,14 +18,16 @@ use crate::verify::{self, Options, Pattern, Summary};
 pub struct VerifyArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    state: StateLocation,
     /// Also write the results as JUnit XML to this file (for CI test reports).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
     /// Print the results as JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Run only checks whose name matches: a prefix (`s3`, `network.routes`) or a glob
-    /// (`s3.*.versioning`); repeatable.
+    /// Run only checks whose name matches: a prefix (`aws.s3_bucket`, `network.routes`) or a glob
+    /// (`aws.*.backups`); repeatable.
     #[arg(long, value_name = "PATTERN", value_parser = Pattern::parse)]
     only: Vec<Pattern>,
     /// Leave out checks whose name matches (same patterns as --only); repeatable.
@@ -47,6 +49,10 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
     output.warnings(&checked);
     let loaded = &checked.loaded;
     let endpoints = args.endpoints.resolve(loaded)?;
+    // Read only: the ids of what trails applied, for the AWS settings checks.
+    let path = args.state.path(&args.target, &loaded.environment);
+    let state = crate::state::read_local(&path, &loaded.document.blueprint, &loaded.environment)
+        .map_err(|error| Failure::User(error.into()))?;
     let access = Access {
         endpoints,
         api_key: std::env::var("TRAILS_VERIFY_API_KEY")
@@ -73,7 +79,7 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
             args.endpoints.cluster(loaded, args.timeout),
             context.clone(),
         );
-        let mut chains = verify::aws::checks(&graph, &context, &owner, &cluster).await;
+        let mut chains = verify::aws::checks(&graph, &state, &context, &owner, &cluster).await;
         chains.extend(data::checks(
             loaded, &graph, &context, &owner, &access, &cluster,
         ));

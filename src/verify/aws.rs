@@ -1,12 +1,10 @@
 //! Checks of the live AWS resources: found by their ownership tags (EC2) or their names (EKS,
 //! RDS, ElastiCache, S3), compared with what the blueprint declares.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_ec2::types::{Filter, NatGatewayState, RouteState, Tag, VpcState};
 use aws_sdk_eks::types::{AddonStatus, ClusterStatus, NodegroupStatus};
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::types::{BucketVersioningStatus, ExpirationStatus, ObjectLockEnabled};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -14,18 +12,16 @@ use std::sync::Arc;
 
 use super::{Chain, Check};
 use crate::blueprint::expression::{self, Expression};
-use crate::blueprint::schema::{LifecycleRule, ObjectLockMode, Transition};
 use crate::error_chain;
 use crate::graph::{Graph, Resource};
-use crate::providers::aws::network::{RuleKey, desired_keys, live_keys};
 use crate::providers::aws::{ADDRESS_TAG, Context};
 use crate::providers::kube;
-use crate::providers::spec;
+use crate::providers::{Provider, Read, aws, compare, spec};
 use crate::resources::cache::ReplicationGroup;
 use crate::resources::eks::{Addon, Cluster, NodeGroup};
-use crate::resources::network::{NatGateway, RouteTable, SecurityGroup, Subnet, Vpc};
+use crate::resources::network::{NatGateway, RouteTable, Vpc};
 use crate::resources::rds::DbInstance;
-use crate::resources::s3::Bucket;
+use crate::state::{Recorded, State};
 
 /// Whose resources to look at.
 #[derive(Debug, Clone)]
@@ -72,22 +68,6 @@ impl Ec2 {
                     .and_then(|g| g.internet_gateway_id())
             });
         found.map(str::to_string)
-    }
-
-    /// The address of the live EC2 resource `id`, for evidence.
-    fn address_of(&self, id: &str) -> Option<String> {
-        let addresses = self
-            .vpcs
-            .keys()
-            .chain(self.subnets.keys())
-            .chain(self.nat_gateways.keys())
-            .chain(self.route_tables.keys())
-            .chain(self.security_groups.keys())
-            .chain(self.internet_gateways.keys());
-        addresses
-            .into_iter()
-            .find(|address| self.id(address).as_deref() == Some(id))
-            .cloned()
     }
 }
 
@@ -266,20 +246,18 @@ fn short(address: &str) -> &str {
     address.rsplit('.').next().unwrap_or(address)
 }
 
-/// Every AWS check the blueprint's resources call for.
+/// Every AWS check the blueprint's resources call for: one per resource comparing its type's
+/// read with the blueprint (named by its address), and the runtime facts only verify needs
+/// (NAT available, routes active, cluster, node pools and add-ons ACTIVE, nodes Ready,
+/// databases and caches available).
 pub async fn checks(
     graph: &Graph,
+    state: &State,
     context: &Context,
     owner: &Owner,
     cluster: &Arc<kube::Cluster>,
 ) -> Vec<Chain> {
-    const NETWORK: [&str; 5] = [
-        "aws.vpc",
-        "aws.subnet",
-        "aws.nat_gateway",
-        "aws.route_table",
-        "aws.security_group",
-    ];
+    const NETWORK: [&str; 3] = ["aws.vpc", "aws.nat_gateway", "aws.route_table"];
     // One read of the whole network, and none for a blueprint without one.
     let ec2 = if graph
         .resources()
@@ -289,39 +267,100 @@ pub async fn checks(
     } else {
         Err("the blueprint declares no network".to_string())
     };
+    let mut readers: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
+    aws::register(context, &mut readers);
+    let readers = Arc::new(readers);
     let mut chains = Vec::new();
     for resource in graph.resources() {
-        let checks = match resource.kind.name {
-            "aws.vpc" | "aws.subnet" | "aws.nat_gateway" | "aws.route_table"
-            | "aws.security_group" => {
+        let mut checks = Vec::new();
+        if readers.contains_key(resource.kind.name) {
+            checks.push(settings_check(resource, state, Arc::clone(&readers)));
+        }
+        match resource.kind.name {
+            "aws.vpc" | "aws.nat_gateway" | "aws.route_table" => {
                 let name = network_check_name(resource);
                 let result = match &ec2 {
                     Ok(ec2) => network_check(graph, ec2, resource),
                     Err(error) => Err(format!("cannot read the network: {error}")),
                 };
-                vec![Check::known(name, result)]
+                checks.push(Check::known(name, result));
             }
-            "aws.eks_cluster" => vec![cluster_check(context, resource)],
-            "aws.eks_node_group" => node_group_checks(context, graph, resource, cluster),
-            "aws.eks_addon" => vec![addon_check(context, graph, resource)],
-            "aws.db_instance" => vec![database_check(context, resource)],
-            "aws.elasticache_replication_group" => vec![cache_check(context, resource)],
-            "aws.s3_bucket" => bucket_checks(context, resource),
-            _ => continue,
-        };
-        // Each check stands alone: a broken bucket setting says nothing about the next one.
+            "aws.eks_cluster" => checks.push(cluster_check(context, resource)),
+            "aws.eks_node_group" => {
+                checks.extend(node_group_checks(context, graph, resource, cluster))
+            }
+            "aws.eks_addon" => checks.push(addon_check(context, graph, resource)),
+            "aws.db_instance" => checks.push(database_check(context, resource)),
+            "aws.elasticache_replication_group" => checks.push(cache_check(context, resource)),
+            _ => {}
+        }
+        // Each check stands alone: a setting changed by hand says nothing about whether the
+        // resource runs.
         chains.extend(checks.into_iter().map(|check| vec![check]));
     }
     chains
 }
 
+/// The resource's type's read compared with what the blueprint declares (references resolved
+/// from the state): every attribute the read returns, so anything changed or removed behind
+/// trails' back fails this one check, named by the address.
+fn settings_check(
+    resource: &Resource,
+    state: &State,
+    readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
+) -> Check {
+    let address = resource.address.clone();
+    let kind = resource.kind.name;
+    let recorded = state.resources.get(&address).cloned();
+    let declared = crate::plan::resolved(resource, state);
+    Check::run(address.clone(), async move {
+        let reader = readers
+            .get(kind)
+            .ok_or_else(|| format!("no reader for {kind}"))?;
+        let Some(recorded) = recorded else {
+            return Err(
+                "not in the state: trails has not applied it here yet (run `trails apply`)"
+                    .to_string(),
+            );
+        };
+        let declared = declared.ok_or_else(|| {
+            "an output it references is not recorded: run `trails apply`".to_string()
+        })?;
+        let asked = Recorded {
+            attributes: declared.clone(),
+            ..recorded
+        };
+        match reader
+            .read(&address, &asked)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Err(format!("{kind} is not read back")),
+            Some(Read::Gone) => Err("does not exist: deleted outside trails".to_string()),
+            Some(Read::Live(live)) => {
+                let differences = compare::attribute_differences(
+                    &reader.canonical(declared),
+                    &reader.canonical(live.clone()),
+                );
+                if differences.is_empty() {
+                    let compared: Vec<&str> = live.keys().map(String::as_str).collect();
+                    Ok(format!("as declared: {}", compared.join(", ")))
+                } else {
+                    Err(format!(
+                        "differs from the blueprint (declared -> live): {}",
+                        differences.join("; ")
+                    ))
+                }
+            }
+        }
+    })
+}
+
 fn network_check_name(resource: &Resource) -> String {
     let group = match resource.kind.name {
         "aws.vpc" => "vpc",
-        "aws.subnet" => "subnet",
         "aws.nat_gateway" => "nat_gateway",
-        "aws.route_table" => "routes",
-        _ => "security_group",
+        _ => "routes",
     };
     format!("network.{group}.{}", short(&resource.address))
 }
@@ -335,55 +374,16 @@ fn network_check(graph: &Graph, ec2: &Ec2, resource: &Resource) -> Result<String
     let address = resource.address.as_str();
     match resource.kind.name {
         "aws.vpc" => {
-            let vpc: Vpc = typed(resource)?;
+            let _: Vpc = typed(resource)?;
             let live = ec2
                 .vpcs
                 .get(address)
                 .ok_or_else(|| not_found("VPC", address))?;
             let id = live.vpc_id().unwrap_or_default();
-            let cidr = live.cidr_block().unwrap_or_default();
-            if cidr != vpc.cidr_block {
-                return Err(format!(
-                    "{id} has CIDR {cidr}; the blueprint declares {}",
-                    vpc.cidr_block
-                ));
-            }
             if live.state() != Some(&VpcState::Available) {
                 return Err(format!("{id} is {:?}, not available", live.state()));
             }
-            Ok(format!("{id} {cidr} available"))
-        }
-        "aws.subnet" => {
-            let subnet: Subnet = typed(resource)?;
-            let live = ec2
-                .subnets
-                .get(address)
-                .ok_or_else(|| not_found("subnet", address))?;
-            let id = live.subnet_id().unwrap_or_default();
-            let cidr = live.cidr_block().unwrap_or_default();
-            let zone = live.availability_zone().unwrap_or_default();
-            let vpc = resolver.text(&subnet.vpc_id)?;
-            let mut wrong = Vec::new();
-            if cidr != subnet.cidr_block {
-                wrong.push(format!("CIDR {cidr}, declared {}", subnet.cidr_block));
-            }
-            if zone != subnet.availability_zone {
-                wrong.push(format!(
-                    "zone {zone}, declared {}",
-                    subnet.availability_zone
-                ));
-            }
-            if live.vpc_id() != Some(vpc.as_str()) {
-                wrong.push(format!(
-                    "in {}, not in {vpc}",
-                    live.vpc_id().unwrap_or("no VPC")
-                ));
-            }
-            if wrong.is_empty() {
-                Ok(format!("{id} {cidr} in {zone}"))
-            } else {
-                Err(format!("{id}: {}", wrong.join("; ")))
-            }
+            Ok(format!("{id} available"))
         }
         "aws.nat_gateway" => {
             let _: NatGateway = typed(resource)?;
@@ -403,7 +403,7 @@ fn network_check(graph: &Graph, ec2: &Ec2, resource: &Resource) -> Result<String
                 )),
             }
         }
-        "aws.route_table" => {
+        _ => {
             let table: RouteTable = typed(resource)?;
             let live = ec2
                 .route_tables
@@ -411,17 +411,12 @@ fn network_check(graph: &Graph, ec2: &Ec2, resource: &Resource) -> Result<String
                 .ok_or_else(|| not_found("route table", address))?;
             route_table_check(&resolver, &table, live)
         }
-        _ => {
-            let group: SecurityGroup = typed(resource)?;
-            let live = ec2
-                .security_groups
-                .get(address)
-                .ok_or_else(|| not_found("security group", address))?;
-            security_group_check(&resolver, &group, live)
-        }
     }
 }
 
+/// Whether the declared routes carry traffic: each is active (not blackholed) and a NAT
+/// gateway it goes through is available. Which routes and subnets the table has is the
+/// settings check's (`aws.route_table.NAME`).
 fn route_table_check(
     resolver: &Resolver<'_>,
     table: &RouteTable,
@@ -430,40 +425,25 @@ fn route_table_check(
     let id = live.route_table_id().unwrap_or_default();
     let mut found = Vec::new();
     let mut wrong = Vec::new();
-    let mut declared = BTreeSet::new();
     for route in &table.routes {
         let destination = route.destination_cidr_block.as_str();
-        declared.insert(destination.to_string());
-        let (target, nat) = match (&route.gateway_id, &route.nat_gateway_id) {
-            (Some(gateway), _) => (resolver.text(gateway)?, false),
-            (None, Some(nat)) => (resolver.text(nat)?, true),
-            (None, None) => continue,
-        };
         let Some(live_route) = live
             .routes()
             .iter()
             .find(|r| r.destination_cidr_block() == Some(destination))
         else {
-            wrong.push(format!(
-                "no route for {destination} (declared through {target})"
-            ));
             continue;
         };
-        let live_target = live_route
+        let target = live_route
             .nat_gateway_id()
             .or(live_route.gateway_id())
-            .unwrap_or("nothing");
-        if live_target != target {
-            wrong.push(format!(
-                "{destination} goes to {live_target}, declared {target}"
-            ));
-            continue;
-        }
+            .unwrap_or("nothing")
+            .to_string();
         if live_route.state() != Some(&RouteState::Active) {
             wrong.push(format!("{destination} → {target} is blackholed"));
             continue;
         }
-        if nat {
+        if route.nat_gateway_id.is_some() {
             let gateway = resolver
                 .ec2
                 .nat_gateways
@@ -482,90 +462,13 @@ fn route_table_check(
             found.push(format!("{destination} → {target}"));
         }
     }
-    for route in live.routes() {
-        let destination = route.destination_cidr_block().unwrap_or_default();
-        let local = route.gateway_id() == Some("local");
-        if !local && !destination.is_empty() && !declared.contains(destination) {
-            let target = route.nat_gateway_id().or(route.gateway_id()).unwrap_or("?");
-            wrong.push(format!("undeclared route {destination} → {target}"));
-        }
-    }
-    let associated: BTreeSet<&str> = live
-        .associations()
-        .iter()
-        .filter_map(|a| a.subnet_id())
-        .collect();
-    for subnet in &table.subnet_ids {
-        let subnet = resolver.text(subnet)?;
-        if !associated.contains(subnet.as_str()) {
-            let name = resolver.ec2.address_of(&subnet).unwrap_or(subnet.clone());
-            wrong.push(format!("{name} is not associated"));
-        }
-    }
     if !wrong.is_empty() {
         return Err(format!("{id}: {}", wrong.join("; ")));
     }
     if found.is_empty() {
-        found.push("no route out of the VPC, as declared".to_string());
+        found.push("no active route out of the VPC".to_string());
     }
-    Ok(format!(
-        "{id}: {}; {} subnet(s) associated",
-        found.join(", "),
-        table.subnet_ids.len()
-    ))
-}
-
-fn describe_rule(key: &RuleKey, ec2: &Ec2) -> String {
-    let ports = match (key.protocol.as_str(), key.from_port, key.to_port) {
-        ("-1", _, _) => "all traffic".to_string(),
-        (protocol, from, to) if from == to => format!("{protocol} {from}"),
-        (protocol, from, to) => format!("{protocol} {from}-{to}"),
-    };
-    let source = match (&key.cidr, &key.group) {
-        (Some(cidr), _) => cidr.clone(),
-        (None, Some(group)) => ec2.address_of(group).unwrap_or(group.clone()),
-        (None, None) => "?".to_string(),
-    };
-    format!("{ports} from {source}")
-}
-
-fn security_group_check(
-    resolver: &Resolver<'_>,
-    group: &SecurityGroup,
-    live: &aws_sdk_ec2::types::SecurityGroup,
-) -> Result<String, String> {
-    let id = live.group_id().unwrap_or_default();
-    let mut rules = group.ingress.clone();
-    for rule in &mut rules {
-        if let Some(source) = &rule.security_group_id {
-            rule.security_group_id = Some(resolver.text(source)?);
-        }
-    }
-    let declared: BTreeSet<RuleKey> = desired_keys(&rules, id).into_keys().collect();
-    let open = live_keys(live.ip_permissions());
-    let beyond: Vec<String> = open
-        .difference(&declared)
-        .map(|key| describe_rule(key, resolver.ec2))
-        .collect();
-    let missing: Vec<String> = declared
-        .difference(&open)
-        .map(|key| describe_rule(key, resolver.ec2))
-        .collect();
-    let mut wrong = Vec::new();
-    if !beyond.is_empty() {
-        wrong.push(format!("open beyond the blueprint: {}", beyond.join(", ")));
-    }
-    if !missing.is_empty() {
-        wrong.push(format!("declared but missing: {}", missing.join(", ")));
-    }
-    if wrong.is_empty() {
-        Ok(format!(
-            "{id}: {} ingress rule(s), all declared",
-            open.len()
-        ))
-    } else {
-        Err(format!("{id}: {}", wrong.join("; ")))
-    }
+    Ok(format!("{id}: {}", found.join(", ")))
 }
 
 fn cluster_check(context: &Context, resource: &Resource) -> Check {
@@ -584,13 +487,9 @@ fn cluster_check(context: &Context, resource: &Resource) -> Check {
             .ok_or_else(|| format!("cluster {} not found", cluster.name))?;
         let version = live.version().unwrap_or("?");
         match live.status() {
-            Some(ClusterStatus::Active) if version == cluster.version => {
+            Some(ClusterStatus::Active) => {
                 Ok(format!("{} ACTIVE, Kubernetes {version}", cluster.name))
             }
-            Some(ClusterStatus::Active) => Err(format!(
-                "{} runs Kubernetes {version}; the blueprint declares {}",
-                cluster.name, cluster.version
-            )),
             status => Err(format!(
                 "{} is {}, not ACTIVE",
                 cluster.name,
@@ -637,32 +536,13 @@ fn node_group_checks(
         }
         let scaling = live.scaling_config();
         let size = |value: Option<i32>| value.map_or("?".to_string(), |v| v.to_string());
-        let (min, max, desired) = (
-            scaling.and_then(|s| s.min_size()),
-            scaling.and_then(|s| s.max_size()),
-            scaling.and_then(|s| s.desired_size()),
-        );
-        let declared = (group.scaling.min as i32, group.scaling.max as i32);
         let live_sizes = format!(
             "min {} max {} desired {}",
-            size(min),
-            size(max),
-            size(desired)
+            size(scaling.and_then(|s| s.min_size())),
+            size(scaling.and_then(|s| s.max_size())),
+            size(scaling.and_then(|s| s.desired_size()))
         );
         let mut wrong = Vec::new();
-        if (min, max) != (Some(declared.0), Some(declared.1)) {
-            wrong.push(format!(
-                "scaling is {live_sizes}; the blueprint declares min {} max {}",
-                declared.0, declared.1
-            ));
-        } else if !desired.is_some_and(|d| d >= declared.0 && d <= declared.1) {
-            wrong.push(format!(
-                "desired size {} is outside the declared {}..{}",
-                size(desired),
-                declared.0,
-                declared.1
-            ));
-        }
         let issues: Vec<String> = live
             .health()
             .map(|h| h.issues())
@@ -766,13 +646,7 @@ fn addon_check(context: &Context, graph: &Graph, resource: &Resource) -> Check {
                 .ok_or_else(|| format!("add-on {} not found", addon.name))?;
             let version = live.addon_version().unwrap_or("?");
             match live.status() {
-                Some(AddonStatus::Active) if version == addon.version => {
-                    Ok(format!("{} {version} ACTIVE", addon.name))
-                }
-                Some(AddonStatus::Active) => Err(format!(
-                    "{} runs {version}; the blueprint declares {}",
-                    addon.name, addon.version
-                )),
+                Some(AddonStatus::Active) => Ok(format!("{} {version} ACTIVE", addon.name)),
                 status => Err(format!(
                     "{} is {}, not ACTIVE",
                     addon.name,
@@ -804,18 +678,6 @@ fn database_check(context: &Context, resource: &Resource) -> Check {
         let mut wrong = Vec::new();
         if status != "available" {
             wrong.push(format!("status {status}, not available"));
-        }
-        if encrypted != instance.storage_encrypted {
-            wrong.push(format!(
-                "storage encrypted {encrypted}; declared {}",
-                instance.storage_encrypted
-            ));
-        }
-        if multi_az != instance.multi_az {
-            wrong.push(format!(
-                "Multi-AZ {multi_az}; declared {}",
-                instance.multi_az
-            ));
         }
         if wrong.is_empty() {
             Ok(format!(
@@ -852,18 +714,6 @@ fn cache_check(context: &Context, resource: &Resource) -> Check {
         if status != "available" {
             wrong.push(format!("status {status}, not available"));
         }
-        if transit != group.transit_encryption {
-            wrong.push(format!(
-                "TLS {transit}; declared {}",
-                group.transit_encryption
-            ));
-        }
-        if at_rest != group.at_rest_encryption {
-            wrong.push(format!(
-                "at-rest encryption {at_rest}; declared {}",
-                group.at_rest_encryption
-            ));
-        }
         if group.transit_encryption && !auth {
             wrong.push("no AUTH token".to_string());
         }
@@ -876,292 +726,6 @@ fn cache_check(context: &Context, resource: &Resource) -> Check {
             Err(format!("{}: {}", group.id, wrong.join("; ")))
         }
     })
-}
-
-fn bucket_checks(context: &Context, resource: &Resource) -> Vec<Check> {
-    let name = short(&resource.address).to_string();
-    let bucket = match typed::<Bucket>(resource) {
-        Ok(bucket) => bucket,
-        Err(error) => return vec![Check::known(format!("s3.{name}"), Err(error))],
-    };
-    let s3 = context.s3.clone();
-    let check = |aspect: &str| format!("s3.{name}.{aspect}");
-    let (client, declared) = (s3.clone(), bucket.clone());
-    let versioning = Check::run(check("versioning"), async move {
-        let found = client
-            .get_bucket_versioning()
-            .bucket(&declared.bucket)
-            .send()
-            .await
-            .map_err(|e| api_error("GetBucketVersioning", &declared.bucket, e))?;
-        let status = found.status().map_or("never enabled", |s| s.as_str());
-        let enabled = found.status() == Some(&BucketVersioningStatus::Enabled);
-        let wanted = if declared.versioning {
-            "Enabled"
-        } else {
-            "not enabled"
-        };
-        if enabled == declared.versioning {
-            Ok(format!("{}: versioning {status}", declared.bucket))
-        } else {
-            Err(format!(
-                "{}: versioning is {status}; the blueprint declares {wanted}",
-                declared.bucket
-            ))
-        }
-    });
-    let (client, declared) = (s3.clone(), bucket.clone());
-    let encryption = Check::run(check("encryption"), async move {
-        let found = client
-            .get_bucket_encryption()
-            .bucket(&declared.bucket)
-            .send()
-            .await
-            .map_err(|e| api_error("GetBucketEncryption", &declared.bucket, e))?;
-        let algorithm = found
-            .server_side_encryption_configuration()
-            .and_then(|c| c.rules().first())
-            .and_then(|r| r.apply_server_side_encryption_by_default())
-            .map(|d| d.sse_algorithm().as_str().to_string())
-            .unwrap_or_else(|| "none".to_string());
-        if algorithm == declared.encryption {
-            Ok(format!(
-                "{}: default encryption {algorithm}",
-                declared.bucket
-            ))
-        } else {
-            Err(format!(
-                "{}: default encryption {algorithm}; the blueprint declares {}",
-                declared.bucket, declared.encryption
-            ))
-        }
-    });
-    let (client, declared) = (s3.clone(), bucket.clone());
-    let public_access = Check::run(check("public_access"), async move {
-        let found = client
-            .get_public_access_block()
-            .bucket(&declared.bucket)
-            .send()
-            .await;
-        let settings = match found {
-            Ok(found) => found.public_access_block_configuration().map(|c| {
-                [
-                    ("BlockPublicAcls", c.block_public_acls()),
-                    ("IgnorePublicAcls", c.ignore_public_acls()),
-                    ("BlockPublicPolicy", c.block_public_policy()),
-                    ("RestrictPublicBuckets", c.restrict_public_buckets()),
-                ]
-            }),
-            Err(error) if error.code() == Some("NoSuchPublicAccessBlockConfiguration") => None,
-            Err(error) => {
-                return Err(api_error("GetPublicAccessBlock", &declared.bucket, error));
-            }
-        };
-        let off: Vec<&str> = match &settings {
-            Some(settings) => settings
-                .iter()
-                .filter(|(_, on)| *on != Some(true))
-                .map(|(name, _)| *name)
-                .collect(),
-            None => vec!["the whole public access block"],
-        };
-        match (declared.block_public_access, off.is_empty()) {
-            (true, true) => Ok(format!("{}: all public access blocked", declared.bucket)),
-            (true, false) => Err(format!(
-                "{}: {} off; the blueprint blocks all public access",
-                declared.bucket,
-                off.join(", ")
-            )),
-            (false, _) => Ok(format!(
-                "{}: public access not blocked, as declared",
-                declared.bucket
-            )),
-        }
-    });
-    let (client, declared) = (s3.clone(), bucket.clone());
-    let lifecycle = Check::run(check("lifecycle"), async move {
-        let found = client
-            .get_bucket_lifecycle_configuration()
-            .bucket(&declared.bucket)
-            .send()
-            .await;
-        let live: Vec<LifecycleRule> = match found {
-            Ok(found) => found
-                .rules()
-                .iter()
-                .filter(|rule| rule.status() == &ExpirationStatus::Enabled)
-                .map(|rule| LifecycleRule {
-                    id: rule.id().unwrap_or_default().to_string(),
-                    prefix: rule
-                        .filter()
-                        .and_then(|f| f.prefix())
-                        .or(
-                            #[allow(deprecated)]
-                            rule.prefix(),
-                        )
-                        .unwrap_or_default()
-                        .to_string(),
-                    transitions: rule
-                        .transitions()
-                        .iter()
-                        .map(|t| Transition {
-                            days: t.days().unwrap_or(0).max(0) as u32,
-                            storage_class: t
-                                .storage_class()
-                                .map(|c| c.as_str().to_string())
-                                .unwrap_or_default(),
-                        })
-                        .collect(),
-                    expire_days: rule
-                        .expiration()
-                        .and_then(|e| e.days())
-                        .map(|d| d.max(0) as u32),
-                    noncurrent_expire_days: rule
-                        .noncurrent_version_expiration()
-                        .and_then(|e| e.noncurrent_days())
-                        .map(|d| d.max(0) as u32),
-                })
-                .collect(),
-            Err(error) if error.code() == Some("NoSuchLifecycleConfiguration") => Vec::new(),
-            Err(error) => {
-                return Err(api_error(
-                    "GetBucketLifecycleConfiguration",
-                    &declared.bucket,
-                    error,
-                ));
-            }
-        };
-        let describe = |rules: &[LifecycleRule]| -> BTreeSet<String> {
-            rules.iter().map(describe_lifecycle).collect()
-        };
-        let (wanted, have) = (describe(&declared.lifecycle_rules), describe(&live));
-        if wanted == have {
-            if have.is_empty() {
-                Ok(format!(
-                    "{}: no lifecycle rules, as declared",
-                    declared.bucket
-                ))
-            } else {
-                Ok(format!(
-                    "{}: {}",
-                    declared.bucket,
-                    have.into_iter().collect::<Vec<_>>().join("; ")
-                ))
-            }
-        } else {
-            let missing: Vec<&String> = wanted.difference(&have).collect();
-            let extra: Vec<&String> = have.difference(&wanted).collect();
-            let list = |rules: Vec<&String>| {
-                rules
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            let mut wrong = Vec::new();
-            if !missing.is_empty() {
-                wrong.push(format!(
-                    "declared rules missing or different: {}",
-                    list(missing)
-                ));
-            }
-            if !extra.is_empty() {
-                wrong.push(format!("live rules not declared: {}", list(extra)));
-            }
-            Err(format!("{}: {}", declared.bucket, wrong.join("; ")))
-        }
-    });
-    let (client, declared) = (s3, bucket);
-    let object_lock = Check::run(check("object_lock"), async move {
-        let found = client
-            .get_object_lock_configuration()
-            .bucket(&declared.bucket)
-            .send()
-            .await;
-        let live = match found {
-            Ok(found) => found.object_lock_configuration().and_then(|c| {
-                (c.object_lock_enabled() == Some(&ObjectLockEnabled::Enabled)).then(|| {
-                    let retention = c.rule().and_then(|r| r.default_retention());
-                    (
-                        retention
-                            .and_then(|r| r.mode())
-                            .map(|m| m.as_str().to_lowercase()),
-                        retention.and_then(|r| r.days()),
-                    )
-                })
-            }),
-            Err(error) if error.code() == Some("ObjectLockConfigurationNotFoundError") => None,
-            Err(error) => {
-                return Err(api_error(
-                    "GetObjectLockConfiguration",
-                    &declared.bucket,
-                    error,
-                ));
-            }
-        };
-        let bucket = &declared.bucket;
-        match (&declared.object_lock, live) {
-            (None, None) => Ok(format!("{bucket}: no Object Lock, as declared")),
-            (None, Some(_)) => Err(format!(
-                "{bucket}: Object Lock is enabled; the blueprint declares none"
-            )),
-            (Some(lock), None) => Err(format!(
-                "{bucket}: Object Lock is off; the blueprint declares {} for {} days",
-                mode_name(lock.mode),
-                lock.days
-            )),
-            (Some(lock), Some((mode, days))) => {
-                let wanted_mode = mode_name(lock.mode);
-                let live_mode = mode.unwrap_or_else(|| "no default retention".to_string());
-                let live_days = days.map_or("?".to_string(), |d| d.to_string());
-                if live_mode == wanted_mode && days == Some(lock.days as i32) {
-                    Ok(format!(
-                        "{bucket}: Object Lock {live_mode}, {live_days} days"
-                    ))
-                } else {
-                    Err(format!(
-                        "{bucket}: Object Lock {live_mode}, {live_days} days; the blueprint \
-                         declares {wanted_mode}, {} days",
-                        lock.days
-                    ))
-                }
-            }
-        }
-    });
-    vec![
-        versioning,
-        encryption,
-        public_access,
-        lifecycle,
-        object_lock,
-    ]
-}
-
-fn mode_name(mode: ObjectLockMode) -> &'static str {
-    match mode {
-        ObjectLockMode::Compliance => "compliance",
-        ObjectLockMode::Governance => "governance",
-    }
-}
-
-fn describe_lifecycle(rule: &LifecycleRule) -> String {
-    let mut parts = Vec::new();
-    if !rule.prefix.is_empty() {
-        parts.push(format!("prefix {}", rule.prefix));
-    }
-    for transition in &rule.transitions {
-        parts.push(format!(
-            "to {} after {} days",
-            transition.storage_class, transition.days
-        ));
-    }
-    if let Some(days) = rule.expire_days {
-        parts.push(format!("expire after {days} days"));
-    }
-    if let Some(days) = rule.noncurrent_expire_days {
-        parts.push(format!("old versions expire after {days} days"));
-    }
-    format!("rule {}: {}", rule.id, parts.join(", "))
 }
 
 /// An API error as evidence: what was asked, about what, and what AWS said.

@@ -35,7 +35,7 @@ pub enum Status {
 /// One check's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    /// Stable dotted name, e.g. `s3.backups.versioning`.
+    /// Stable dotted name, e.g. `aws.s3_bucket.backups` or `kafka.topic.audit.events.v1`.
     pub name: String,
     /// Passed, failed or skipped.
     pub status: Status,

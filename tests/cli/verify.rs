@@ -372,12 +372,12 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     let passed = checks_with(&report, "passed");
     for name in [
         "network.vpc.main",
-        "network.subnet.private-a",
+        "aws.subnet.private-a",
         "network.routes.private-a",
         "network.routes.database",
-        "network.security_group.nodes",
-        "s3.audit-cold.object_lock",
-        "s3.backups.lifecycle",
+        "aws.security_group.nodes",
+        "aws.s3_bucket.audit-cold",
+        "aws.s3_bucket.backups",
         "eks.cluster",
         "eks.node_pool.general",
         "rds.main",
@@ -401,7 +401,7 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     );
     assert!(evidence(&report, "ingest.end_to_end").contains("read back from audit.events.v1"));
     assert!(evidence(&report, "postgres.main.database.trails").contains("api_keys"));
-    assert!(evidence(&report, "s3.audit-cold.object_lock").contains("governance, 1 days"));
+    assert!(evidence(&report, "aws.s3_bucket.audit-cold").contains("object_lock"));
     let total = report["checks"].as_array().expect("checks").len();
     assert_eq!(junit_cases(&platform.file("junit.xml")), (total, 0));
     let text = platform.trails(
@@ -496,8 +496,8 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     assert_only_failure(
         &platform,
         "route removed",
-        "network.routes.private-a",
-        "no route for 0.0.0.0/0",
+        "aws.route_table.private-a",
+        "routes: removed {\"destination_cidr_block\":\"0.0.0.0/0\"",
     );
     platform.block_on(async {
         ec2.create_route()
@@ -538,8 +538,8 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     assert_only_failure(
         &platform,
         "SSH opened",
-        "network.security_group.nodes",
-        "open beyond the blueprint: tcp 22 from 0.0.0.0/0",
+        "aws.security_group.nodes",
+        "ingress: added \"tcp 22 0.0.0.0/0\"",
     );
     platform.block_on(async {
         ec2.revoke_security_group_ingress()
@@ -563,8 +563,8 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     assert_only_failure(
         &platform,
         "versioning suspended",
-        "s3.backups.versioning",
-        "versioning is Suspended; the blueprint declares Enabled",
+        "aws.s3_bucket.backups",
+        "versioning: true -> false",
     );
     platform.block_on(async {
         s3.put_bucket_versioning()
@@ -595,8 +595,8 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     assert_only_failure(
         &platform,
         "node pool scaled down",
-        "eks.node_pool.general",
-        "scaling is min 0 max 3 desired 0; the blueprint declares min 1 max 3",
+        "aws.eks_node_group.general",
+        "scaling.min: 1 -> 0",
     );
     platform.block_on(async {
         eks.update_nodegroup_config()
@@ -607,6 +607,116 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
             .await
             .expect("scale back")
     });
+
+    // The cluster's role loses its managed policy.
+    let iam = platform.moto.iam();
+    let cluster_policy = "arn:aws:iam::aws:policy/AmazonEKSClusterPolicy";
+    platform.block_on(async {
+        iam.detach_role_policy()
+            .role_name("trails-local-local-eks-cluster")
+            .policy_arn(cluster_policy)
+            .send()
+            .await
+            .expect("detach the policy")
+    });
+    assert_only_failure(
+        &platform,
+        "policy detached",
+        "aws.iam_role.eks-cluster",
+        &format!("managed_policy_arns: removed \"{cluster_policy}\""),
+    );
+    platform.block_on(async {
+        iam.attach_role_policy()
+            .role_name("trails-local-local-eks-cluster")
+            .policy_arn(cluster_policy)
+            .send()
+            .await
+            .expect("attach the policy again")
+    });
+
+    // The private subnets' network ACL lets SSH in.
+    let acl = platform.block_on(async {
+        ec2.describe_network_acls()
+            .set_filters(Some(tagged("aws.network_acl.private")))
+            .send()
+            .await
+            .expect("ACLs")
+            .network_acls()[0]
+            .network_acl_id()
+            .expect("id")
+            .to_string()
+    });
+    platform.block_on(async {
+        ec2.create_network_acl_entry()
+            .network_acl_id(&acl)
+            .rule_number(99)
+            .protocol("6")
+            .rule_action(aws_sdk_ec2::types::RuleAction::Allow)
+            .egress(false)
+            .cidr_block("0.0.0.0/0")
+            .port_range(
+                aws_sdk_ec2::types::PortRange::builder()
+                    .from(22)
+                    .to(22)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("add an ACL entry")
+    });
+    assert_only_failure(
+        &platform,
+        "ACL entry added",
+        "aws.network_acl.private",
+        "ingress: added \"#99 allow tcp 22-22 0.0.0.0/0\"",
+    );
+    platform.block_on(async {
+        ec2.delete_network_acl_entry()
+            .network_acl_id(&acl)
+            .rule_number(99)
+            .egress(false)
+            .send()
+            .await
+            .expect("remove the ACL entry")
+    });
+
+    // The VPC's flow log is deleted; a refreshed apply makes it again.
+    let flow_log = platform.block_on(async {
+        ec2.describe_flow_logs()
+            .set_filter(Some(tagged("aws.flow_log.main")))
+            .send()
+            .await
+            .expect("flow logs")
+            .flow_logs()[0]
+            .flow_log_id()
+            .expect("id")
+            .to_string()
+    });
+    platform.block_on(async {
+        ec2.delete_flow_logs()
+            .flow_log_ids(&flow_log)
+            .send()
+            .await
+            .expect("delete the flow log")
+    });
+    assert_only_failure(
+        &platform,
+        "flow log deleted",
+        "aws.flow_log.main",
+        "does not exist",
+    );
+    let repaired = platform.trails(
+        "verify.yaml",
+        &[
+            "apply",
+            "--refresh",
+            "--yes",
+            "-q",
+            "--var",
+            &platform.brokers_var(),
+        ],
+    );
+    assert_eq!(repaired.code, 0, "{}\n{}", repaired.stdout, repaired.stderr);
 
     // Redis evicts nothing any more.
     let redis_policy = |policy: &str| {

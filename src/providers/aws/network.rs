@@ -1151,7 +1151,7 @@ impl Provider for RouteTableProvider {
 
 /// One rule reduced to what identifies it, for comparing desired and live rules.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RuleKey {
+struct RuleKey {
     /// IP protocol, `-1` for all.
     pub protocol: String,
     /// First port (-1 for all traffic).
@@ -1173,7 +1173,7 @@ fn normalise_ports(protocol: &str, from: i32, to: i32) -> (i32, i32) {
 }
 
 /// The declared rules, keyed; `own_id` stands for self-referencing rules.
-pub fn desired_keys(rules: &[SecurityRule], own_id: &str) -> BTreeMap<RuleKey, String> {
+fn desired_keys(rules: &[SecurityRule], own_id: &str) -> BTreeMap<RuleKey, String> {
     let mut keys = BTreeMap::new();
     for rule in rules {
         let (from_port, to_port) = normalise_ports(&rule.protocol, rule.from_port, rule.to_port);
@@ -1212,7 +1212,7 @@ pub fn desired_keys(rules: &[SecurityRule], own_id: &str) -> BTreeMap<RuleKey, S
 }
 
 /// The live permissions, keyed like [`desired_keys`].
-pub fn live_keys(permissions: &[IpPermission]) -> BTreeSet<RuleKey> {
+fn live_keys(permissions: &[IpPermission]) -> BTreeSet<RuleKey> {
     let mut keys = BTreeSet::new();
     for permission in permissions {
         let protocol = permission.ip_protocol().unwrap_or("-1").to_string();

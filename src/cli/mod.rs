@@ -302,6 +302,6 @@ fn load(target: &Target) -> Result<(Checked, crate::graph::Graph), Failure> {
         target.environment.as_deref(),
         &target.overrides(),
     )?;
-    let graph = crate::graph::build(&checked.loaded)?;
+    let graph = crate::graph::build(&checked.loaded, crate::resources::expand)?;
     Ok((checked, graph))
 }

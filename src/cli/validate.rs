@@ -30,7 +30,7 @@ pub fn run(args: ValidateArgs, output: Output) -> Result<Outcome, Failure> {
                 if diagnostics.iter().any(Diagnostic::is_error) {
                     return Err(Diagnostics(diagnostics));
                 }
-                let graph = crate::graph::build(&loaded)?;
+                let graph = crate::graph::build(&loaded, crate::resources::expand)?;
                 Ok((graph.len(), diagnostics))
             });
         match result {

@@ -1,6 +1,7 @@
 //! The resource graph: every resource with a stable address, typed attributes and its
 //! dependencies (structural, declared with `depends_on`, and inferred from `${...}` references).
 
+pub mod kind;
 pub mod render;
 
 use std::collections::{BTreeSet, HashMap};
@@ -12,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::blueprint::expression::{self, Reference};
 use crate::blueprint::{Diagnostic, Diagnostics, FieldPath, Loaded};
-use crate::resources::{self, Kind, Spec};
+use kind::{Kind, Spec};
 
 /// One resource in the graph.
 #[derive(Debug, Clone)]
@@ -169,10 +170,11 @@ impl Graph {
     }
 }
 
-/// Expands a checked blueprint into its graph, resolving references and rejecting cycles.
-pub fn build(loaded: &Loaded) -> Result<Graph, Diagnostics> {
+/// Expands a checked blueprint into its graph with `expand` (which adds every resource it
+/// declares: `crate::resources::expand`), resolving references and rejecting cycles.
+pub fn build(loaded: &Loaded, expand: fn(&mut Builder<'_>)) -> Result<Graph, Diagnostics> {
     let mut builder = Builder::new(loaded);
-    resources::expand(&mut builder);
+    expand(&mut builder);
     link_references(&mut builder);
     link_declared(&mut builder);
     // Order even when something is already wrong, so that a cycle is reported with the rest.

@@ -252,9 +252,7 @@ impl Providers {
 
 /// Resource types `apply` can execute, for preflight messages and docs.
 pub fn supported() -> Vec<&'static str> {
-    aws::SUPPORTED
-        .iter()
-        .copied()
+    aws::supported()
         .chain([
             "kafka.topic",
             "postgres.database",

@@ -21,6 +21,7 @@ use crate::resources::cache::ReplicationGroup;
 use crate::resources::eks::{Addon, Cluster, NodeGroup};
 use crate::resources::network::{NatGateway, RouteTable, Vpc};
 use crate::resources::rds::DbInstance;
+use crate::resources::{Kind, Spec};
 use crate::state::{Recorded, State};
 
 /// Whose resources to look at.
@@ -257,12 +258,9 @@ pub async fn checks(
     owner: &Owner,
     cluster: &Arc<kube::Cluster>,
 ) -> Vec<Chain> {
-    const NETWORK: [&str; 3] = ["aws.vpc", "aws.nat_gateway", "aws.route_table"];
+    let network = |kind: &Kind| [Vpc::KIND, NatGateway::KIND, RouteTable::KIND].contains(&kind);
     // One read of the whole network, and none for a blueprint without one.
-    let ec2 = if graph
-        .resources()
-        .any(|resource| NETWORK.contains(&resource.kind.name))
-    {
+    let ec2 = if graph.resources().any(|resource| network(resource.kind)) {
         read_ec2(context, owner).await
     } else {
         Err("the blueprint declares no network".to_string())
@@ -276,23 +274,24 @@ pub async fn checks(
         if readers.contains_key(resource.kind.name) {
             checks.push(settings_check(resource, state, Arc::clone(&readers)));
         }
-        match resource.kind.name {
-            "aws.vpc" | "aws.nat_gateway" | "aws.route_table" => {
-                let name = network_check_name(resource);
-                let result = match &ec2 {
-                    Ok(ec2) => network_check(graph, ec2, resource),
-                    Err(error) => Err(format!("cannot read the network: {error}")),
-                };
-                checks.push(Check::known(name, result));
-            }
-            "aws.eks_cluster" => checks.push(cluster_check(context, resource)),
-            "aws.eks_node_group" => {
-                checks.extend(node_group_checks(context, graph, resource, cluster))
-            }
-            "aws.eks_addon" => checks.push(addon_check(context, graph, resource)),
-            "aws.db_instance" => checks.push(database_check(context, resource)),
-            "aws.elasticache_replication_group" => checks.push(cache_check(context, resource)),
-            _ => {}
+        let kind = resource.kind;
+        if network(kind) {
+            let name = network_check_name(resource);
+            let result = match &ec2 {
+                Ok(ec2) => network_check(graph, ec2, resource),
+                Err(error) => Err(format!("cannot read the network: {error}")),
+            };
+            checks.push(Check::known(name, result));
+        } else if kind == Cluster::KIND {
+            checks.push(cluster_check(context, resource));
+        } else if kind == NodeGroup::KIND {
+            checks.extend(node_group_checks(context, graph, resource, cluster));
+        } else if kind == Addon::KIND {
+            checks.push(addon_check(context, graph, resource));
+        } else if kind == DbInstance::KIND {
+            checks.push(database_check(context, resource));
+        } else if kind == ReplicationGroup::KIND {
+            checks.push(cache_check(context, resource));
         }
         // Each check stands alone: a setting changed by hand says nothing about whether the
         // resource runs.
@@ -357,10 +356,12 @@ fn settings_check(
 }
 
 fn network_check_name(resource: &Resource) -> String {
-    let group = match resource.kind.name {
-        "aws.vpc" => "vpc",
-        "aws.nat_gateway" => "nat_gateway",
-        _ => "routes",
+    let group = if resource.kind == Vpc::KIND {
+        "vpc"
+    } else if resource.kind == NatGateway::KIND {
+        "nat_gateway"
+    } else {
+        "routes"
     };
     format!("network.{group}.{}", short(&resource.address))
 }
@@ -372,45 +373,41 @@ fn not_found(what: &str, address: &str) -> String {
 fn network_check(graph: &Graph, ec2: &Ec2, resource: &Resource) -> Result<String, String> {
     let resolver = Resolver { graph, ec2 };
     let address = resource.address.as_str();
-    match resource.kind.name {
-        "aws.vpc" => {
-            let _: Vpc = typed(resource)?;
-            let live = ec2
-                .vpcs
-                .get(address)
-                .ok_or_else(|| not_found("VPC", address))?;
-            let id = live.vpc_id().unwrap_or_default();
-            if live.state() != Some(&VpcState::Available) {
-                return Err(format!("{id} is {:?}, not available", live.state()));
-            }
-            Ok(format!("{id} available"))
+    if resource.kind == Vpc::KIND {
+        let _: Vpc = typed(resource)?;
+        let live = ec2
+            .vpcs
+            .get(address)
+            .ok_or_else(|| not_found("VPC", address))?;
+        let id = live.vpc_id().unwrap_or_default();
+        if live.state() != Some(&VpcState::Available) {
+            return Err(format!("{id} is {:?}, not available", live.state()));
         }
-        "aws.nat_gateway" => {
-            let _: NatGateway = typed(resource)?;
-            let live = ec2
-                .nat_gateways
-                .get(address)
-                .ok_or_else(|| not_found("NAT gateway", address))?;
-            let id = live.nat_gateway_id().unwrap_or_default();
-            match live.state() {
-                Some(NatGatewayState::Available) => Ok(format!(
-                    "{id} available in {}",
-                    live.subnet_id().unwrap_or("?")
-                )),
-                state => Err(format!(
-                    "{id} is {}, not available",
-                    state.map_or("unknown", |s| s.as_str())
-                )),
-            }
+        Ok(format!("{id} available"))
+    } else if resource.kind == NatGateway::KIND {
+        let _: NatGateway = typed(resource)?;
+        let live = ec2
+            .nat_gateways
+            .get(address)
+            .ok_or_else(|| not_found("NAT gateway", address))?;
+        let id = live.nat_gateway_id().unwrap_or_default();
+        match live.state() {
+            Some(NatGatewayState::Available) => Ok(format!(
+                "{id} available in {}",
+                live.subnet_id().unwrap_or("?")
+            )),
+            state => Err(format!(
+                "{id} is {}, not available",
+                state.map_or("unknown", |s| s.as_str())
+            )),
         }
-        _ => {
-            let table: RouteTable = typed(resource)?;
-            let live = ec2
-                .route_tables
-                .get(address)
-                .ok_or_else(|| not_found("route table", address))?;
-            route_table_check(&resolver, &table, live)
-        }
+    } else {
+        let table: RouteTable = typed(resource)?;
+        let live = ec2
+            .route_tables
+            .get(address)
+            .ok_or_else(|| not_found("route table", address))?;
+        route_table_check(&resolver, &table, live)
     }
 }
 

@@ -18,7 +18,7 @@ fn exercise(text: &str) {
         if diagnostics.iter().any(|d| d.is_error()) {
             continue;
         }
-        if let Ok(graph) = trails::graph::build(&loaded) {
+        if let Ok(graph) = trails::graph::build(&loaded, trails::resources::expand) {
             let state = trails::state::State::empty(&loaded.document.blueprint, &environment);
             let plan = trails::plan::plan(&graph, &state);
             let _ = trails::plan::render::text(&plan, "fuzz", Default::default());

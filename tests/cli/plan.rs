@@ -12,7 +12,8 @@ use super::{repo, run};
 fn graph_of(file: &Path, environment: Option<&str>) -> (trails::blueprint::Checked, Graph) {
     let checked = trails::blueprint::load_checked(file, environment, &Default::default())
         .unwrap_or_else(|error| panic!("{} loads: {error}", file.display()));
-    let graph = trails::graph::build(&checked.loaded).expect("graph builds");
+    let graph =
+        trails::graph::build(&checked.loaded, trails::resources::expand).expect("graph builds");
     (checked, graph)
 }
 

@@ -2,7 +2,7 @@
 //! the group's AUTH token is generated here, handed to ElastiCache and kept in Secrets Manager
 //! (`trails/GROUP/auth-token`); the state records only the secret's ARN, never the token.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_elasticache::client::Waiters;
@@ -10,27 +10,26 @@ use aws_sdk_elasticache::types::{ParameterNameValue, Tag};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
+    Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
+    recorded_output, recorded_spec, tag_changes,
 };
 use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::resources::Spec as _;
 use crate::resources::cache::{ParameterGroup, ReplicationGroup, SubnetGroup};
 use crate::state::Recorded;
 
-/// Registers the ElastiCache providers.
-pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    by_kind.insert(
-        "aws.elasticache_subnet_group",
-        Box::new(SubnetGroupProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.elasticache_parameter_group",
-        Box::new(ParameterGroupProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.elasticache_replication_group",
-        Box::new(ReplicationGroupProvider(context.clone())),
-    );
-}
+/// The cache types, each with its provider.
+pub const TYPES: &[Registration] = &[
+    (SubnetGroup::KIND, |context| {
+        Box::new(SubnetGroupProvider(context.clone()))
+    }),
+    (ParameterGroup::KIND, |context| {
+        Box::new(ParameterGroupProvider(context.clone()))
+    }),
+    (ReplicationGroup::KIND, |context| {
+        Box::new(ReplicationGroupProvider(context.clone()))
+    }),
+];
 
 fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
@@ -135,17 +134,17 @@ impl Provider for SubnetGroupProvider {
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
         let group: SubnetGroup = recorded_spec(recorded)?;
-        let found = match self
-            .0
-            .elasticache
-            .describe_cache_subnet_groups()
-            .cache_subnet_group_name(&group.name)
-            .send()
-            .await
-        {
-            Ok(found) => found,
-            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
-            Err(error) => return Err(ProviderError::api("DescribeCacheSubnetGroups", error)),
+        let Some(found) = none_if_missing(
+            self.0
+                .elasticache
+                .describe_cache_subnet_groups()
+                .cache_subnet_group_name(&group.name)
+                .send()
+                .await,
+            "DescribeCacheSubnetGroups",
+        )?
+        else {
+            return Ok(Some(Read::Gone));
         };
         let Some(live) = found.cache_subnet_groups().first() else {
             return Ok(Some(Read::Gone));
@@ -312,17 +311,17 @@ impl Provider for ParameterGroupProvider {
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
         let group: ParameterGroup = recorded_spec(recorded)?;
-        let found = match self
-            .0
-            .elasticache
-            .describe_cache_parameter_groups()
-            .cache_parameter_group_name(&group.name)
-            .send()
-            .await
-        {
-            Ok(found) => found,
-            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
-            Err(error) => return Err(ProviderError::api("DescribeCacheParameterGroups", error)),
+        let Some(found) = none_if_missing(
+            self.0
+                .elasticache
+                .describe_cache_parameter_groups()
+                .cache_parameter_group_name(&group.name)
+                .send()
+                .await,
+            "DescribeCacheParameterGroups",
+        )?
+        else {
+            return Ok(Some(Read::Gone));
         };
         let Some(live) = found.cache_parameter_groups().first() else {
             return Ok(Some(Read::Gone));

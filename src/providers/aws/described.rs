@@ -12,7 +12,8 @@ use aws_sdk_ec2::types::{Filter, Tag};
 use serde_json::{Map, Value, json};
 use tokio::sync::OnceCell;
 
-use super::{Context, is_not_found};
+use super::Context;
+pub use super::none_if_missing;
 use crate::providers::{ProviderError, Read};
 use crate::resources::network::{AclRule, Route, SecurityRule};
 
@@ -127,21 +128,6 @@ where
         Some(live) => Read::Live(live),
         None => Read::Gone,
     })
-}
-
-/// `Ok(None)` for EC2's "no such id" answer.
-pub fn none_if_missing<T, E>(
-    result: Result<T, aws_sdk_ec2::error::SdkError<E>>,
-    operation: &str,
-) -> Result<Option<T>, ProviderError>
-where
-    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match result {
-        Ok(answer) => Ok(Some(answer)),
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(ProviderError::api(operation, error)),
-    }
 }
 
 /// A VPC's attributes (its DNS settings come from [`vpc_dns`]).
@@ -330,6 +316,19 @@ pub fn rule_lines(rules: &Value) -> Value {
     Value::Array(lines)
 }
 
+/// `attributes` with the `ingress` and `egress` lists written as `lines` writes them.
+pub fn both_directions(
+    mut attributes: Map<String, Value>,
+    lines: fn(&Value) -> Value,
+) -> Map<String, Value> {
+    for direction in ["ingress", "egress"] {
+        if let Some(list) = attributes.get_mut(direction) {
+            *list = lines(list);
+        }
+    }
+    attributes
+}
+
 /// EC2's protocol numbers in ACL entries, as the blueprint names them.
 fn protocol_name(number: &str) -> &str {
     match number {
@@ -465,4 +464,23 @@ macro_rules! by_id {
     };
 }
 
-pub(crate) use {by_id, listing};
+/// The `read` of an EC2 type whose resources are found as they are listed: from the type's
+/// shared listing, else by the recorded id.
+macro_rules! ec2_read {
+    ($context:expr, $recorded:expr, $kind:literal, $describe:ident . $filters:ident / $ids:ident, $items:ident, $id:ident, $operation:literal, $item:expr) => {{
+        let id = recorded_id($recorded)?;
+        let context = &$context;
+        described::read(
+            context,
+            $kind,
+            id,
+            &$recorded.attributes,
+            listing!(context, $describe.$filters, $items, $id, $operation, $item),
+            by_id!(context, $describe.$ids, id, $items, $operation, $item),
+        )
+        .await
+        .map(Some)
+    }};
+}
+
+pub(crate) use {by_id, ec2_read, listing};

@@ -18,25 +18,27 @@ use serde_json::{Map, Value, json};
 
 use super::sweep;
 use super::{
-    Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
+    Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
+    recorded_output, recorded_spec, tag_changes,
 };
 use crate::blueprint::schema::Taint;
 use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::resources::Spec as _;
 use crate::resources::eks::{Addon, CLUSTER, Cluster, NodeGroup};
 use crate::state::Recorded;
 
-/// Registers the EKS providers.
-pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    by_kind.insert(
-        "aws.eks_cluster",
-        Box::new(ClusterProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.eks_node_group",
-        Box::new(NodeGroupProvider(context.clone())),
-    );
-    by_kind.insert("aws.eks_addon", Box::new(AddonProvider(context.clone())));
-}
+/// The eks types, each with its provider.
+pub const TYPES: &[Registration] = &[
+    (Cluster::KIND, |context| {
+        Box::new(ClusterProvider(context.clone()))
+    }),
+    (NodeGroup::KIND, |context| {
+        Box::new(NodeGroupProvider(context.clone()))
+    }),
+    (Addon::KIND, |context| {
+        Box::new(AddonProvider(context.clone()))
+    }),
+];
 
 /// Every control-plane log type EKS knows; those not wanted are switched off explicitly.
 const LOG_TYPES: &[&str] = &[
@@ -861,18 +863,18 @@ impl Provider for AddonProvider {
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
         let addon: Addon = recorded_spec(recorded)?;
-        let found = match self
-            .0
-            .eks
-            .describe_addon()
-            .cluster_name(&addon.cluster_name)
-            .addon_name(&addon.name)
-            .send()
-            .await
-        {
-            Ok(found) => found,
-            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
-            Err(error) => return Err(ProviderError::api("DescribeAddon", error)),
+        let Some(found) = none_if_missing(
+            self.0
+                .eks
+                .describe_addon()
+                .cluster_name(&addon.cluster_name)
+                .addon_name(&addon.name)
+                .send()
+                .await,
+            "DescribeAddon",
+        )?
+        else {
+            return Ok(Some(Read::Gone));
         };
         let Some(live) = found.addon() else {
             return Ok(Some(Read::Gone));

@@ -1,27 +1,30 @@
 //! IAM roles (trust policy, inline policies, managed policy attachments) and the cluster's
 //! OIDC provider, through which Kubernetes service accounts assume their IRSA roles.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_iam::types::Tag;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, check_owns, gone_is_fine, is_not_found, recorded_output, recorded_spec, tag_changes,
+    Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
+    recorded_output, recorded_spec, tag_changes,
 };
 use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::resources::Spec as _;
 use crate::resources::iam::{IamRole, OidcProvider};
 use crate::state::Recorded;
 
-/// Registers the IAM providers.
-pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    by_kind.insert("aws.iam_role", Box::new(RoleProvider(context.clone())));
-    by_kind.insert(
-        "aws.iam_oidc_provider",
-        Box::new(OidcProviderProvider(context.clone())),
-    );
-}
+/// The iam types, each with its provider.
+pub const TYPES: &[Registration] = &[
+    (IamRole::KIND, |context| {
+        Box::new(RoleProvider(context.clone()))
+    }),
+    (OidcProvider::KIND, |context| {
+        Box::new(OidcProviderProvider(context.clone()))
+    }),
+];
 
 fn tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, ProviderError> {
     tags.iter()
@@ -445,17 +448,17 @@ impl Provider for OidcProviderProvider {
                 "the state records no ARN for this OIDC provider".into(),
             ));
         };
-        let found = match self
-            .0
-            .iam
-            .get_open_id_connect_provider()
-            .open_id_connect_provider_arn(arn)
-            .send()
-            .await
-        {
-            Ok(found) => found,
-            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
-            Err(error) => return Err(ProviderError::api("GetOpenIDConnectProvider", error)),
+        let Some(found) = none_if_missing(
+            self.0
+                .iam
+                .get_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .send()
+                .await,
+            "GetOpenIDConnectProvider",
+        )?
+        else {
+            return Ok(Some(Read::Gone));
         };
         let mut live = Map::new();
         live.insert("url".into(), json!(found.url()));

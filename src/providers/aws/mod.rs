@@ -21,32 +21,30 @@ use serde_json::Value;
 
 pub use super::recorded_spec;
 use super::{Provider, ProviderError};
+use crate::resources::Kind;
 use crate::state::Recorded;
 
-/// Resource types the AWS providers can apply so far.
-pub const SUPPORTED: &[&str] = &[
-    "aws.vpc",
-    "aws.subnet",
-    "aws.internet_gateway",
-    "aws.eip",
-    "aws.nat_gateway",
-    "aws.route_table",
-    "aws.security_group",
-    "aws.network_acl",
-    "aws.flow_log",
-    "aws.s3_bucket",
-    "aws.db_subnet_group",
-    "aws.db_parameter_group",
-    "aws.db_instance",
-    "aws.iam_role",
-    "aws.iam_oidc_provider",
-    "aws.eks_cluster",
-    "aws.eks_node_group",
-    "aws.eks_addon",
-    "aws.elasticache_subnet_group",
-    "aws.elasticache_parameter_group",
-    "aws.elasticache_replication_group",
+/// A resource type and how to make its provider from the shared clients.
+pub type Registration = (&'static Kind, fn(&Context) -> Box<dyn Provider>);
+
+/// Every AWS type trails applies: one line per type in its family's `TYPES`, and the type's
+/// name is written once, in its `Kind`.
+const FAMILIES: &[&[Registration]] = &[
+    network::TYPES,
+    rds::TYPES,
+    s3::TYPES,
+    iam::TYPES,
+    eks::TYPES,
+    cache::TYPES,
 ];
+
+/// Resource types the AWS providers can apply.
+pub fn supported() -> impl Iterator<Item = &'static str> {
+    FAMILIES
+        .iter()
+        .flat_map(|family| family.iter())
+        .map(|(kind, _)| kind.name)
+}
 
 /// Clients and settings shared by every AWS provider.
 #[derive(Clone, Debug)]
@@ -159,12 +157,9 @@ impl Context {
 
 /// Registers every AWS provider.
 pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    network::register(context, by_kind);
-    rds::register(context, by_kind);
-    s3::register(context, by_kind);
-    iam::register(context, by_kind);
-    eks::register(context, by_kind);
-    cache::register(context, by_kind);
+    for (kind, make) in FAMILIES.iter().flat_map(|family| family.iter()) {
+        by_kind.insert(kind.name, make(context));
+    }
 }
 
 /// True when the service says the thing does not exist, in any service's dialect: EC2's
@@ -177,6 +172,21 @@ pub fn is_not_found<E: ProvideErrorMetadata>(error: &E) -> bool {
             || code.ends_with("NotFoundException")
             || code == "NoSuchEntity"
     })
+}
+
+/// A Describe or Get answer, or `None` when the service says there is no such thing.
+pub fn none_if_missing<T, E>(
+    result: Result<T, E>,
+    operation: &str,
+) -> Result<Option<T>, ProviderError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    match result {
+        Ok(answer) => Ok(Some(answer)),
+        Err(error) if is_not_found(&error) => Ok(None),
+        Err(error) => Err(ProviderError::api(operation, error)),
+    }
 }
 
 /// A delete whose target is already gone has done its job.

@@ -1,6 +1,6 @@
 //! VPC, subnets, internet gateway, elastic IPs, NAT gateways, route tables, security groups.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use aws_sdk_ec2::client::Waiters;
@@ -10,44 +10,45 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::described::{self, by_id, listing};
+use super::described::{self, by_id, ec2_read, listing};
 use super::{
-    Context, gone_is_fine, is_not_found, ownership_filters, recorded_spec, sweep, tag_specification,
+    Context, Registration, gone_is_fine, is_not_found, ownership_filters, recorded_spec, sweep,
+    tag_specification,
 };
 use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::resources::Spec as _;
 use crate::resources::network::{
     AclRule, Eip, FlowLog, InternetGateway, NatGateway, NetworkAcl, Route, RouteTable,
     SecurityGroup, SecurityRule, Subnet, Vpc,
 };
 use crate::state::Recorded;
 
-/// Registers the network providers.
-pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    by_kind.insert("aws.vpc", Box::new(VpcProvider(context.clone())));
-    by_kind.insert("aws.subnet", Box::new(SubnetProvider(context.clone())));
-    by_kind.insert(
-        "aws.internet_gateway",
-        Box::new(InternetGatewayProvider(context.clone())),
-    );
-    by_kind.insert("aws.eip", Box::new(EipProvider(context.clone())));
-    by_kind.insert(
-        "aws.nat_gateway",
-        Box::new(NatGatewayProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.route_table",
-        Box::new(RouteTableProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.security_group",
-        Box::new(SecurityGroupProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.network_acl",
-        Box::new(NetworkAclProvider(context.clone())),
-    );
-    by_kind.insert("aws.flow_log", Box::new(FlowLogProvider(context.clone())));
-}
+/// The network types, each with its provider.
+pub const TYPES: &[Registration] = &[
+    (Vpc::KIND, |context| Box::new(VpcProvider(context.clone()))),
+    (Subnet::KIND, |context| {
+        Box::new(SubnetProvider(context.clone()))
+    }),
+    (InternetGateway::KIND, |context| {
+        Box::new(InternetGatewayProvider(context.clone()))
+    }),
+    (Eip::KIND, |context| Box::new(EipProvider(context.clone()))),
+    (NatGateway::KIND, |context| {
+        Box::new(NatGatewayProvider(context.clone()))
+    }),
+    (RouteTable::KIND, |context| {
+        Box::new(RouteTableProvider(context.clone()))
+    }),
+    (SecurityGroup::KIND, |context| {
+        Box::new(SecurityGroupProvider(context.clone()))
+    }),
+    (NetworkAcl::KIND, |context| {
+        Box::new(NetworkAclProvider(context.clone()))
+    }),
+    (FlowLog::KIND, |context| {
+        Box::new(FlowLogProvider(context.clone()))
+    }),
+];
 
 fn outputs(pairs: &[(&str, &str)]) -> Map<String, Value> {
     pairs
@@ -361,32 +362,16 @@ impl Provider for SubnetProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "subnet",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_subnets.set_filters,
-                subnets,
-                subnet_id,
-                "DescribeSubnets",
-                |subnet| Some(described::subnet(subnet))
-            ),
-            by_id!(
-                context,
-                describe_subnets.subnet_ids,
-                id,
-                subnets,
-                "DescribeSubnets",
-                |subnet| Some(described::subnet(subnet))
-            ),
+            describe_subnets.set_filters / subnet_ids,
+            subnets,
+            subnet_id,
+            "DescribeSubnets",
+            |subnet| Some(described::subnet(subnet))
         )
-        .await
-        .map(Some)
     }
 
     async fn find(
@@ -518,32 +503,16 @@ impl Provider for InternetGatewayProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "internet_gateway",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_internet_gateways.set_filters,
-                internet_gateways,
-                internet_gateway_id,
-                "DescribeInternetGateways",
-                |gateway| Some(described::internet_gateway(gateway))
-            ),
-            by_id!(
-                context,
-                describe_internet_gateways.internet_gateway_ids,
-                id,
-                internet_gateways,
-                "DescribeInternetGateways",
-                |gateway| Some(described::internet_gateway(gateway))
-            ),
+            describe_internet_gateways.set_filters / internet_gateway_ids,
+            internet_gateways,
+            internet_gateway_id,
+            "DescribeInternetGateways",
+            |gateway| Some(described::internet_gateway(gateway))
         )
-        .await
-        .map(Some)
     }
 
     async fn find(
@@ -795,32 +764,16 @@ impl Provider for NatGatewayProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "nat_gateway",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_nat_gateways.set_filter,
-                nat_gateways,
-                nat_gateway_id,
-                "DescribeNatGateways",
-                described::nat_gateway
-            ),
-            by_id!(
-                context,
-                describe_nat_gateways.nat_gateway_ids,
-                id,
-                nat_gateways,
-                "DescribeNatGateways",
-                described::nat_gateway
-            ),
+            describe_nat_gateways.set_filter / nat_gateway_ids,
+            nat_gateways,
+            nat_gateway_id,
+            "DescribeNatGateways",
+            described::nat_gateway
         )
-        .await
-        .map(Some)
     }
 
     async fn find(
@@ -1018,32 +971,16 @@ impl Provider for RouteTableProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "route_table",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_route_tables.set_filters,
-                route_tables,
-                route_table_id,
-                "DescribeRouteTables",
-                |table| Some(described::route_table(table))
-            ),
-            by_id!(
-                context,
-                describe_route_tables.route_table_ids,
-                id,
-                route_tables,
-                "DescribeRouteTables",
-                |table| Some(described::route_table(table))
-            ),
+            describe_route_tables.set_filters / route_table_ids,
+            route_tables,
+            route_table_id,
+            "DescribeRouteTables",
+            |table| Some(described::route_table(table))
         )
-        .await
-        .map(Some)
     }
 
     async fn find(
@@ -1360,41 +1297,20 @@ impl Provider for SecurityGroupProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "security_group",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_security_groups.set_filters,
-                security_groups,
-                group_id,
-                "DescribeSecurityGroups",
-                |group| Some(described::security_group(group))
-            ),
-            by_id!(
-                context,
-                describe_security_groups.group_ids,
-                id,
-                security_groups,
-                "DescribeSecurityGroups",
-                |group| Some(described::security_group(group))
-            ),
+            describe_security_groups.set_filters / group_ids,
+            security_groups,
+            group_id,
+            "DescribeSecurityGroups",
+            |group| Some(described::security_group(group))
         )
-        .await
-        .map(Some)
     }
 
-    fn canonical(&self, mut attributes: Map<String, Value>) -> Map<String, Value> {
-        for direction in ["ingress", "egress"] {
-            if let Some(rules) = attributes.get_mut(direction) {
-                *rules = described::rule_lines(rules);
-            }
-        }
-        attributes
+    fn canonical(&self, attributes: Map<String, Value>) -> Map<String, Value> {
+        described::both_directions(attributes, described::rule_lines)
     }
 
     async fn find(
@@ -1684,41 +1600,20 @@ impl Provider for NetworkAclProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "network_acl",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_network_acls.set_filters,
-                network_acls,
-                network_acl_id,
-                "DescribeNetworkAcls",
-                |acl| Some(described::network_acl(acl))
-            ),
-            by_id!(
-                context,
-                describe_network_acls.network_acl_ids,
-                id,
-                network_acls,
-                "DescribeNetworkAcls",
-                |acl| Some(described::network_acl(acl))
-            ),
+            describe_network_acls.set_filters / network_acl_ids,
+            network_acls,
+            network_acl_id,
+            "DescribeNetworkAcls",
+            |acl| Some(described::network_acl(acl))
         )
-        .await
-        .map(Some)
     }
 
-    fn canonical(&self, mut attributes: Map<String, Value>) -> Map<String, Value> {
-        for direction in ["ingress", "egress"] {
-            if let Some(entries) = attributes.get_mut(direction) {
-                *entries = described::acl_lines(entries);
-            }
-        }
-        attributes
+    fn canonical(&self, attributes: Map<String, Value>) -> Map<String, Value> {
+        described::both_directions(attributes, described::acl_lines)
     }
 
     async fn find(
@@ -1813,32 +1708,16 @@ impl Provider for FlowLogProvider {
         _address: &str,
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
-        let id = recorded_id(recorded)?;
-        let context = &self.0;
-        described::read(
-            context,
+        ec2_read!(
+            self.0,
+            recorded,
             "flow_log",
-            id,
-            &recorded.attributes,
-            listing!(
-                context,
-                describe_flow_logs.set_filter,
-                flow_logs,
-                flow_log_id,
-                "DescribeFlowLogs",
-                |log| Some(described::flow_log(log))
-            ),
-            by_id!(
-                context,
-                describe_flow_logs.flow_log_ids,
-                id,
-                flow_logs,
-                "DescribeFlowLogs",
-                |log| Some(described::flow_log(log))
-            ),
+            describe_flow_logs.set_filter / flow_log_ids,
+            flow_logs,
+            flow_log_id,
+            "DescribeFlowLogs",
+            |log| Some(described::flow_log(log))
         )
-        .await
-        .map(Some)
     }
 
     async fn find(

@@ -2,7 +2,7 @@
 //! managed by RDS in Secrets Manager (`ManageMasterUserPassword`): trails never sees it, and
 //! records only the secret's ARN.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -10,26 +10,27 @@ use aws_sdk_rds::client::Waiters;
 use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 use serde_json::{Map, Value, json};
 
-use super::{ADDRESS_TAG, Context, is_not_found, recorded_output, recorded_spec};
+use super::{
+    ADDRESS_TAG, Context, Registration, is_not_found, none_if_missing, recorded_output,
+    recorded_spec,
+};
 use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::resources::Spec as _;
 use crate::resources::rds::{DbInstance, DbParameterGroup, DbSubnetGroup};
 use crate::state::Recorded;
 
-/// Registers the RDS providers.
-pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    by_kind.insert(
-        "aws.db_subnet_group",
-        Box::new(SubnetGroupProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.db_parameter_group",
-        Box::new(ParameterGroupProvider(context.clone())),
-    );
-    by_kind.insert(
-        "aws.db_instance",
-        Box::new(InstanceProvider(context.clone())),
-    );
-}
+/// The rds types, each with its provider.
+pub const TYPES: &[Registration] = &[
+    (DbSubnetGroup::KIND, |context| {
+        Box::new(SubnetGroupProvider(context.clone()))
+    }),
+    (DbParameterGroup::KIND, |context| {
+        Box::new(ParameterGroupProvider(context.clone()))
+    }),
+    (DbInstance::KIND, |context| {
+        Box::new(InstanceProvider(context.clone()))
+    }),
+];
 
 fn tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()
@@ -142,17 +143,17 @@ impl Provider for SubnetGroupProvider {
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
         let group: DbSubnetGroup = recorded_spec(recorded)?;
-        let found = match self
-            .0
-            .rds
-            .describe_db_subnet_groups()
-            .db_subnet_group_name(&group.name)
-            .send()
-            .await
-        {
-            Ok(found) => found,
-            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
-            Err(error) => return Err(ProviderError::api("DescribeDBSubnetGroups", error)),
+        let Some(found) = none_if_missing(
+            self.0
+                .rds
+                .describe_db_subnet_groups()
+                .db_subnet_group_name(&group.name)
+                .send()
+                .await,
+            "DescribeDBSubnetGroups",
+        )?
+        else {
+            return Ok(Some(Read::Gone));
         };
         let Some(live) = found.db_subnet_groups().first() else {
             return Ok(Some(Read::Gone));
@@ -328,17 +329,17 @@ impl Provider for ParameterGroupProvider {
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
         let group: DbParameterGroup = recorded_spec(recorded)?;
-        let found = match self
-            .0
-            .rds
-            .describe_db_parameter_groups()
-            .db_parameter_group_name(&group.name)
-            .send()
-            .await
-        {
-            Ok(found) => found,
-            Err(error) if is_not_found(&error) => return Ok(Some(Read::Gone)),
-            Err(error) => return Err(ProviderError::api("DescribeDBParameterGroups", error)),
+        let Some(found) = none_if_missing(
+            self.0
+                .rds
+                .describe_db_parameter_groups()
+                .db_parameter_group_name(&group.name)
+                .send()
+                .await,
+            "DescribeDBParameterGroups",
+        )?
+        else {
+            return Ok(Some(Read::Gone));
         };
         let Some(live) = found.db_parameter_groups().first() else {
             return Ok(Some(Read::Gone));

@@ -1,6 +1,6 @@
 //! S3 buckets: versioning, encryption, public access block, lifecycle, Object Lock, tags.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
@@ -14,16 +14,17 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{ADDRESS_TAG, Context};
+use super::{ADDRESS_TAG, Context, Registration};
 use crate::blueprint::schema::{LifecycleRule, ObjectLock, ObjectLockMode, Transition};
 use crate::providers::{Applied, Provider, ProviderError, Read, recorded_spec, spec};
+use crate::resources::Spec as _;
 use crate::resources::s3::Bucket;
 use crate::state::Recorded;
 
-/// Registers the bucket provider.
-pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
-    by_kind.insert("aws.s3_bucket", Box::new(BucketProvider(context.clone())));
-}
+/// The s3 types, each with its provider.
+pub const TYPES: &[Registration] = &[(Bucket::KIND, |context| {
+    Box::new(BucketProvider(context.clone()))
+})];
 
 struct BucketProvider(Context);
 

@@ -5,21 +5,21 @@
 //! a run interrupted after the create call resumes. Kafka cannot remove partitions, so a topic
 //! with more than declared is a conflict for a human to settle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{Applied, Observed, Provider, ProviderError, recorded_spec, spec};
+use super::{Applied, Provider, ProviderError, Read, recorded_spec, spec};
 use crate::resources::dayone::Topic;
 use crate::state::Recorded;
 
@@ -233,20 +233,43 @@ impl Provider for TopicProvider {
         Ok(())
     }
 
-    /// A topic deleted by hand is gone (created again by the refreshed plan); its partitions
-    /// and configuration are not compared yet.
-    async fn observe(
+    /// The topic's partitions and configuration: the keys trails set and any other override
+    /// (`DynamicTopic`; the broker's defaults are not trails' to compare); gone when the
+    /// brokers do not know the topic.
+    async fn read(
         &self,
         _address: &str,
         recorded: &Recorded,
-    ) -> Result<Observed, ProviderError> {
+    ) -> Result<Option<Read>, ProviderError> {
         let topic: Topic = recorded_spec(recorded)?;
         let admin = admin(&topic.bootstrap_servers)?;
-        Ok(
-            match partitions(&admin, &topic.name, REQUEST_TIMEOUT).await? {
-                Some(_) => Observed::Exists,
-                None => Observed::Gone,
-            },
-        )
+        let Some(partitions) = partitions(&admin, &topic.name, REQUEST_TIMEOUT).await? else {
+            return Ok(Some(Read::Gone));
+        };
+        let described = admin
+            .describe_configs(&[ResourceSpecifier::Topic(&topic.name)], &options())
+            .await
+            .map_err(|error| ProviderError::api("DescribeConfigs", error))?;
+        let mut config = BTreeMap::new();
+        for result in described {
+            let resource = result.map_err(|code| ProviderError::Api {
+                operation: format!("DescribeConfigs of topic {}", topic.name),
+                message: code.to_string(),
+            })?;
+            for entry in resource.entries {
+                // The effective value of every key trails set (whatever the broker says its
+                // source is: tansu calls them defaults), and overrides set by hand.
+                let declared = topic.config.contains_key(&entry.name);
+                if (declared || entry.source == ConfigSource::DynamicTopic)
+                    && let Some(value) = entry.value
+                {
+                    config.insert(entry.name, value);
+                }
+            }
+        }
+        let mut live = Map::new();
+        live.insert("partitions".into(), json!(partitions));
+        live.insert("config".into(), json!(config));
+        Ok(Some(Read::Live(live)))
     }
 }

@@ -7,6 +7,7 @@ mod blueprint_fuzz;
 mod clickhouse;
 mod graph;
 mod ingest;
+mod kafka;
 mod kubernetes;
 mod moto;
 mod opensearch;

@@ -36,6 +36,10 @@ pub struct ExecuteArgs {
     /// becoming ready, a namespace finishing its deletion), e.g. `45m`.
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     wait_timeout: Duration,
+    /// Run a plan that deletes or replaces something in a `protect: true` environment (or
+    /// destroys it), or turns protection off together with other changes.
+    #[arg(long)]
+    override_protection: bool,
 }
 
 /// Arguments of `trails apply`.
@@ -59,9 +63,6 @@ pub struct ApplyArgs {
 pub struct DestroyArgs {
     #[command(flatten)]
     execute: ExecuteArgs,
-    /// Destroy even a `protect: true` environment.
-    #[arg(long)]
-    override_protection: bool,
 }
 
 /// Plans against the locked state and applies.
@@ -88,11 +89,7 @@ fn refreshed(path: &std::path::Path) -> bool {
 
 /// Plans the removal of everything recorded and executes it.
 pub fn destroy(args: DestroyArgs, output: Output) -> Result<Outcome, Failure> {
-    run(
-        &args.execute,
-        output,
-        Mode::Destroy(args.override_protection),
-    )
+    run(&args.execute, output, Mode::Destroy)
 }
 
 enum Mode {
@@ -100,7 +97,7 @@ enum Mode {
         saved: Option<PathBuf>,
         refresh: bool,
     },
-    Destroy(bool),
+    Destroy,
 }
 
 fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failure> {
@@ -109,16 +106,8 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     let loaded = &checked.loaded;
     let operation = match mode {
         Mode::Apply { .. } => "apply",
-        Mode::Destroy(_) => "destroy",
+        Mode::Destroy => "destroy",
     };
-    if let Mode::Destroy(false) = mode
-        && loaded.settings.protect
-    {
-        return Err(Failure::User(anyhow!(
-            "environment `{}` is protected (`protect: true`); destroying it needs --override-protection",
-            loaded.environment
-        )));
-    }
     let path = args.state.path(&args.target, &loaded.environment);
     let mut store = LocalState::open(
         &path,
@@ -129,7 +118,7 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     .map_err(|error| Failure::User(error.into()))?;
     let endpoints = args.endpoints.resolve(loaded)?;
     let planned = match &mode {
-        Mode::Destroy(_) => plan::plan_destroy(store.state()),
+        Mode::Destroy => plan::plan_destroy(store.state()),
         Mode::Apply { saved, refresh } => {
             let planned = if *refresh {
                 let observed = super::diff::observe(loaded, store.state(), &args.endpoints)?;
@@ -143,11 +132,32 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
             planned
         }
     };
+    let protection = plan::protect::check(
+        &planned,
+        loaded.settings.protect,
+        store.state().protected,
+        args.override_protection,
+    )
+    .map_err(|error| Failure::User(error.into()))?
+    .filter(|_| !planned.destroy);
     let description = format!("{} (serial {})", path.display(), store.state().serial);
     if !planned.has_changes() {
         if !output.quiet {
             println!("{}", summary(&planned));
             println!("Nothing to do: the recorded state matches the blueprint.");
+        }
+        if let Some(protected) = protection {
+            store
+                .update(|state| state.protected = protected)
+                .map_err(|error| Failure::User(error.into()))?;
+            if !output.quiet {
+                println!(
+                    "Protection of environment `{}` is {} (recorded in {}).",
+                    loaded.environment,
+                    if protected { "on" } else { "off" },
+                    path.display()
+                );
+            }
         }
         return Ok(Outcome::Success);
     }
@@ -177,7 +187,7 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     let notes = progress.clone();
     let context = context.for_run(aws::Run {
         deleting: deleting.clone(),
-        destroying: matches!(mode, Mode::Destroy(_)),
+        destroying: matches!(mode, Mode::Destroy),
         ephemeral: loaded.settings.ephemeral,
         notes: Some(Arc::new(move |address: &str, message: &str| {
             notes.event(&engine::Event::Note {
@@ -202,6 +212,11 @@ fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failur
     }
     if !args.yes {
         confirm(operation, &loaded.environment)?;
+    }
+    if let Some(protected) = protection {
+        store
+            .update(|state| state.protected = protected)
+            .map_err(|error| Failure::User(error.into()))?;
     }
     let options = Options {
         parallelism: usize::from(args.parallelism),

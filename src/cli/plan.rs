@@ -77,15 +77,14 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
                 },
             )
         );
-        if args.destroy && checked.loaded.settings.protect {
+        if let Err(refused) =
+            crate::plan::protect::check(&plan, loaded.settings.protect, recorded.protected, false)
+        {
             eprintln!(
                 "{}",
-                console::style(format!(
-                    "note: environment `{}` is protected; destroy refuses it without an explicit override",
-                    loaded.environment
-                ))
-                .yellow()
-                .for_stderr()
+                console::style(format!("note: apply will refuse this plan: {refused}"))
+                    .yellow()
+                    .for_stderr()
             );
         }
         if let Some(out) = &args.out {

@@ -1,5 +1,6 @@
 //! Desired (graph) against recorded (state): the ordered changes, with what changes and why.
 
+pub mod protect;
 pub mod render;
 
 use std::collections::{BTreeSet, HashMap};

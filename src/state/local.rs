@@ -165,10 +165,11 @@ impl LocalState {
         }
         let lock = lock_path(path);
         let info = LockInfo::current(operation);
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let created = options.open(&lock);
         match created {
             Ok(mut file) => {
                 let text = serde_json::to_string_pretty(&info).unwrap_or_default();
@@ -235,21 +236,60 @@ impl LocalState {
             path: self.path.clone(),
             source,
         })?;
-        let temporary = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temporary)?;
-            file.write_all(text.as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, &self.path)
-        };
-        write().map_err(|source| StateError::Read {
+        let failed = |source| StateError::Read {
             path: self.path.clone(),
             source,
-        })?;
+        };
+        // The state it replaces stays beside it as `.backup`, written first: a crash between
+        // the two writes leaves the old state in both places, never neither.
+        if self.state.serial > 0 {
+            let previous =
+                serde_json::to_string_pretty(&self.state).map_err(|source| StateError::Parse {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            write_private(&backup_path(&self.path), previous.as_bytes()).map_err(failed)?;
+        }
+        write_private(&self.path, text.as_bytes()).map_err(failed)?;
         self.state = next;
         Ok(())
     }
+}
+
+/// Where the state before the last write is kept: `ENV.state.json.backup`.
+pub fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".backup");
+    PathBuf::from(name)
+}
+
+/// Writes `text` to `path` atomically, readable by its owner only: a temporary file (mode
+/// 0600) synced to disk, renamed over `path`, and the directory synced so the rename survives
+/// a power cut.
+fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&temporary)?;
+    // A file made by an older trails keeps its mode through the rename's source: set it.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text)?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    #[cfg(unix)]
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Drop for LocalState {
@@ -296,6 +336,38 @@ mod tests {
         drop(first);
         let second = LocalState::open(&path, "demo", "dev", "apply").expect("lock released");
         assert_eq!(second.state().serial, 1, "the write survived");
+    }
+
+    #[test]
+    fn each_write_is_private_and_keeps_the_state_it_replaces_as_a_backup() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(".trails/dev.state.json");
+        let mut store = LocalState::open(&path, "demo", "dev", "apply").expect("lock");
+        store.update(|_| {}).expect("first write");
+        assert!(
+            !backup_path(&path).exists(),
+            "nothing to back up before the first write"
+        );
+        store.update(|_| {}).expect("second write");
+        let backup: State = serde_json::from_str(
+            &std::fs::read_to_string(backup_path(&path)).expect("backup written"),
+        )
+        .expect("backup is a state");
+        assert_eq!((backup.serial, store.state().serial), (1, 2));
+        for file in [path.clone(), backup_path(&path), lock_path(&path)] {
+            let mode = std::fs::metadata(&file)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{} is {:o}",
+                file.display(),
+                mode & 0o777
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct State {
     pub environment: String,
     /// Resources by address, in the order they were recorded.
     pub resources: IndexMap<String, Recorded>,
+    /// The environment was applied as `protect: true`: this wins over a blueprint that drops
+    /// the flag, until an apply of that change alone records it off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 /// What trails recorded about one resource after creating or updating it.
@@ -62,6 +66,7 @@ impl State {
             blueprint: blueprint.to_string(),
             environment: environment.to_string(),
             resources: IndexMap::new(),
+            protected: false,
         }
     }
 }

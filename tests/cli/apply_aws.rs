@@ -1245,6 +1245,82 @@ fn destroy_refuses_a_protected_environment_without_the_override() {
 }
 
 #[test]
+fn a_protected_environment_refuses_deletes_and_keeps_its_protection_until_turned_off_alone() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("protected.yaml");
+    let write = |protect: bool, buckets: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  prod: {{ protect: {protect} }}\nbuckets:\n{buckets}"
+            ),
+        )
+        .expect("write");
+    };
+    write(true, "  keep: {}\n  old: {}\n");
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+
+    // Dropping a bucket from a protected environment is refused before any call.
+    write(true, "  keep: {}\n");
+    let planned = trails(&moto, &file, &["plan"]);
+    assert!(
+        planned.stderr.contains("note: apply will refuse this plan"),
+        "{}",
+        planned.stderr
+    );
+    let before = moto.calls().len();
+    let refused = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("this plan would delete or replace aws.s3_bucket.old"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(moto.calls().len(), before, "a refused apply called AWS");
+
+    // The same edit cannot switch protection off on the way.
+    write(false, "  keep: {}\n");
+    let sneaky = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(sneaky.code, 1, "{}\n{}", sneaky.stdout, sneaky.stderr);
+    assert!(
+        sneaky
+            .stderr
+            .contains("turning protection off takes an apply of that change alone"),
+        "{}",
+        sneaky.stderr
+    );
+    assert!(
+        runtime()
+            .block_on(census(&moto))
+            .buckets
+            .contains("trails-demo-prod-old")
+    );
+
+    // Turning it off alone is recorded; then the bucket can go.
+    write(false, "  keep: {}\n  old: {}\n");
+    let off = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(off.code, 0, "{}\n{}", off.stdout, off.stderr);
+    assert!(
+        off.stdout
+            .contains("Protection of environment `prod` is off"),
+        "{}",
+        off.stdout
+    );
+    write(false, "  keep: {}\n");
+    let removed = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(removed.code, 0, "{}\n{}", removed.stdout, removed.stderr);
+    assert!(
+        !runtime()
+            .block_on(census(&moto))
+            .buckets
+            .contains("trails-demo-prod-old")
+    );
+}
+
+#[test]
 fn a_saved_plan_is_applied_exactly_once_and_refused_when_stale() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().expect("temp dir");

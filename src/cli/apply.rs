@@ -34,7 +34,7 @@ pub struct ExecuteArgs {
     parallelism: u16,
     /// Longest wait for one asynchronous resource (NAT gateway, cluster, database, a Deployment
     /// becoming ready, a namespace finishing its deletion), e.g. `45m`.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = super::duration)]
     wait_timeout: Duration,
     /// Run a plan that deletes or replaces something in a `protect: true` environment (or
     /// destroys it), or turns protection off together with other changes.

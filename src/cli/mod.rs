@@ -179,6 +179,21 @@ impl StateLocation {
     }
 }
 
+/// The longest wait or timeout a flag takes: a day (a longer one would overflow clocks, and
+/// no resource takes that long).
+const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// A duration flag such as `45m` or `2h`, at most a day.
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let parsed = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if parsed > LONGEST_WAIT {
+        return Err(format!(
+            "{text} is longer than the longest wait trails takes (24h)"
+        ));
+    }
+    Ok(parsed)
+}
+
 /// How a command ended, for the exit status.
 #[derive(Debug)]
 pub enum Outcome {

@@ -36,7 +36,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     endpoints: Endpoints,
     /// Longest time one check may take.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = super::duration)]
     timeout: Duration,
     /// Most checks running at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]

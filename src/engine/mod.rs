@@ -115,7 +115,7 @@ pub async fn execute(
     let mut running: JoinSet<(usize, Duration, Result<Effect, ProviderError>)> = JoinSet::new();
     let mut report = Report::default();
     let parallelism = options.parallelism.max(1);
-    let interrupt = tokio::signal::ctrl_c();
+    let interrupt = interruption();
     tokio::pin!(interrupt);
 
     loop {
@@ -214,6 +214,23 @@ pub async fn execute(
             .push((changes[index].address.clone(), reason.to_string()));
     }
     Ok(report)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what a cancelled CI job sends): either stops new changes
+/// and lets the running ones finish and be recorded.
+async fn interruption() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// For each change, the changes it must wait for.

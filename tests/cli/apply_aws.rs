@@ -846,6 +846,56 @@ fn an_apply_killed_half_way_resumes_and_creates_nothing_twice() {
 }
 
 #[test]
+fn a_sigtermed_apply_records_what_finished_releases_its_lock_and_resumes() {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    let state = dir.path().join(".trails/local.state.json");
+    let lock = dir.path().join(".trails/local.state.json.lock");
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"));
+    command
+        .args(["apply", "--yes", "--parallelism", "1", "-f"])
+        .arg(&file)
+        .envs(moto.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("trails starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while state_serial(&state) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the apply recorded nothing within 120s"
+        );
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "the apply ended before it was stopped"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // What a cancelled CI job sends.
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("trails ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("interrupted; everything that finished is recorded"),
+        "{stderr}"
+    );
+    assert!(!lock.exists(), "the lock was left behind");
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
+    let count = recorded["resources"].as_object().map_or(0, |r| r.len());
+    assert!((3..41).contains(&count), "{count} resources recorded");
+
+    let resumed = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(runtime().block_on(census(&moto)), EVERYTHING());
+}
+
+#[test]
 fn resources_created_but_not_recorded_are_adopted_by_their_tags() {
     let moto = Moto::start();
     let (dir, file) = workspace();

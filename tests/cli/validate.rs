@@ -128,3 +128,23 @@ fn warnings_do_not_fail_validation() {
         result.stderr
     );
 }
+
+#[test]
+fn an_absurd_wait_timeout_is_refused_with_the_limit_not_a_panic() {
+    let blueprint = repo("examples/local-aws.yaml");
+    let path = blueprint.to_str().expect("utf-8");
+    for args in [
+        vec!["apply", "-f", path, "--wait-timeout", "99999999999999999s"],
+        vec!["verify", "-f", path, "--timeout", "400d"],
+    ] {
+        let refused = run(&args);
+        assert_ne!(refused.code, 0, "{args:?}");
+        assert!(
+            refused
+                .stderr
+                .contains("longer than the longest wait trails takes (24h)"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+}

@@ -940,6 +940,20 @@ impl Checker<'_> {
             let base = FieldPath::of("opensearch");
             self.release_exists(&base.key("release"), &opensearch.release);
             self.service_url(&base.key("url"), &opensearch.url, "opensearch", "9200");
+            for name in opensearch
+                .index_templates
+                .keys()
+                .chain(opensearch.ism_policies.keys())
+            {
+                if let Err(problem) = opensearch_name(name) {
+                    let section = if opensearch.index_templates.contains_key(name) {
+                        "index_templates"
+                    } else {
+                        "ism_policies"
+                    };
+                    self.error(&base.key(section).key(name.clone()), problem);
+                }
+            }
             for (name, file) in &opensearch.index_templates {
                 self.template(&base.key("index_templates").key(name.clone()), file);
             }
@@ -990,7 +1004,32 @@ impl Checker<'_> {
         }
     }
 
+    /// A path that stays inside the templates directory: relative, without `..`.
+    fn inside_templates(&mut self, path: &FieldPath, relative: &str) -> bool {
+        let escapes = std::path::Path::new(relative)
+            .components()
+            .any(|component| {
+                !matches!(
+                    component,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if escapes {
+            self.error(
+                path,
+                format!(
+                    "`{relative}` leaves the `templates` directory: paths are relative to it and \
+                     stay inside it (no `..`, not absolute)"
+                ),
+            );
+        }
+        !escapes
+    }
+
     fn file_exists(&mut self, path: &FieldPath, relative: &str) {
+        if !self.inside_templates(path, relative) {
+            return;
+        }
         let full = self.loaded.templates_dir.join(relative);
         if !full.is_file() {
             self.error(
@@ -1004,6 +1043,9 @@ impl Checker<'_> {
     }
 
     fn template(&mut self, path: &FieldPath, relative: &str) {
+        if !self.inside_templates(path, relative) {
+            return;
+        }
         let full = self.loaded.templates_dir.join(relative);
         match std::fs::read_to_string(&full) {
             Err(error) => self.error(
@@ -1021,6 +1063,25 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Checks an OpenSearch index template or ISM policy name: it becomes a URL path segment, so
+/// only what OpenSearch allows in names (lowercase letters, digits, `.`, `_`, `-`), not
+/// starting with `_`, `-` or `+`, and not `.` or `..`.
+pub fn opensearch_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.starts_with(['_', '-', '+'])
+        || !name.chars().all(allowed)
+    {
+        return Err(format!(
+            "`{name}` is not an OpenSearch name: lowercase letters, digits, `.`, `_` and `-`, \
+             not starting with `_`, `-` or `+`"
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a tera template without rendering it; the error names the file and the problem.

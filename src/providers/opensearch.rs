@@ -100,12 +100,21 @@ fn applied(name: &str) -> Applied {
     }
 }
 
+/// A name as one URL path segment: validation allows only safe names, and a state edited by
+/// hand must still not turn a delete into another path (`../../logs-*`).
+fn segment(name: &str) -> percent_encoding::PercentEncode<'_> {
+    // `.` is encoded too, so that no name is ever the segment `..`.
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+    percent_encoding::utf8_percent_encode(name, SEGMENT)
+}
+
 fn template_path(name: &str) -> String {
-    format!("/_index_template/{name}")
+    format!("/_index_template/{}", segment(name))
 }
 
 fn policy_path(name: &str) -> String {
-    format!("/_plugins/_ism/policies/{name}")
+    format!("/_plugins/_ism/policies/{}", segment(name))
 }
 
 /// An index template or an ISM policy: where it lives and what of its file OpenSearch keeps

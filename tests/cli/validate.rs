@@ -148,3 +148,35 @@ fn an_absurd_wait_timeout_is_refused_with_the_limit_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn template_paths_stay_in_the_templates_directory_and_opensearch_names_are_safe_path_segments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("templates")).expect("templates dir");
+    std::fs::write(dir.path().join("templates/ok.json"), "{}").expect("template");
+    std::fs::write(dir.path().join("secret.yaml"), "kind: Secret").expect("outside file");
+    let file = dir.path().join("escape.yaml");
+    std::fs::write(
+        &file,
+        "blueprint: demo\nregion: eu-west-1\nkubernetes:\n  manifests:\n    \
+         outside: { template: ../secret.yaml }\n    absolute: { template: /etc/hostname }\n\
+         opensearch:\n  url: http://opensearch:9200\n  index_templates:\n    \
+         ../../logs-x: ok.json\n  ism_policies:\n    Hot_Warm: ok.json\n",
+    )
+    .expect("write");
+    let result = run(&["validate", "-f", file.to_str().expect("utf-8")]);
+    assert_eq!(result.code, 1, "{}", result.stderr);
+    for expected in [
+        "kubernetes.manifests.outside.template",
+        "`../secret.yaml` leaves the `templates` directory",
+        "`/etc/hostname` leaves the `templates` directory",
+        "`../../logs-x` is not an OpenSearch name",
+        "`Hot_Warm` is not an OpenSearch name",
+    ] {
+        assert!(
+            result.stderr.contains(expected),
+            "`{expected}` missing:\n{}",
+            result.stderr
+        );
+    }
+}

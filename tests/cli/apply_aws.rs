@@ -1371,6 +1371,91 @@ fn a_protected_environment_refuses_deletes_and_keeps_its_protection_until_turned
 }
 
 #[test]
+fn a_bucket_of_another_environment_is_refused_not_adopted_and_survives() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("two.yaml");
+    std::fs::write(
+        &file,
+        "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  a: {}\n  b: {}\nbuckets:\n  shared: { name: trails-demo-shared-bucket }\n",
+    )
+    .expect("write");
+    let applied = trails(&moto, &file, &["apply", "--yes", "-e", "a"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let refused = trails(&moto, &file, &["apply", "--yes", "-e", "b"]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "bucket trails-demo-shared-bucket exists but was not created by trails for aws.s3_bucket.shared in this environment"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let destroyed = trails(&moto, &file, &["destroy", "--yes", "-e", "b"]);
+    assert_eq!(
+        destroyed.code, 0,
+        "{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    let (_, s3) = moto.clients();
+    let tags = runtime()
+        .block_on(
+            s3.get_bucket_tagging()
+                .bucket("trails-demo-shared-bucket")
+                .send(),
+        )
+        .expect("the bucket survives with its tags");
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|tag| tag.key() == "trails:environment" && tag.value() == "a"),
+        "{tags:?}"
+    );
+}
+
+#[test]
+fn a_lasting_environment_never_bypasses_governance_retention_on_destroy() {
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("locked.yaml");
+    std::fs::write(
+        &file,
+        "blueprint: trails-demo\nregion: us-east-1\nenvironments:\n  keep: {}\nbuckets:\n  locked: { object_lock: { mode: governance, days: 1 }, force_destroy: true }\n",
+    )
+    .expect("write");
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+    let (_, s3) = moto.clients();
+    runtime()
+        .block_on(
+            s3.put_object()
+                .bucket("trails-demo-keep-locked")
+                .key("audit.log")
+                .body(b"kept".to_vec().into())
+                .send(),
+        )
+        .expect("put an object");
+    let destroyed = trails(&moto, &file, &["destroy", "--yes"]);
+    assert_eq!(
+        destroyed.code, 1,
+        "{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    assert!(
+        destroyed.stderr.contains("could not be deleted"),
+        "{}",
+        destroyed.stderr
+    );
+    let listed = runtime()
+        .block_on(
+            s3.list_object_versions()
+                .bucket("trails-demo-keep-locked")
+                .send(),
+        )
+        .expect("the bucket is still there");
+    assert_eq!(listed.versions().len(), 1, "the locked version was deleted");
+}
+
+#[test]
 fn a_saved_plan_is_applied_exactly_once_and_refused_when_stale() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().expect("temp dir");

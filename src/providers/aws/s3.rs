@@ -14,7 +14,7 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{ADDRESS_TAG, Context, Registration};
+use super::{ADDRESS_TAG, Context, Registration, owns};
 use crate::blueprint::schema::{LifecycleRule, ObjectLock, ObjectLockMode, Transition};
 use crate::providers::{Applied, Provider, ProviderError, Read, recorded_spec, spec};
 use crate::resources::Spec as _;
@@ -281,9 +281,10 @@ impl BucketProvider {
             .delete_objects()
             .bucket(name)
             .delete(request)
-            // Governance-mode retention is what ephemeral environments may lift on destroy;
-            // compliance mode cannot be bypassed and is refused for them at plan time.
-            .bypass_governance_retention(true)
+            // Governance-mode retention is what ephemeral environments may lift on destroy
+            // (compliance mode cannot be bypassed and is refused for them at plan time); a
+            // lasting environment's locked versions stay until their retention ends.
+            .bypass_governance_retention(self.0.run.ephemeral)
             .send()
             .await
             .map_err(|e| ProviderError::api("DeleteObjects", e))?;
@@ -497,13 +498,17 @@ impl Provider for BucketProvider {
             }
             Err(error) => return Err(ProviderError::api("GetBucketTagging", error)),
         };
-        let ours = tags
-            .tag_set()
-            .iter()
-            .any(|tag| tag.key() == ADDRESS_TAG && tag.value() == address);
+        // The blueprint, environment and address must all be this one's: two environments
+        // may give a bucket the same name, and neither may take the other's.
+        let ours = owns(
+            tags.tag_set().iter().map(|tag| (tag.key(), tag.value())),
+            &bucket.tags,
+        );
         if !ours {
             return Err(ProviderError::Conflict(format!(
-                "bucket {} exists but belongs to something else (its {ADDRESS_TAG} tag is not {address})",
+                "bucket {} exists but was not created by trails for {address} in this \
+                 environment (its trails:blueprint, trails:environment and {ADDRESS_TAG} tags \
+                 say otherwise); choose another name or delete it",
                 bucket.bucket
             )));
         }

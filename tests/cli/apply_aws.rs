@@ -1574,6 +1574,8 @@ struct Planted {
     foreign_load_balancer: String,
     hand_made_subnet: String,
     hand_made_group: String,
+    /// Another team's group the cluster only uses (`kubernetes.io/cluster/NAME: shared`).
+    shared_group: String,
 }
 
 async fn plant_leftovers(moto: &Moto, cluster: &str) -> Planted {
@@ -1702,6 +1704,38 @@ async fn plant_leftovers(moto: &Moto, cluster: &str) -> Planted {
         .and_then(|s| s.subnet_id())
         .expect("subnet id")
         .to_string();
+    let shared_group = ec2
+        .create_security_group()
+        .group_name("platform-shared")
+        .description("another team's group the cluster uses")
+        .vpc_id(&vpc)
+        .tag_specifications(tagged(
+            ResourceType::SecurityGroup,
+            &[(&format!("kubernetes.io/cluster/{cluster}"), "shared")],
+        ))
+        .send()
+        .await
+        .expect("shared group")
+        .group_id()
+        .expect("group id")
+        .to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&shared_group)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(443)
+                .to_port(443)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("10.0.0.0/8")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("rule on the shared group");
     let hand_made_group = ec2
         .create_security_group()
         .group_name("hand-made")
@@ -1787,6 +1821,7 @@ async fn plant_leftovers(moto: &Moto, cluster: &str) -> Planted {
         foreign_load_balancer: "someone-elses".to_string(),
         hand_made_subnet,
         hand_made_group,
+        shared_group,
     }
 }
 
@@ -1827,8 +1862,24 @@ fn destroy_removes_what_the_clusters_controllers_left_and_names_what_it_leaves()
         .lines()
         .find(|line| line.contains("aws.vpc.main") && line.contains("still holds"))
         .unwrap_or_else(|| panic!("no VPC failure in:\n{log}"));
+    // A group the cluster only uses is not its to remove, and keeps its rules.
+    let (ec2_check, _) = moto.clients();
+    let shared = rt
+        .block_on(
+            ec2_check
+                .describe_security_groups()
+                .group_ids(&planted.shared_group)
+                .send(),
+        )
+        .expect("the shared group is still there");
+    assert_eq!(
+        shared.security_groups()[0].ip_permissions().len(),
+        1,
+        "the shared group lost its rule: {shared:?}"
+    );
     assert!(
         vpc_failure.contains(&planted.hand_made_subnet)
+            && vpc_failure.contains(&planted.shared_group)
             && vpc_failure.contains(&planted.hand_made_group)
             && vpc_failure.contains("hand-made")
             && vpc_failure.contains("do not carry this environment's tags"),
@@ -1885,6 +1936,12 @@ fn destroy_removes_what_the_clusters_controllers_left_and_names_what_it_leaves()
             .send(),
     )
     .expect("delete hand-made group");
+    rt.block_on(
+        ec2.delete_security_group()
+            .group_id(&planted.shared_group)
+            .send(),
+    )
+    .expect("the other team deletes its group");
     let second = trails(&moto, &file, &["destroy", "--yes"]);
     assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
     assert_eq!(rt.block_on(census(&moto)), NOTHING());

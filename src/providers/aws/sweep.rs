@@ -8,11 +8,14 @@
 //! the cluster is gone it removes what still carries the cluster's tags; and `trails destroy`
 //! removes from the subnets and the VPC whatever still carries the environment's tags.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, NetworkInterfaceStatus, VolumeState};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, NetworkInterfaceStatus, UserIdGroupPair, VolumeState,
+};
 use aws_sdk_elasticloadbalancingv2::client::Waiters;
 
 use super::{Context, gone_is_fine};
@@ -44,8 +47,10 @@ impl Owner<'_> {
     pub fn owns<'t>(&self, tags: impl IntoIterator<Item = (&'t str, &'t str)>) -> bool {
         let tags: Vec<(&str, &str)> = tags.into_iter().collect();
         match self {
+            // `kubernetes.io/cluster/NAME: shared` marks what the cluster only uses (a VPC's
+            // subnets, another team's group): only `owned` is the cluster's own.
             Owner::Cluster(name) => tags.iter().any(|(key, value)| {
-                key.strip_prefix("kubernetes.io/cluster/") == Some(name)
+                (key.strip_prefix("kubernetes.io/cluster/") == Some(name) && *value == "owned")
                     || (matches!(
                         *key,
                         "elbv2.k8s.aws/cluster"
@@ -664,27 +669,30 @@ async fn remove_security_groups(
     note: impl Fn(&Leftover),
 ) -> Result<(), ProviderError> {
     let groups = security_groups(context, owner, vpc).await?;
+    let doomed: BTreeSet<&str> = groups.iter().filter_map(|group| group.group_id()).collect();
     for group in &groups {
         let Some(id) = group.group_id() else { continue };
-        if !group.ip_permissions().is_empty() {
+        let ingress = references_to(group.ip_permissions(), &doomed);
+        if !ingress.is_empty() {
             gone_is_fine(
                 context
                     .ec2
                     .revoke_security_group_ingress()
                     .group_id(id)
-                    .set_ip_permissions(Some(group.ip_permissions().to_vec()))
+                    .set_ip_permissions(Some(ingress))
                     .send()
                     .await,
                 "RevokeSecurityGroupIngress",
             )?;
         }
-        if !group.ip_permissions_egress().is_empty() {
+        let egress = references_to(group.ip_permissions_egress(), &doomed);
+        if !egress.is_empty() {
             gone_is_fine(
                 context
                     .ec2
                     .revoke_security_group_egress()
                     .group_id(id)
-                    .set_ip_permissions(Some(group.ip_permissions_egress().to_vec()))
+                    .set_ip_permissions(Some(egress))
                     .send()
                     .await,
                 "RevokeSecurityGroupEgress",
@@ -728,6 +736,31 @@ async fn remove_security_groups(
         }
     }
     Ok(())
+}
+
+/// The parts of `permissions` that name one of the `doomed` groups as their peer: what keeps
+/// groups that refer to each other from being deleted one by one. Nothing else is revoked, so
+/// a group that then cannot be deleted still allows what it allowed.
+fn references_to(permissions: &[IpPermission], doomed: &BTreeSet<&str>) -> Vec<IpPermission> {
+    permissions
+        .iter()
+        .filter_map(|permission| {
+            let pairs: Vec<UserIdGroupPair> = permission
+                .user_id_group_pairs()
+                .iter()
+                .filter(|pair| pair.group_id().is_some_and(|id| doomed.contains(id)))
+                .cloned()
+                .collect();
+            (!pairs.is_empty()).then(|| {
+                IpPermission::builder()
+                    .set_ip_protocol(permission.ip_protocol().map(str::to_string))
+                    .set_from_port(permission.from_port())
+                    .set_to_port(permission.to_port())
+                    .set_user_id_group_pairs(Some(pairs))
+                    .build()
+            })
+        })
+        .collect()
 }
 
 /// What is still in a VPC that DeleteVpc refused: for the error, so the user knows what to
@@ -821,6 +854,7 @@ mod tests {
         assert!(cluster.owns([("cluster.k8s.amazonaws.com/name", "turia-prod")]));
         assert!(cluster.owns([("KubernetesCluster", "turia-prod")]));
         assert!(!cluster.owns([("kubernetes.io/cluster/turia-prod-2", "owned")]));
+        assert!(!cluster.owns([("kubernetes.io/cluster/turia-prod", "shared")]));
         assert!(!cluster.owns([("elbv2.k8s.aws/cluster", "other")]));
         assert!(!cluster.owns([("Name", "turia-prod")]));
     }

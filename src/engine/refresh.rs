@@ -2,11 +2,10 @@
 //! and `trails diff`: what was deleted or changed outside trails. Reading never writes: each
 //! type's [`Provider::read`] makes only Describe/Get/List/Head calls.
 
-use std::collections::BTreeMap;
-
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Map, Value};
 
+pub use crate::plan::Refreshed;
 use crate::providers::{Observed, Provider, ProviderError, Providers, Read, compare};
 use crate::state::{Recorded, State};
 
@@ -16,16 +15,6 @@ use crate::state::{Recorded, State};
 pub struct RefreshError {
     /// Address and error of each resource that could not be read.
     pub failures: Vec<(String, ProviderError)>,
-}
-
-/// What a refresh found.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Refreshed {
-    /// What each recorded resource looks like now, by address.
-    pub observed: BTreeMap<String, Observed>,
-    /// For resources changed outside trails whose type reads its attributes: the recorded
-    /// attributes with what is live laid over them, where a repairing update starts from.
-    pub live: BTreeMap<String, Map<String, Value>>,
 }
 
 /// Reads every recorded resource back, `parallelism` at a time. Types whose provider does not

@@ -3,14 +3,13 @@
 pub mod protect;
 pub mod render;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::blueprint::expression::{self, Expression};
-use crate::engine::refresh::Refreshed;
 use crate::graph::{Graph, Resource};
 use crate::providers::Observed;
 use crate::resources::{self, Kind};
@@ -84,6 +83,16 @@ pub struct Change {
     /// update starts from, so it changes back what was changed by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<serde_json::Map<String, Value>>,
+}
+
+/// What a refresh found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Refreshed {
+    /// What each recorded resource looks like now, by address.
+    pub observed: BTreeMap<String, Observed>,
+    /// For resources changed outside trails whose type reads its attributes: the recorded
+    /// attributes with what is live laid over them, where a repairing update starts from.
+    pub live: BTreeMap<String, Map<String, Value>>,
 }
 
 /// Counts per action.

@@ -808,30 +808,40 @@ fn state_serial(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn an_apply_killed_half_way_resumes_and_creates_nothing_twice() {
-    let moto = Moto::start();
-    let (dir, file) = workspace();
-    let state = dir.path().join(".trails/local.state.json");
-    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"));
-    command
+/// `trails apply` of `file`, one change at a time, in the background (stderr captured).
+fn apply_one_at_a_time(moto: &Moto, file: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"))
         .args(["apply", "--yes", "--parallelism", "1", "-f"])
-        .arg(&file)
+        .arg(file)
         .envs(moto.env())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = command.spawn().expect("trails starts");
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("trails starts")
+}
+
+/// Waits until the state at `state` reaches `serial` (or the run ends).
+fn run_until_recorded(child: &mut std::process::Child, state: &Path, serial: u64) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while state_serial(&state) < 6 {
+    while state_serial(state) < serial {
         assert!(
             Instant::now() < deadline,
             "the apply recorded nothing within 120s"
         );
         if child.try_wait().expect("child status").is_some() {
-            break;
+            return;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn an_apply_killed_half_way_resumes_and_creates_nothing_twice() {
+    let moto = Moto::start();
+    let (dir, file) = workspace();
+    let state = dir.path().join(".trails/local.state.json");
+    let mut child = apply_one_at_a_time(&moto, &file);
+    run_until_recorded(&mut child, &state, 6);
     // SIGKILL: no cleanup at all, the lock file stays behind.
     let _ = child.kill();
     let _ = child.wait();
@@ -851,26 +861,12 @@ fn a_sigtermed_apply_records_what_finished_releases_its_lock_and_resumes() {
     let (dir, file) = workspace();
     let state = dir.path().join(".trails/local.state.json");
     let lock = dir.path().join(".trails/local.state.json.lock");
-    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"));
-    command
-        .args(["apply", "--yes", "--parallelism", "1", "-f"])
-        .arg(&file)
-        .envs(moto.env())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("trails starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while state_serial(&state) < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the apply recorded nothing within 120s"
-        );
-        assert!(
-            child.try_wait().expect("child status").is_none(),
-            "the apply ended before it was stopped"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = apply_one_at_a_time(&moto, &file);
+    run_until_recorded(&mut child, &state, 3);
+    assert!(
+        child.try_wait().expect("child status").is_none(),
+        "the apply ended before it was stopped"
+    );
     // What a cancelled CI job sends.
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

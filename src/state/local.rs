@@ -162,6 +162,10 @@ impl LocalState {
                 path: parent.to_path_buf(),
                 source,
             })?;
+            keep_out_of_git(parent).map_err(|source| LockError::Io {
+                path: parent.join(".gitignore"),
+                source,
+            })?;
         }
         let lock = lock_path(path);
         let info = LockInfo::current(operation);
@@ -254,6 +258,16 @@ impl LocalState {
         self.state = next;
         Ok(())
     }
+}
+
+/// A `.trails` directory ignores itself (`.gitignore` with `*`), wherever it is: states hold
+/// resource ids and digests that do not belong in a repository.
+fn keep_out_of_git(directory: &Path) -> std::io::Result<()> {
+    let ignore = directory.join(".gitignore");
+    if directory.file_name() == Some(std::ffi::OsStr::new(".trails")) && !ignore.exists() {
+        std::fs::write(ignore, "# written by trails: the state stays out of git\n*\n")?;
+    }
+    Ok(())
 }
 
 /// Where the state before the last write is kept: `ENV.state.json.backup`.

@@ -119,7 +119,8 @@ pub struct Endpoints {
     /// Reach a data-plane endpoint another way than the live one (a tunnel, a port-forward):
     /// `postgres.NAME=postgres://HOST:PORT`, `redis.NAME=redis://HOST:PORT`,
     /// `kafka=HOST:PORT`, `ingest=https://HOST`. Credentials missing from the URL come from
-    /// Secrets Manager. Repeatable.
+    /// Secrets Manager; a URL with a password goes in `TRAILS_ENDPOINTS` (`NAME=URL ...`), never
+    /// on the command line. Repeatable.
     #[arg(long = "endpoint", value_name = "NAME=URL", value_parser = parse_variable)]
     endpoints: Vec<(String, String)>,
     /// Reach the Kubernetes cluster through this kubeconfig context instead of the blueprint's
@@ -149,8 +150,35 @@ impl Endpoints {
         loaded: &crate::blueprint::Loaded,
     ) -> Result<std::collections::BTreeMap<String, String>, Failure> {
         let allowed = crate::verify::data::endpoint_names(loaded);
-        let mut endpoints = std::collections::BTreeMap::new();
+        let mut given = Vec::new();
         for (name, url) in &self.endpoints {
+            if url::Url::parse(url).is_ok_and(|parsed| parsed.password().is_some()) {
+                return Err(Failure::User(anyhow::anyhow!(
+                    "--endpoint {name}: the URL holds a password, and every user of this \
+                     machine can read a command line; put it in the TRAILS_ENDPOINTS \
+                     environment variable instead (`NAME=URL`, separated by spaces), or leave \
+                     the credentials out: they come from Secrets Manager"
+                )));
+            }
+            given.push((name.clone(), url.clone()));
+        }
+        // The environment's are read only where the command line names no other.
+        for pair in std::env::var("TRAILS_ENDPOINTS")
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            // The entry may hold a password: the error does not repeat it.
+            let (name, url) = parse_variable(pair).map_err(|_| {
+                Failure::User(anyhow::anyhow!(
+                    "TRAILS_ENDPOINTS: an entry is not NAME=URL (entries are separated by spaces)"
+                ))
+            })?;
+            if !given.iter().any(|(other, _)| *other == name) {
+                given.push((name, url));
+            }
+        }
+        let mut endpoints = std::collections::BTreeMap::new();
+        for (name, url) in &given {
             if !allowed.contains(name) {
                 return Err(Failure::User(anyhow::anyhow!(
                     "--endpoint {name}: this blueprint has no such endpoint; it has {}",

@@ -265,7 +265,10 @@ impl LocalState {
 fn keep_out_of_git(directory: &Path) -> std::io::Result<()> {
     let ignore = directory.join(".gitignore");
     if directory.file_name() == Some(std::ffi::OsStr::new(".trails")) && !ignore.exists() {
-        std::fs::write(ignore, "# written by trails: the state stays out of git\n*\n")?;
+        std::fs::write(
+            ignore,
+            "# written by trails: the state stays out of git\n*\n",
+        )?;
     }
     Ok(())
 }

@@ -146,7 +146,24 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
     // the message says where trails connected.
     let port_only = setup.endpoint();
     let wrong = port_only.replace("postgres://", "postgres://nobody:not-the-password@");
-    let refused = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &wrong]);
+    // A password never goes on the command line, where every user of the machine can read it.
+    let on_command_line = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &wrong]);
+    assert_eq!(on_command_line.code, 1, "{}", on_command_line.stdout);
+    assert!(
+        on_command_line.stderr.contains("the URL holds a password")
+            && on_command_line.stderr.contains("TRAILS_ENDPOINTS")
+            && !on_command_line.stderr.contains("not-the-password"),
+        "{}",
+        on_command_line.stderr
+    );
+    let mut env = setup.moto.env();
+    env.push(("TRAILS_ENDPOINTS", wrong.clone()));
+    let path = setup.dir.path().join("trails.yaml");
+    let refused = run_with(
+        None,
+        &env,
+        &["apply", "--yes", "-f", path.to_str().expect("utf-8 path")],
+    );
     assert_eq!(refused.code, 1, "{}", refused.stdout);
     let output = format!("{}{}", refused.stdout, refused.stderr);
     assert!(

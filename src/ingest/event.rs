@@ -70,10 +70,10 @@ pub fn validate(event: &Value) -> Vec<FieldError> {
             .get(*section)
             .and_then(Value::as_object)
             .and_then(|inner| inner.get(*field))
+            && !value.is_string()
+            && !value.is_null()
         {
-            if !value.is_string() && !value.is_null() {
-                errors.push(error(&format!("{section}.{field}"), "must be a string"));
-            }
+            errors.push(error(&format!("{section}.{field}"), "must be a string"));
         }
     }
     match object.get("timestamp") {
@@ -85,10 +85,11 @@ pub fn validate(event: &Value) -> Vec<FieldError> {
         )),
     }
     for field in ["metadata", "context"] {
-        if let Some(value) = object.get(field) {
-            if !value.is_object() && !value.is_null() {
-                errors.push(error(field, "must be an object"));
-            }
+        if let Some(value) = object.get(field)
+            && !value.is_object()
+            && !value.is_null()
+        {
+            errors.push(error(field, "must be an object"));
         }
     }
     if object.contains_key("event_id") || object.contains_key("tenant_id") {

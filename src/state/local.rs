@@ -62,6 +62,33 @@ impl LockInfo {
     }
 }
 
+/// The error for a lock someone else holds.
+fn held(state: &Path, holder: Option<LockInfo>, operation: &str) -> LockError {
+    let held = holder.unwrap_or(LockInfo {
+        holder: "a run that just started".to_string(),
+        host: String::new(),
+        pid: 0,
+        operation: operation.to_string(),
+        created_at: "unknown".to_string(),
+    });
+    let age = held
+        .age()
+        .map(|age| {
+            format!(
+                " ({} ago)",
+                humantime::format_duration(Duration::from_secs(age.as_secs()))
+            )
+        })
+        .unwrap_or_default();
+    LockError::Held {
+        state: state.to_path_buf(),
+        holder: held.holder,
+        operation: held.operation,
+        created_at: held.created_at,
+        age,
+    }
+}
+
 /// Problems with the state's lock.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -81,6 +108,16 @@ pub enum LockError {
         /// `" (12m ago)"`, or empty when unknown.
         age: String,
     },
+    /// `trails state unlock` of a lock a running process holds.
+    #[error(
+        "the state {state} is locked by {holder}, which is still running on this host; stop that run instead of unlocking (it would go on beside the next one)"
+    )]
+    Running {
+        /// The state file.
+        state: PathBuf,
+        /// Holder of the lock.
+        holder: String,
+    },
     /// The lock file cannot be created or read.
     #[error("cannot use the lock file {path}: {source}")]
     Io {
@@ -96,6 +133,10 @@ pub enum LockError {
 pub struct LocalState {
     path: PathBuf,
     lock_path: PathBuf,
+    /// The lock file, held with an exclusive OS lock (`flock`) for as long as this lives: the
+    /// kernel releases it when the process ends, however it ends, so a lock is stale exactly
+    /// when nobody holds it.
+    _lock: std::fs::File,
     state: State,
 }
 
@@ -121,35 +162,57 @@ pub fn lock_holder(path: &Path) -> Result<Option<LockInfo>, LockError> {
     }
 }
 
-/// Releases a lock deliberately (`trails state unlock`); returns who held it.
+/// Releases a lock deliberately (`trails state unlock`); returns who held it. A lock a running
+/// process on this host holds is not released: that run would go on beside the next one.
 pub fn force_unlock(path: &Path) -> Result<Option<LockInfo>, LockError> {
-    let holder = lock_holder(path)?;
     let lock = lock_path(path);
+    let io = |source| LockError::Io {
+        path: lock.clone(),
+        source,
+    };
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(io(source)),
+    };
+    let holder = lock_holder(path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = holder.map_or_else(|| "a running process".to_string(), |h| h.holder);
+            return Err(LockError::Running {
+                state: path.to_path_buf(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
     match std::fs::remove_file(&lock) {
         Ok(()) => Ok(holder),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(LockError::Io { path: lock, source }),
+        Err(source) => Err(io(source)),
+    }
+}
+
+/// True when `file` is still the one at `path` (not removed or replaced since it was opened).
+fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
     }
 }
 
 impl LocalState {
-    /// Takes the lock of `path` for `operation` and reads the state (empty if none yet).
-    /// A lock left by a killed run on this host is taken over (see [`LockInfo::is_orphaned`]).
+    /// Takes the lock of `path` for `operation` and reads the state (empty if none yet). A
+    /// lock nobody holds any more (a run killed on this host) is taken over; one whose holder
+    /// ran on another host, or on this one with a process still alive, is refused with its
+    /// holder named.
     pub fn open(
-        path: &Path,
-        blueprint: &str,
-        environment: &str,
-        operation: &str,
-    ) -> Result<Self, StateOpenError> {
-        if let Some(held) = lock_holder(path)?
-            && held.is_orphaned()
-        {
-            force_unlock(path)?;
-        }
-        Self::open_locked(path, blueprint, environment, operation)
-    }
-
-    fn open_locked(
         path: &Path,
         blueprint: &str,
         environment: &str,
@@ -169,52 +232,49 @@ impl LocalState {
         }
         let lock = lock_path(path);
         let info = LockInfo::current(operation);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let created = options.open(&lock);
-        match created {
-            Ok(mut file) => {
-                let text = serde_json::to_string_pretty(&info).unwrap_or_default();
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|source| LockError::Io {
-                        path: lock.clone(),
-                        source,
-                    })?;
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                let held = lock_holder(path)?.unwrap_or(LockInfo {
-                    holder: "a run that just finished".to_string(),
-                    host: String::new(),
-                    pid: 0,
-                    operation: operation.to_string(),
-                    created_at: "unknown".to_string(),
-                });
-                let age = held
-                    .age()
-                    .map(|age| {
-                        format!(
-                            " ({} ago)",
-                            humantime::format_duration(Duration::from_secs(age.as_secs()))
-                        )
-                    })
-                    .unwrap_or_default();
-                return Err(LockError::Held {
-                    state: path.to_path_buf(),
-                    holder: held.holder,
-                    operation: held.operation,
-                    created_at: held.created_at,
-                    age,
+        let io = |source| LockError::Io {
+            path: lock.clone(),
+            source,
+        };
+        let file = loop {
+            let mut options = std::fs::OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options.open(&lock).map_err(io)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(held(path, lock_holder(path)?, operation).into());
                 }
-                .into());
+                Err(std::fs::TryLockError::Error(source)) => return Err(io(source).into()),
             }
-            Err(source) => return Err(LockError::Io { path: lock, source }.into()),
+            // The holder before us removed the file as it let go: lock the one at the path.
+            if still_at(&file, &lock) {
+                break file;
+            }
+        };
+        // What a holder left in a lock nobody holds: a run killed on this host (taken over),
+        // or a run elsewhere or of an older trails that does not hold the OS lock (refused).
+        // An empty file is one a run just made (or died making): nobody's.
+        let left = std::fs::read_to_string(&lock).map_err(io)?;
+        if !left.trim().is_empty()
+            && let Some(previous) = lock_holder(path)?
+            && !previous.is_orphaned()
+            && (previous.host.as_str(), previous.pid) != (info.host.as_str(), info.pid)
+        {
+            return Err(held(path, Some(previous), operation).into());
         }
+        let text = serde_json::to_string_pretty(&info).unwrap_or_default();
+        let mut writer = &file;
+        file.set_len(0)
+            .and_then(|()| writer.write_all(text.as_bytes()))
+            .and_then(|()| file.sync_all())
+            .map_err(io)?;
         let mut opened = Self {
             path: path.to_path_buf(),
             lock_path: lock,
+            _lock: file,
             state: State::empty(blueprint, environment),
         };
         // From here on the lock file is removed on drop, also when reading fails.
@@ -311,7 +371,9 @@ fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
 
 impl Drop for LocalState {
     fn drop(&mut self) {
-        // Best effort: a lock left behind is reported with its holder and can be released.
+        // Removed while still held (the OS lock goes with the handle, right after): a run
+        // waiting on this file finds it gone and locks a new one. Best effort: a file left
+        // behind is taken over by the next run, since nobody holds it.
         let _ = std::fs::remove_file(&self.lock_path);
     }
 }
@@ -418,15 +480,66 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_lock_can_be_released_deliberately() {
+    fn a_lock_is_released_deliberately_only_when_its_holder_is_not_running_here() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("dev.state.json");
-        let held = LocalState::open(&path, "demo", "dev", "apply").expect("lock");
-        std::mem::forget(held);
+        let live = LocalState::open(&path, "demo", "dev", "apply").expect("lock");
+        let refused = force_unlock(&path).expect_err("a running holder is not unlocked");
+        assert!(
+            refused.to_string().contains("still running on this host"),
+            "{refused}"
+        );
+        drop(live);
+
+        let mut remote = LockInfo::current("destroy");
+        remote.host = "ci-runner-7".to_string();
+        remote.holder = "ci@ci-runner-7 (pid 42)".to_string();
+        std::fs::write(
+            lock_path(&path),
+            serde_json::to_string(&remote).expect("serializes"),
+        )
+        .expect("write lock");
+        LocalState::open(&path, "demo", "dev", "apply").expect_err("held elsewhere");
         let holder = force_unlock(&path)
             .expect("unlock")
             .expect("someone held it");
-        assert_eq!(holder.operation, "apply");
+        assert_eq!(holder.holder, "ci@ci-runner-7 (pid 42)");
         LocalState::open(&path, "demo", "dev", "apply").expect("free again");
+    }
+
+    #[test]
+    fn runs_racing_for_a_dead_holders_lock_take_it_exactly_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("dev.state.json");
+        for round in 0..20 {
+            let mut dead = LockInfo::current("apply");
+            dead.pid = 4_194_304 + 17;
+            std::fs::write(
+                lock_path(&path),
+                serde_json::to_string(&dead).expect("serializes"),
+            )
+            .expect("write lock");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let racers: Vec<_> = (0..6)
+                .map(|_| {
+                    let start = std::sync::Arc::clone(&start);
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        start.wait();
+                        LocalState::open(&path, "demo", "dev", "apply").ok()
+                    })
+                })
+                .collect();
+            let winners: Vec<LocalState> = racers
+                .into_iter()
+                .filter_map(|racer| racer.join().expect("racer ran"))
+                .collect();
+            assert_eq!(
+                winners.len(),
+                1,
+                "round {round}: {} runs took the lock",
+                winners.len()
+            );
+        }
     }
 }

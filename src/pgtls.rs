@@ -8,6 +8,9 @@
 //! - `sslmode=require` in a URL asks for TLS and, as libpq does when there is no root
 //!   certificate file, does not verify the certificate: for a tunnel, whose `127.0.0.1` is not
 //!   the name in the server's certificate. With `PGSSLROOTCERT` set it verifies as above.
+//! - With `PGSSLROOTCERT` set, the default `sslmode=prefer` becomes `require` (libpq's
+//!   `verify-full`, as the certificate and host name are verified): a server, or anyone in the
+//!   path, that answers without TLS is refused instead of being sent the password in clear.
 //! - `sslmode=disable` connects in clear.
 
 use std::sync::Arc;
@@ -30,6 +33,19 @@ pub const VERIFY_HINT: &str = "the server's certificate is verified against the 
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Whether a CA to verify against is named: then TLS is required, not merely preferred.
+fn verifying() -> bool {
+    std::env::var_os(ROOT_CERT_VARIABLE).is_some_and(|path| !path.is_empty())
+}
+
+/// `config` as trails connects with it: with a CA named, `prefer` (the default) becomes
+/// `require`, so the connection cannot be downgraded to clear text.
+pub fn harden(config: &mut tokio_postgres::Config) {
+    if verifying() && config.get_ssl_mode() == SslMode::Prefer {
+        config.ssl_mode(SslMode::Require);
+    }
 }
 
 /// The TLS connector for a connection made with `config`.

@@ -19,13 +19,17 @@ use config::{Config, redact};
 
 /// A PostgreSQL pool for `url`, with TLS when the server offers it (see [`crate::pgtls`]).
 pub fn pool(url: &str) -> anyhow::Result<Pool> {
-    let parsed: tokio_postgres::Config = url
+    let mut parsed: tokio_postgres::Config = url
         .parse()
         .with_context(|| format!("DATABASE_URL {}: not a PostgreSQL URL", redact(url)))?;
+    crate::pgtls::harden(&mut parsed);
     let tls = crate::pgtls::connector(&parsed)
         .map_err(|error| anyhow::anyhow!("DATABASE_URL {}: {error}", redact(url)))?;
     let mut settings = deadpool_postgres::Config::new();
     settings.url = Some(url.to_string());
+    if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        settings.ssl_mode = Some(deadpool_postgres::SslMode::Require);
+    }
     settings
         .create_pool(Some(Runtime::Tokio1), tls)
         .with_context(|| format!("DATABASE_URL {}: cannot build a pool", redact(url)))

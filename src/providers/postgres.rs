@@ -125,7 +125,8 @@ impl DatabaseProvider {
         database: &PostgresDatabase,
         dbname: &str,
     ) -> Result<Client, ProviderError> {
-        let (config, place) = self.config(database, dbname)?;
+        let (mut config, place) = self.config(database, dbname)?;
+        crate::pgtls::harden(&mut config);
         let tls = crate::pgtls::connector(&config).map_err(ProviderError::Invalid)?;
         let attempt = || async {
             let (client, connection) = config.connect(tls.clone()).await?;

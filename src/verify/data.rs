@@ -399,7 +399,8 @@ impl PostgresSource {
     }
 
     async fn connect(&self, database: &str) -> Result<(tokio_postgres::Client, String), String> {
-        let (config, place) = self.config(database).await?;
+        let (mut config, place) = self.config(database).await?;
+        crate::pgtls::harden(&mut config);
         let tls = crate::pgtls::connector(&config)?;
         let (client, connection) = config.connect(tls).await.map_err(|error| {
             let message = error_chain(&error);

@@ -450,6 +450,16 @@ fn postgres_connections_use_tls_and_verify_the_certificate_against_pgsslrootcert
         "{}",
         wrong.stderr
     );
+    // With a CA named, a server (or anyone in the path) answering without TLS is refused: the
+    // password is never sent in clear.
+    let plain = Postgres::start();
+    let downgraded = create_key(&plain.url, Some("right-ca.pem"));
+    assert_eq!(downgraded.code, 1, "{}", downgraded.stdout);
+    assert!(
+        downgraded.stderr.to_lowercase().contains("tls"),
+        "{}",
+        downgraded.stderr
+    );
     // sslmode=require without a CA: encrypted, not verified (libpq's meaning, for tunnels).
     let required = create_key(&format!("{url}?sslmode=require"), None);
     assert_eq!(required.code, 0, "{}", required.stderr);

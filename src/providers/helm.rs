@@ -197,15 +197,17 @@ pub async fn status(
 
 /// Runs helm; its stdout, or its last lines of error output as the failure.
 async fn run(operation: &str, args: &[String]) -> Result<String, ProviderError> {
-    let output = Command::new(binary())
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|error| ProviderError::Api {
-            operation: operation.to_string(),
-            message: format!("cannot run {}: {error}", binary().to_string_lossy()),
-        })?;
+    let mut command = Command::new(binary());
+    command.args(args).kill_on_drop(true);
+    // Its own process group: a Ctrl-C at the terminal reaches trails, which lets a running
+    // upgrade finish and be recorded, instead of killing helm half way (a release left
+    // `pending-upgrade`).
+    #[cfg(unix)]
+    command.process_group(0);
+    let output = command.output().await.map_err(|error| ProviderError::Api {
+        operation: operation.to_string(),
+        message: format!("cannot run {}: {error}", binary().to_string_lossy()),
+    })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

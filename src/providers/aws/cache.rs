@@ -10,10 +10,10 @@ use aws_sdk_elasticache::types::{ParameterNameValue, Tag};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
+    AwsProvider, Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
     recorded_output, recorded_spec, tag_changes,
 };
-use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::providers::{Applied, ProviderError, Read, spec};
 use crate::resources::Spec as _;
 use crate::resources::cache::{ParameterGroup, ReplicationGroup, SubnetGroup};
 use crate::state::Recorded;
@@ -127,7 +127,7 @@ async fn sync_tags(
 struct SubnetGroupProvider(Context);
 
 #[async_trait]
-impl Provider for SubnetGroupProvider {
+impl AwsProvider for SubnetGroupProvider {
     async fn read(
         &self,
         _address: &str,
@@ -304,7 +304,7 @@ impl ParameterGroupProvider {
 }
 
 #[async_trait]
-impl Provider for ParameterGroupProvider {
+impl AwsProvider for ParameterGroupProvider {
     async fn read(
         &self,
         _address: &str,
@@ -610,7 +610,7 @@ fn int(value: u32) -> i32 {
 }
 
 #[async_trait]
-impl Provider for ReplicationGroupProvider {
+impl AwsProvider for ReplicationGroupProvider {
     async fn read(
         &self,
         _address: &str,

@@ -18,11 +18,11 @@ use serde_json::{Map, Value, json};
 
 use super::sweep;
 use super::{
-    Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
+    AwsProvider, Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
     recorded_output, recorded_spec, tag_changes,
 };
 use crate::blueprint::schema::Taint;
-use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::providers::{Applied, ProviderError, Read, spec};
 use crate::resources::Spec as _;
 use crate::resources::eks::{Addon, CLUSTER, Cluster, NodeGroup};
 use crate::state::Recorded;
@@ -303,7 +303,7 @@ impl ClusterProvider {
 }
 
 #[async_trait]
-impl Provider for ClusterProvider {
+impl AwsProvider for ClusterProvider {
     async fn read(
         &self,
         _address: &str,
@@ -602,7 +602,7 @@ impl NodeGroupProvider {
 }
 
 #[async_trait]
-impl Provider for NodeGroupProvider {
+impl AwsProvider for NodeGroupProvider {
     async fn read(
         &self,
         _address: &str,
@@ -856,7 +856,7 @@ impl AddonProvider {
 }
 
 #[async_trait]
-impl Provider for AddonProvider {
+impl AwsProvider for AddonProvider {
     async fn read(
         &self,
         _address: &str,

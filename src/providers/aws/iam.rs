@@ -8,10 +8,10 @@ use aws_sdk_iam::types::Tag;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
+    AwsProvider, Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
     recorded_output, recorded_spec, tag_changes,
 };
-use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::providers::{Applied, ProviderError, Read, spec};
 use crate::resources::Spec as _;
 use crate::resources::iam::{IamRole, OidcProvider};
 use crate::state::Recorded;
@@ -213,7 +213,7 @@ fn role_applied(name: &str, arn: &str) -> Applied {
 }
 
 #[async_trait]
-impl Provider for RoleProvider {
+impl AwsProvider for RoleProvider {
     async fn read(
         &self,
         _address: &str,
@@ -437,7 +437,7 @@ impl OidcProviderProvider {
 }
 
 #[async_trait]
-impl Provider for OidcProviderProvider {
+impl AwsProvider for OidcProviderProvider {
     async fn read(
         &self,
         _address: &str,

@@ -20,12 +20,80 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use serde_json::Value;
 
 pub use super::recorded_spec;
-use super::{Provider, ProviderError};
+use serde_json::Map;
+
+use super::{Applied, Provider, ProviderError, Read};
 use crate::resources::Kind;
 use crate::state::Recorded;
 
 /// A resource type and how to make its provider from the shared clients.
-pub type Registration = (&'static Kind, fn(&Context) -> Box<dyn Provider>);
+pub type Registration = (&'static Kind, fn(&Context) -> Box<dyn AwsProvider>);
+
+/// What every AWS provider implements: [`Provider`]'s methods, with `read` required, so a new
+/// AWS type cannot be registered without the read that `diff`, `plan --refresh` and `verify`
+/// are built on.
+#[async_trait::async_trait]
+pub trait AwsProvider: Send + Sync {
+    /// See [`Provider::read`]; `Some` for every AWS type.
+    async fn read(&self, address: &str, recorded: &Recorded)
+    -> Result<Option<Read>, ProviderError>;
+    /// See [`Provider::canonical`].
+    fn canonical(&self, attributes: Map<String, Value>) -> Map<String, Value> {
+        attributes
+    }
+    /// See [`Provider::find`].
+    async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError>;
+    /// See [`Provider::create`].
+    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError>;
+    /// See [`Provider::update`].
+    async fn update(
+        &self,
+        address: &str,
+        recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError>;
+    /// See [`Provider::delete`].
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError>;
+}
+
+/// An AWS provider as the engine sees it.
+struct Aws(Box<dyn AwsProvider>);
+
+#[async_trait::async_trait]
+impl Provider for Aws {
+    async fn read(
+        &self,
+        address: &str,
+        recorded: &Recorded,
+    ) -> Result<Option<Read>, ProviderError> {
+        self.0.read(address, recorded).await
+    }
+
+    fn canonical(&self, attributes: Map<String, Value>) -> Map<String, Value> {
+        self.0.canonical(attributes)
+    }
+
+    async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
+        self.0.find(address, desired).await
+    }
+
+    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+        self.0.create(address, desired).await
+    }
+
+    async fn update(
+        &self,
+        address: &str,
+        recorded: &Recorded,
+        desired: &Value,
+    ) -> Result<Applied, ProviderError> {
+        self.0.update(address, recorded, desired).await
+    }
+
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        self.0.delete(address, recorded).await
+    }
+}
 
 /// Every AWS type trails applies: one line per type in its family's `TYPES`, and the type's
 /// name is written once, in its `Kind`.
@@ -158,7 +226,7 @@ impl Context {
 /// Registers every AWS provider.
 pub fn register(context: &Context, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
     for (kind, make) in FAMILIES.iter().flat_map(|family| family.iter()) {
-        by_kind.insert(kind.name, make(context));
+        by_kind.insert(kind.name, Box::new(Aws(make(context))));
     }
 }
 

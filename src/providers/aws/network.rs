@@ -12,10 +12,10 @@ use serde_json::{Map, Value, json};
 
 use super::described::{self, by_id, ec2_read, listing};
 use super::{
-    Context, Registration, gone_is_fine, is_not_found, ownership_filters, recorded_spec, sweep,
-    tag_specification,
+    AwsProvider, Context, Registration, gone_is_fine, is_not_found, ownership_filters,
+    recorded_spec, sweep, tag_specification,
 };
-use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::providers::{Applied, ProviderError, Read, spec};
 use crate::resources::Spec as _;
 use crate::resources::network::{
     AclRule, Eip, FlowLog, InternetGateway, NatGateway, NetworkAcl, Route, RouteTable,
@@ -163,7 +163,7 @@ impl VpcProvider {
 }
 
 #[async_trait]
-impl Provider for VpcProvider {
+impl AwsProvider for VpcProvider {
     async fn read(
         &self,
         _address: &str,
@@ -356,7 +356,7 @@ impl SubnetProvider {
 }
 
 #[async_trait]
-impl Provider for SubnetProvider {
+impl AwsProvider for SubnetProvider {
     async fn read(
         &self,
         _address: &str,
@@ -497,7 +497,7 @@ impl InternetGatewayProvider {
 }
 
 #[async_trait]
-impl Provider for InternetGatewayProvider {
+impl AwsProvider for InternetGatewayProvider {
     async fn read(
         &self,
         _address: &str,
@@ -608,7 +608,7 @@ impl Provider for InternetGatewayProvider {
 struct EipProvider(Context);
 
 #[async_trait]
-impl Provider for EipProvider {
+impl AwsProvider for EipProvider {
     async fn read(
         &self,
         _address: &str,
@@ -758,7 +758,7 @@ impl NatGatewayProvider {
 }
 
 #[async_trait]
-impl Provider for NatGatewayProvider {
+impl AwsProvider for NatGatewayProvider {
     async fn read(
         &self,
         _address: &str,
@@ -965,7 +965,7 @@ impl RouteTableProvider {
 }
 
 #[async_trait]
-impl Provider for RouteTableProvider {
+impl AwsProvider for RouteTableProvider {
     async fn read(
         &self,
         _address: &str,
@@ -1291,7 +1291,7 @@ impl SecurityGroupProvider {
 }
 
 #[async_trait]
-impl Provider for SecurityGroupProvider {
+impl AwsProvider for SecurityGroupProvider {
     async fn read(
         &self,
         _address: &str,
@@ -1594,7 +1594,7 @@ impl NetworkAclProvider {
 }
 
 #[async_trait]
-impl Provider for NetworkAclProvider {
+impl AwsProvider for NetworkAclProvider {
     async fn read(
         &self,
         _address: &str,
@@ -1702,7 +1702,7 @@ impl Provider for NetworkAclProvider {
 struct FlowLogProvider(Context);
 
 #[async_trait]
-impl Provider for FlowLogProvider {
+impl AwsProvider for FlowLogProvider {
     async fn read(
         &self,
         _address: &str,

@@ -11,10 +11,10 @@ use aws_sdk_rds::types::{ApplyMethod, Parameter, Tag};
 use serde_json::{Map, Value, json};
 
 use super::{
-    ADDRESS_TAG, Context, Registration, is_not_found, none_if_missing, recorded_output,
-    recorded_spec,
+    ADDRESS_TAG, AwsProvider, Context, Registration, is_not_found, none_if_missing,
+    recorded_output, recorded_spec,
 };
-use crate::providers::{Applied, Provider, ProviderError, Read, spec};
+use crate::providers::{Applied, ProviderError, Read, spec};
 use crate::resources::Spec as _;
 use crate::resources::rds::{DbInstance, DbParameterGroup, DbSubnetGroup};
 use crate::state::Recorded;
@@ -136,7 +136,7 @@ async fn check_owned(
 struct SubnetGroupProvider(Context);
 
 #[async_trait]
-impl Provider for SubnetGroupProvider {
+impl AwsProvider for SubnetGroupProvider {
     async fn read(
         &self,
         _address: &str,
@@ -322,7 +322,7 @@ impl ParameterGroupProvider {
 }
 
 #[async_trait]
-impl Provider for ParameterGroupProvider {
+impl AwsProvider for ParameterGroupProvider {
     async fn read(
         &self,
         _address: &str,
@@ -531,7 +531,7 @@ fn storage(value: u32) -> i32 {
 }
 
 #[async_trait]
-impl Provider for InstanceProvider {
+impl AwsProvider for InstanceProvider {
     async fn read(
         &self,
         _address: &str,

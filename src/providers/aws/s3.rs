@@ -14,9 +14,9 @@ use aws_sdk_s3::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{ADDRESS_TAG, Context, Registration, owns};
+use super::{ADDRESS_TAG, AwsProvider, Context, Registration, owns};
 use crate::blueprint::schema::{LifecycleRule, ObjectLock, ObjectLockMode, Transition};
-use crate::providers::{Applied, Provider, ProviderError, Read, recorded_spec, spec};
+use crate::providers::{Applied, ProviderError, Read, recorded_spec, spec};
 use crate::resources::Spec as _;
 use crate::resources::s3::Bucket;
 use crate::state::Recorded;
@@ -460,7 +460,7 @@ impl BucketProvider {
 }
 
 #[async_trait]
-impl Provider for BucketProvider {
+impl AwsProvider for BucketProvider {
     async fn read(
         &self,
         _address: &str,

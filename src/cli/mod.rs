@@ -271,7 +271,22 @@ impl Output {
 
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // Help and version are answers; anything else is a usage error, exit 1 like every
+            // other user error (2 means "changes" under --detailed-exitcode).
+            return if error.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if !matches!(cli.command, Command::Ingest(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
     let colour = !cli.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         && std::io::stdout().is_terminal();
@@ -312,6 +327,18 @@ pub fn main() -> ExitCode {
             eprintln!("this is a bug in trails; please report it with the command you ran");
             ExitCode::from(if detailed { 1 } else { 2 })
         }
+    }
+}
+
+/// A command whose output is cut short (`trails plan --json | head -1`) ends as other Unix
+/// tools do, on SIGPIPE, instead of panicking on the failed write. Not for the ingest
+/// service, which must outlive clients that hang up.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread is
+    // spawned, has no memory-safety requirement.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

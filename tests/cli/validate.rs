@@ -180,3 +180,41 @@ fn template_paths_stay_in_the_templates_directory_and_opensearch_names_are_safe_
         );
     }
 }
+
+#[test]
+fn a_mistyped_flag_exits_1_not_the_2_of_detailed_exitcode_and_help_exits_0() {
+    let mistyped = run(&["plan", "--detailed-exitcod"]);
+    assert_eq!(mistyped.code, 1, "{}", mistyped.stderr);
+    assert!(
+        mistyped.stderr.contains("unexpected argument"),
+        "{}",
+        mistyped.stderr
+    );
+    assert_eq!(run(&["plan", "--help"]).code, 0);
+    assert_eq!(run(&["--version"]).code, 0);
+}
+
+#[test]
+fn output_cut_short_by_a_closed_pipe_ends_quietly_without_a_panic() {
+    use std::io::Read;
+    let blueprint = repo("blueprints/turia-trails.yaml");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"))
+        .args(["plan", "-e", "prod", "--json", "-f"])
+        .arg(&blueprint)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("trails starts");
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("the plan starts");
+    // The reader is gone (as `| head -c1` leaves): the rest of the plan meets a closed pipe.
+    let output = child.wait_with_output().expect("trails ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "{stderr}");
+}

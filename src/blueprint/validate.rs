@@ -258,7 +258,9 @@ impl Checker<'_> {
                 path,
                 format!(
                     "a password here would be kept in plans and the state; give it when \
-                     running: `--endpoint {endpoint}=https://USER:PASSWORD@HOST:{port}`"
+                     running, in the environment (not on the command line): \
+                     `TRAILS_ENDPOINTS={endpoint}=https://USER:PASSWORD@HOST:{port}`; \
+                     `--endpoint` takes the URL without it"
                 ),
             ),
             Ok(_) => {}

@@ -84,21 +84,21 @@ pub fn run_with(dir: Option<&Path>, env: &[(&str, String)], args: &[&str]) -> Ru
     run
 }
 
-/// Runs trails on `file` with `--endpoint NAME=URL` (none when `url` is empty) and no AWS
-/// behind it: for day-one tests whose servers are local.
+/// Runs trails on `file` with the endpoint `NAME=URL` in `TRAILS_ENDPOINTS` (none when `url` is
+/// empty) and no AWS behind it: for day-one tests whose servers are local.
 pub fn run_with_endpoint(file: &Path, name: &str, url: &str, args: &[&str]) -> Run {
     let mut full: Vec<&str> = args.to_vec();
-    let endpoint = format!("{name}={url}");
-    if !url.is_empty() {
-        full.extend(["--endpoint", &endpoint]);
-    }
     full.extend(["-f", file.to_str().expect("utf-8 path")]);
     // These keep the AWS SDK from looking for credentials anywhere real.
-    let env = [
+    let mut env = vec![
         ("AWS_ACCESS_KEY_ID", "unused".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "unused".to_string()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
     ];
+    // The URL may hold a password, which trails takes only from the environment.
+    if !url.is_empty() {
+        env.push(("TRAILS_ENDPOINTS", format!("{name}={url}")));
+    }
     run_with(None, &env, &full)
 }
 

@@ -352,7 +352,7 @@ fn index_templates_and_ism_policies_are_put_updated_with_sequence_numbers_and_de
     );
     assert_ne!(refused.code, 0);
     assert!(
-        refused.stderr.contains("opensearch.url") && refused.stderr.contains("--endpoint"),
+        refused.stderr.contains("opensearch.url") && refused.stderr.contains("TRAILS_ENDPOINTS"),
         "{}",
         refused.stderr
     );

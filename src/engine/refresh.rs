@@ -69,10 +69,7 @@ async fn read_back(
         Some(Read::Gone) => Ok((Observed::Gone, None)),
         Some(Read::Live(live)) if live.is_empty() => Ok((Observed::Exists, None)),
         Some(Read::Live(live)) => {
-            let differences = compare::attribute_differences(
-                &provider.canonical(recorded.attributes.clone()),
-                &provider.canonical(live.clone()),
-            );
+            let differences = provider.differences(recorded.attributes.clone(), live.clone());
             if differences.is_empty() {
                 Ok((Observed::Matches, None))
             } else {

@@ -130,6 +130,11 @@ pub trait Provider: Send + Sync {
     fn canonical(&self, attributes: Map<String, Value>) -> Map<String, Value> {
         attributes
     }
+    /// What differs between `recorded` attributes and those a read found `live`, both in
+    /// their canonical form: what `diff` reports and `verify` fails on.
+    fn differences(&self, recorded: Map<String, Value>, live: Map<String, Value>) -> Vec<String> {
+        compare::attribute_differences(&self.canonical(recorded), &self.canonical(live))
+    }
     /// Finds a resource this environment created at `address` but did not record (an apply
     /// interrupted between the create call and the state write), so that it is adopted
     /// instead of created twice.

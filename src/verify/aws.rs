@@ -16,7 +16,7 @@ use crate::error_chain;
 use crate::graph::{Graph, Resource};
 use crate::providers::aws::{ADDRESS_TAG, Context};
 use crate::providers::kube;
-use crate::providers::{Provider, Read, aws, compare, spec};
+use crate::providers::{Provider, Read, aws, spec};
 use crate::resources::cache::ReplicationGroup;
 use crate::resources::eks::{Addon, Cluster, NodeGroup};
 use crate::resources::network::{NatGateway, RouteTable, Vpc};
@@ -337,10 +337,7 @@ fn settings_check(
             None => Err(format!("{kind} is not read back")),
             Some(Read::Gone) => Err("does not exist: deleted outside trails".to_string()),
             Some(Read::Live(live)) => {
-                let differences = compare::attribute_differences(
-                    &reader.canonical(declared),
-                    &reader.canonical(live.clone()),
-                );
+                let differences = reader.differences(declared, live.clone());
                 if differences.is_empty() {
                     let compared: Vec<&str> = live.keys().map(String::as_str).collect();
                     Ok(format!("as declared: {}", compared.join(", ")))

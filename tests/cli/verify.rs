@@ -368,7 +368,18 @@ fn junit_cases(path: &Path) -> (usize, usize) {
 fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
     let mut platform = Platform::start();
 
+    let before = platform.moto.calls().len();
     let report = assert_clean(&platform, "freshly applied");
+    let writes: Vec<String> = platform.moto.calls()[before..]
+        .iter()
+        .filter(|call| call.mutates())
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "verify made mutating AWS calls"
+    );
     let passed = checks_with(&report, "passed");
     for name in [
         "network.vpc.main",

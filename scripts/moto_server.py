@@ -9,6 +9,9 @@ the AWS API reference of each operation, kept as small as trails' tests need:
   `deleting` for ever, so a waiter for their deletion could never finish). Tags on parameter groups.
   Replication groups without cluster mode get NumCacheClusters nodes (moto reads only
   ReplicasPerNodeGroup there and makes a lone primary).
+- EKS: UpdateClusterVersion refuses while a managed node group is not on the cluster's minor
+  version, and UpdateNodegroupVersion exists; a node group created without a version gets its
+  cluster's (all as the EKS User Guide and API reference say).
 - EKS: add-ons (Create/Describe/List/Update/Delete), UpdateClusterVersion (one minor version at a
   time, as AWS requires), DescribeUpdate for every update (moto's UpdateClusterConfig answers with
   the cluster instead of the update AWS returns; here it returns the update), and tags on node
@@ -16,10 +19,19 @@ the AWS API reference of each operation, kept as small as trails' tests need:
 - S3: GetBucketVersioning answers with the `VersioningConfiguration` document S3 returns (moto
   5.2.5 names the root `GetBucketVersioningResponse`, which the AWS SDKs for Rust refuse).
 
+- S3: a conditional PutObject or DeleteObject (If-Match, If-None-Match) checks and writes in
+  one step, as S3 does; moto's own check and write can interleave with another request's.
 - A call log: with TRAILS_MOTO_CALL_LOG set, every AWS request is appended to that file as
   `METHOD PATH OPERATION` (the query protocol's `Action`, the JSON protocol's `X-Amz-Target`,
   `-` for REST APIs, whose method tells a read from a write), so tests can prove that a command
   that only reads made no mutating call.
+- A gate: with TRAILS_MOTO_GATE set to a file, a mutating call numbered above the number
+  written in it (counted since start, by the rule of the tests' `Call::mutates`) waits until
+  the number is raised or the file removed; `FILE.held` says how many calls wait. Tests kill
+  trails at an exact call this way. Paths starting with TRAILS_MOTO_GATE_PASSES (the state
+  bucket) pass the gate uncounted, so a second run can reach the lock while the first waits.
+- Unreachable paths: with TRAILS_MOTO_FAILING set to a file, requests whose path starts with a
+  line of it get 503 ServiceUnavailable, as from an S3 that cannot be reached.
 
 Everything else is moto's own. When moto grows an operation, delete it here. AWS's managed IAM
 policies (AmazonEKSClusterPolicy, ...) are loaded, as they exist in every real account.
@@ -459,11 +471,73 @@ def update_cluster_version(self):
             addonName=None,
             message=f"Cluster can only be upgraded one minor version at a time, from {cluster.version}",
         )
+    # "Before updating your control plane to a new Kubernetes version, make sure that the
+    # Kubernetes minor version of both the managed nodes and Fargate nodes in your cluster are
+    # the same as your control plane's version" (EKS User Guide, "Update existing cluster to new
+    # Kubernetes version"): EKS refuses the update while a managed node group lags.
+    for group in cluster.nodegroups.values():
+        if _minor(group.version) != _minor(cluster.version):
+            raise InvalidRequestException(
+                clusterName=cluster.name,
+                nodegroupName=group.nodegroup_name,
+                fargateProfileName=None,
+                addonName=None,
+                message=(
+                    f"Nodegroup {group.nodegroup_name} is on Kubernetes {group.version}: update "
+                    f"every managed node group to the cluster's version {cluster.version} first"
+                ),
+            )
     cluster.version = wanted
     return ActionResult({"update": _update(cluster, "VersionUpdate", {"Version": wanted})})
 
 
+def _minor(version):
+    return ".".join(str(version).split(".")[:2])
+
+
+_moto_create_nodegroup = EKSBackend.create_nodegroup
+
+
+def create_nodegroup(self, cluster_name, *args, **kwargs):
+    # Without a version a managed node group gets its cluster's (EKS API reference,
+    # CreateNodegroup `version`), not moto's fixed default.
+    if not kwargs.get("version") and cluster_name in self.clusters:
+        kwargs["version"] = self.clusters[cluster_name].version
+    return _moto_create_nodegroup(self, cluster_name, *args, **kwargs)
+
+
+EKSBackend.create_nodegroup = create_nodegroup
+
+
+def update_nodegroup_version(self):
+    """UpdateNodegroupVersion: to the given version, or the cluster's; never past the cluster."""
+    cluster = _cluster(self.eks_backend, self._get_param("name"))
+    name = self._get_param("nodegroupName")
+    group = cluster.nodegroups.get(name)
+    if group is None:
+        raise ResourceNotFoundException(
+            clusterName=cluster.name,
+            nodegroupName=name,
+            fargateProfileName=None,
+            addonName=None,
+            message=f"No node group found for name: {name}.",
+        )
+    wanted = self._get_param("version") or cluster.version
+    if [int(p) for p in _minor(wanted).split(".")] > [int(p) for p in _minor(cluster.version).split(".")]:
+        raise InvalidParameterException(
+            clusterName=cluster.name,
+            nodegroupName=name,
+            fargateProfileName=None,
+            addonName=None,
+            message=f"Requested Kubernetes version {wanted} is newer than the cluster's {cluster.version}",
+        )
+    group.version = wanted
+    update = _update(cluster, "VersionUpdate", {"Version": wanted})
+    return ActionResult({"update": update})
+
+
 for handler in (
+    update_nodegroup_version,
     create_addon,
     describe_addon,
     list_addons,
@@ -481,6 +555,7 @@ eks_urls.url_paths.update(
         "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)$": eks_urls.response.dispatch,
         "{0}/clusters/(?P<name>[^/]+)/addons/(?P<addonName>[^/]+)/update$": eks_urls.response.dispatch,
         "{0}/clusters/(?P<name>[^/]+)/updates$": eks_urls.response.dispatch,
+        "{0}/clusters/(?P<name>[^/]+)/node-groups/(?P<nodegroupName>[^/]+)/update-version$": eks_urls.response.dispatch,
         "{0}/clusters/(?P<name>[^/]+)/updates/(?P<updateId>[^/]+)$": eks_urls.response.dispatch,
     }
 )
@@ -549,42 +624,123 @@ def get_bucket_versioning(self):
 S3Response.get_bucket_versioning = get_bucket_versioning
 
 
+# S3 conditional writes are atomic ---------------------------------------------------------------
+# moto checks If-Match / If-None-Match and then writes, with other requests served in between:
+# two runs racing for one lock object could both succeed, which S3 never allows. One lock
+# around conditional PutObject and DeleteObject makes check-and-write one step, as in S3.
+
+_conditional = __import__("threading").Lock()
+
+
+def _atomic_when_conditional(method):
+    def guarded(self, *args, **kwargs):
+        if self.headers.get("If-Match") or self.headers.get("If-None-Match"):
+            with _conditional:
+                return method(self, *args, **kwargs)
+        return method(self, *args, **kwargs)
+
+    return guarded
+
+
+S3Response.put_object = _atomic_when_conditional(S3Response.put_object)
+S3Response.delete_object = _atomic_when_conditional(S3Response.delete_object)
+
+
 # Call log ------------------------------------------------------------------------------------
 
 
-def _log_calls(path):
+def _mutates(method, operation):
+    """The same rule as the tests' `Call::mutates`: anything but Describe/Get/List/Head."""
+    if not operation:
+        return method not in ("GET", "HEAD")
+    return not operation.startswith(("Describe", "Get", "List", "Head"))
+
+
+def _intercept(call_log, gate, passes, failing):
     import io
     import threading
+    import time
     from urllib.parse import parse_qs
 
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     lock = threading.Lock()
+    counted = {"mutating": 0, "held": 0}
     dispatch = DomainDispatcherApplication.__call__
+
+    def limit():
+        try:
+            with open(gate, encoding="utf-8") as text:
+                return int(text.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def held(change):
+        with lock:
+            counted["held"] += change
+            with open(gate + ".held", "w", encoding="utf-8") as text:
+                text.write(str(counted["held"]))
 
     def call(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "")
         path_info = environ.get("PATH_INFO", "")
-        if not path_info.startswith("/moto-api"):
-            operation = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [""])[0]
-            target = environ.get("HTTP_X_AMZ_TARGET", "")
-            if target:
-                operation = target.rsplit(".", 1)[-1]
-            content_type = environ.get("CONTENT_TYPE", "")
-            if not operation and method == "POST" and "x-www-form-urlencoded" in content_type:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-                body = environ["wsgi.input"].read(length) if length else b""
-                environ["wsgi.input"] = io.BytesIO(body)
-                operation = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
-            with lock, open(path, "a", encoding="utf-8") as log:
+        if path_info.startswith("/moto-api"):
+            return dispatch(self, environ, start_response)
+        operation = parse_qs(environ.get("QUERY_STRING", "")).get("Action", [""])[0]
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target:
+            operation = target.rsplit(".", 1)[-1]
+        content_type = environ.get("CONTENT_TYPE", "")
+        if not operation and method == "POST" and "x-www-form-urlencoded" in content_type:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            operation = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        if call_log:
+            with lock, open(call_log, "a", encoding="utf-8") as log:
                 log.write(f"{method} {path_info} {operation or '-'}\n")
+        if failing:
+            try:
+                with open(failing, encoding="utf-8") as text:
+                    down = [line.strip() for line in text if line.strip()]
+            except OSError:
+                down = []
+            if any(path_info.startswith(prefix) for prefix in down):
+                body = (
+                    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable'
+                    b"</Code><Message>made unreachable by the test</Message></Error>"
+                )
+                start_response(
+                    "503 Service Unavailable",
+                    [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
+                )
+                return [body]
+        passing = passes and path_info.startswith(passes)
+        if gate and not passing and _mutates(method, operation):
+            with lock:
+                counted["mutating"] += 1
+                number = counted["mutating"]
+            ceiling = limit()
+            if ceiling is not None and number > ceiling:
+                # Held until the gate opens: the test kills its client meanwhile, and the
+                # request then runs, as AWS runs a request whose caller is gone.
+                held(1)
+                while ceiling is not None and number > ceiling:
+                    time.sleep(0.02)
+                    ceiling = limit()
+                held(-1)
         return dispatch(self, environ, start_response)
 
     DomainDispatcherApplication.__call__ = call
 
 
-if os.environ.get("TRAILS_MOTO_CALL_LOG"):
-    _log_calls(os.environ["TRAILS_MOTO_CALL_LOG"])
+if os.environ.get("TRAILS_MOTO_CALL_LOG") or os.environ.get("TRAILS_MOTO_GATE"):
+    _intercept(
+        os.environ.get("TRAILS_MOTO_CALL_LOG"),
+        os.environ.get("TRAILS_MOTO_GATE"),
+        os.environ.get("TRAILS_MOTO_GATE_PASSES"),
+        os.environ.get("TRAILS_MOTO_FAILING"),
+    )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,30 @@ pub struct Document {
     pub opensearch: Option<OpenSearch>,
     /// The platform's own ingest service.
     pub ingest: Option<Ingest>,
+    /// Where the environments' states live; a file beside the blueprint when absent.
+    pub state: Option<StateBackend>,
+}
+
+/// The shared place for every environment's state.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateBackend {
+    /// A versioned S3 bucket: each environment's state at `PREFIX/BLUEPRINT/ENV.state.json`.
+    pub s3: Option<S3Backend>,
+}
+
+/// The S3 state backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Backend {
+    /// The bucket (it must keep versions).
+    pub bucket: String,
+    /// Key prefix under which the blueprint's states live.
+    pub prefix: Option<String>,
+    /// The bucket's region, when it is not the blueprint's.
+    pub region: Option<String>,
+    /// A KMS key (id, ARN or alias) for SSE-KMS; SSE-S3 (AES-256) without one.
+    pub kms_key: Option<String>,
 }
 
 fn default_templates() -> String {

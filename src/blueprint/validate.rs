@@ -67,6 +67,33 @@ impl Checker<'_> {
                 ),
             );
         }
+        if let Some(backend) = self.doc().state.clone() {
+            match backend.s3 {
+                None => self.error(
+                    &FieldPath::of("state"),
+                    "`state` needs a backend: `s3: { bucket: NAME, prefix: PATH, region: REGION }`",
+                ),
+                Some(s3) => {
+                    let path = FieldPath::of("state").key("s3");
+                    if !naming::is_bucket_name(&s3.bucket) {
+                        self.error(
+                            &path.key("bucket"),
+                            format!(
+                                "`{}` is not an S3 bucket name (3 to 63 lowercase letters, \
+                                 digits, dots and dashes)",
+                                s3.bucket
+                            ),
+                        );
+                    }
+                    if let Some(region) = s3.region.filter(|region| !naming::is_region(region)) {
+                        self.error(
+                            &path.key("region"),
+                            format!("`{region}` is not an AWS region name such as `eu-west-1`"),
+                        );
+                    }
+                }
+            }
+        }
         let region = self.doc().region.clone();
         if !naming::is_region(&region) {
             self.error(

@@ -15,7 +15,8 @@ use crate::engine::{self, Options, Progress};
 use crate::plan::render::{TextOptions, summary, text};
 use crate::plan::{self, Plan};
 use crate::providers::{self, Providers, aws};
-use crate::state::local::LocalState;
+use crate::state::lifetime;
+use crate::state::store::{Location, Store};
 
 /// Options shared by apply and destroy.
 #[derive(Debug, Args)]
@@ -40,6 +41,9 @@ pub struct ExecuteArgs {
     /// destroys it), or turns protection off together with other changes.
     #[arg(long)]
     override_protection: bool,
+    /// Wait this long for a lock another run holds instead of failing at once, e.g. `5m`.
+    #[arg(long, default_value = "0s", value_parser = super::duration)]
+    lock_timeout: Duration,
 }
 
 /// Arguments of `trails apply`.
@@ -63,6 +67,14 @@ pub struct ApplyArgs {
 pub struct DestroyArgs {
     #[command(flatten)]
     execute: ExecuteArgs,
+    /// Destroy every ephemeral environment of the blueprint whose TTL has passed, one after
+    /// another, each under its lock (for a scheduled CI job). Never one that is not ephemeral,
+    /// has not expired or is protected. Exit 1 when any of them fails.
+    #[arg(long, conflicts_with = "environment")]
+    expired: bool,
+    /// With `--expired`: say which environments would be destroyed, destroy nothing.
+    #[arg(long, requires = "expired")]
+    dry_run: bool,
 }
 
 /// Plans against the locked state and applies.
@@ -70,6 +82,7 @@ pub fn apply(args: ApplyArgs, output: Output) -> Result<Outcome, Failure> {
     let refresh = args.refresh || args.saved_plan.as_deref().is_some_and(refreshed);
     run(
         &args.execute,
+        &args.execute.target,
         output,
         Mode::Apply {
             saved: args.saved_plan,
@@ -89,7 +102,100 @@ fn refreshed(path: &std::path::Path) -> bool {
 
 /// Plans the removal of everything recorded and executes it.
 pub fn destroy(args: DestroyArgs, output: Output) -> Result<Outcome, Failure> {
-    run(&args.execute, output, Mode::Destroy)
+    if args.expired {
+        return destroy_expired(&args, output);
+    }
+    run(&args.execute, &args.execute.target, output, Mode::Destroy)
+}
+
+/// `destroy --expired`: each expired ephemeral environment in turn; one failing does not stop
+/// the others.
+fn destroy_expired(args: &DestroyArgs, output: Output) -> Result<Outcome, Failure> {
+    if args.execute.state.is_explicit() {
+        return Err(Failure::User(anyhow!(
+            "--expired finds every environment's state where the blueprint keeps them; it \
+             cannot be combined with --state"
+        )));
+    }
+    let file = &args.execute.target.file;
+    let (place, found) = super::env::found(file)?;
+    let source = crate::blueprint::Source::read(file)?;
+    let declared = source.environments();
+    let now = std::time::SystemTime::now();
+    let mut doomed = Vec::new();
+    println!("Expired environments in {place}:");
+    for found in &found {
+        let environment = &found.environment;
+        let verdict = match &found.state {
+            Err(error) => Err(format!("its state cannot be read: {error}")),
+            Ok(state) => {
+                let settings = source
+                    .load_with(environment, &args.execute.target.overrides())
+                    .map(|loaded| loaded.settings);
+                match (lifetime::expired_for(state, now), settings) {
+                    _ if !declared.contains(environment) => {
+                        Err("the blueprint does not declare it".to_string())
+                    }
+                    (_, Err(_)) => Err("the blueprint does not load for it".to_string()),
+                    (_, Ok(settings)) if !state.ephemeral || !settings.ephemeral => {
+                        Err("not ephemeral".to_string())
+                    }
+                    (_, Ok(settings)) if state.protected || settings.protect => {
+                        Err("protected".to_string())
+                    }
+                    (None, _) => Err(match state.expiry() {
+                        Some(at) => format!("expires at {}", lifetime::rfc3339(at)),
+                        None => "has no expiry".to_string(),
+                    }),
+                    (Some(_), _) if state.resources.is_empty() => {
+                        Err("expired, nothing left to destroy".to_string())
+                    }
+                    (Some(since), _) => Ok(format!(
+                        "expired {} ago, {} resource(s)",
+                        lifetime::rounded(since),
+                        state.resources.len()
+                    )),
+                }
+            }
+        };
+        match verdict {
+            Ok(reason) => {
+                println!("  destroy  {environment}: {reason}");
+                doomed.push(environment.clone());
+            }
+            Err(reason) => println!("  keep     {environment}: {reason}"),
+        }
+    }
+    if args.dry_run || doomed.is_empty() {
+        if doomed.is_empty() {
+            println!("Nothing to destroy.");
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut failed = Vec::new();
+    for environment in &doomed {
+        println!("\n== destroy environment `{environment}` ==");
+        let mut target = args.execute.target.clone();
+        target.environment = Some(environment.clone());
+        if let Err(failure) = run(&args.execute, &target, output, Mode::Destroy) {
+            let error = match failure {
+                Failure::User(error) | Failure::Internal(error) => error,
+            };
+            eprintln!("error: environment `{environment}`: {error:#}");
+            failed.push(environment.clone());
+        }
+    }
+    if failed.is_empty() {
+        println!("\nDestroyed {} expired environment(s).", doomed.len());
+        Ok(Outcome::Success)
+    } else {
+        Err(Failure::User(anyhow!(
+            "{} of {} expired environment(s) could not be destroyed: {}",
+            failed.len(),
+            doomed.len(),
+            failed.join(", ")
+        )))
+    }
 }
 
 enum Mode {
@@ -100,164 +206,253 @@ enum Mode {
     Destroy,
 }
 
-fn run(args: &ExecuteArgs, output: Output, mode: Mode) -> Result<Outcome, Failure> {
-    let (checked, graph) = load(&args.target)?;
+fn run(
+    args: &ExecuteArgs,
+    target: &Target,
+    output: Output,
+    mode: Mode,
+) -> Result<Outcome, Failure> {
+    let (checked, graph) = load(target)?;
     output.warnings(&checked);
     let loaded = &checked.loaded;
     let operation = match mode {
         Mode::Apply { .. } => "apply",
         Mode::Destroy => "destroy",
     };
-    let path = args.state.path(&args.target, &loaded.environment);
-    let mut store = LocalState::open(
-        &path,
-        &loaded.document.blueprint,
-        &loaded.environment,
-        operation,
-    )
-    .map_err(|error| Failure::User(error.into()))?;
-    let endpoints = args.endpoints.resolve(loaded)?;
-    let planned = match &mode {
-        Mode::Destroy => plan::plan_destroy(store.state()),
-        Mode::Apply { saved, refresh } => {
-            let planned = if *refresh {
-                let observed = super::diff::observe(loaded, store.state(), &args.endpoints)?;
-                plan::plan_refreshed(&graph, store.state(), &observed)
-            } else {
-                plan::plan(&graph, store.state())
-            };
-            if let Some(saved) = saved {
-                check_saved_plan(saved, &planned)?;
-            }
-            planned
-        }
-    };
-    let protection = plan::protect::check(
-        &planned,
-        loaded.settings.protect,
-        store.state().protected,
-        args.override_protection,
-    )
-    .map_err(|error| Failure::User(error.into()))?
-    .filter(|_| !planned.destroy);
-    let description = format!("{} (serial {})", path.display(), store.state().serial);
-    if !planned.has_changes() {
-        if !output.quiet {
-            println!("{}", summary(&planned));
-            println!("Nothing to do: the recorded state matches the blueprint.");
-        }
-        if let Some(protected) = protection {
-            store
-                .update(|state| state.protected = protected)
-                .map_err(|error| Failure::User(error.into()))?;
-            if !output.quiet {
-                println!(
-                    "Protection of environment `{}` is {} (recorded in {}).",
-                    loaded.environment,
-                    if protected { "on" } else { "off" },
-                    path.display()
-                );
-            }
-        }
-        return Ok(Outcome::Success);
-    }
+    let location = args
+        .state
+        .locate(target, &loaded.document, &loaded.environment)?;
     let runtime = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
         .map_err(Failure::Internal)?;
-    let context = runtime.block_on(aws::Context::load(
-        &loaded.document.region,
-        args.wait_timeout,
-    ));
-    let cluster = args.endpoints.cluster(loaded, args.wait_timeout);
-    let deleting: Arc<BTreeSet<String>> = Arc::new(
-        planned
-            .changes
-            .iter()
-            .filter(|change| change.action == plan::Action::Delete)
-            .map(|change| change.address.clone())
-            .collect(),
-    );
-    let progress: Arc<dyn Progress> = if output.quiet {
-        Arc::new(Quiet)
-    } else if std::io::stderr().is_terminal() {
-        Arc::new(Bars::default())
-    } else {
-        Arc::new(Lines)
+    let mut store = runtime
+        .block_on(Store::open(
+            &location,
+            &loaded.document.blueprint,
+            &loaded.environment,
+            operation,
+            args.lock_timeout,
+        ))
+        .map_err(|error| Failure::User(error.into()))?;
+    let locked = Locked {
+        checked: &checked,
+        graph: &graph,
+        location: &location,
+        runtime: &runtime,
+        operation,
     };
-    let notes = progress.clone();
-    let context = context.for_run(aws::Run {
-        deleting: deleting.clone(),
-        destroying: matches!(mode, Mode::Destroy),
-        ephemeral: loaded.settings.ephemeral,
-        notes: Some(Arc::new(move |address: &str, message: &str| {
-            notes.event(&engine::Event::Note {
-                address: address.to_string(),
-                message: message.to_string(),
-            })
-        })),
-    });
-    let providers = Arc::new(Providers::new(context, cluster, endpoints, &deleting));
-    engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
-    runtime
-        .block_on(providers::check_tools(
+    let result = locked.run(args, output, &mode, &mut store);
+    runtime.block_on(store.release());
+    result
+}
+
+/// A run holding the state's lock.
+struct Locked<'a> {
+    checked: &'a crate::blueprint::Checked,
+    graph: &'a crate::graph::Graph,
+    location: &'a Location,
+    runtime: &'a tokio::runtime::Runtime,
+    operation: &'static str,
+}
+
+impl Locked<'_> {
+    fn write(
+        &self,
+        store: &mut Store,
+        change: impl FnOnce(&mut crate::state::State),
+    ) -> Result<(), Failure> {
+        self.runtime
+            .block_on(store.update(change))
+            .map_err(|error| Failure::User(error.into()))
+    }
+
+    fn run(
+        &self,
+        args: &ExecuteArgs,
+        output: Output,
+        mode: &Mode,
+        store: &mut Store,
+    ) -> Result<Outcome, Failure> {
+        let (checked, graph, runtime, operation) =
+            (self.checked, self.graph, self.runtime, self.operation);
+        let loaded = &checked.loaded;
+        let endpoints = args.endpoints.resolve(loaded)?;
+        let planned = match &mode {
+            Mode::Destroy => plan::plan_destroy(store.state()),
+            Mode::Apply { saved, refresh } => {
+                let planned = if *refresh {
+                    let observed = super::diff::observe(loaded, store.state(), &args.endpoints)?;
+                    plan::plan_refreshed(graph, store.state(), &observed)
+                } else {
+                    plan::plan(graph, store.state())
+                };
+                if let Some(saved) = saved {
+                    check_saved_plan(saved, &planned)?;
+                }
+                planned
+            }
+        };
+        let protection = plan::protect::check(
+            &planned,
+            loaded.settings.protect,
+            store.state().protected,
+            args.override_protection,
+        )
+        .map_err(|error| Failure::User(error.into()))?
+        .filter(|_| !planned.destroy);
+        let description = format!("{} (serial {})", self.location, store.state().serial);
+        let applying = matches!(mode, Mode::Apply { .. });
+        if !output.quiet && applying {
+            lifetime_notice(store.state(), &loaded.settings);
+        }
+        if !planned.has_changes() {
+            if !output.quiet {
+                println!("{}", summary(&planned));
+                println!("Nothing to do: the recorded state matches the blueprint.");
+            }
+            if let Some(protected) = protection {
+                self.write(store, |state| state.protected = protected)?;
+                if !output.quiet {
+                    println!(
+                        "Protection of environment `{}` is {} (recorded in {}).",
+                        loaded.environment,
+                        if protected { "on" } else { "off" },
+                        self.location
+                    );
+                }
+            }
+            if applying
+                && !store.state().is_new()
+                && lifetime::unrecorded(store.state(), &loaded.settings)
+            {
+                self.write(store, |state| lifetime::record(state, &loaded.settings))?;
+            }
+            return Ok(Outcome::Success);
+        }
+        let context = runtime.block_on(aws::Context::load(
+            &loaded.document.region,
+            args.wait_timeout,
+        ));
+        let cluster = args.endpoints.cluster(loaded, args.wait_timeout);
+        let deleting: Arc<BTreeSet<String>> = Arc::new(
             planned
                 .changes
                 .iter()
-                .filter(|change| change.action.is_change())
-                .map(|change| change.kind.as_str()),
-        ))
-        .map_err(|error| Failure::User(error.into()))?;
-    if !output.quiet {
-        print!("{}", text(&planned, &description, TextOptions::default()));
-    }
-    if !args.yes {
-        confirm(operation, &loaded.environment)?;
-    }
-    if let Some(protected) = protection {
-        store
-            .update(|state| state.protected = protected)
-            .map_err(|error| Failure::User(error.into()))?;
-    }
-    let options = Options {
-        parallelism: usize::from(args.parallelism),
-    };
-    let report = runtime
-        .block_on(engine::execute(
-            &planned,
-            &graph,
-            &mut store,
-            providers,
-            &options,
-            progress.as_ref(),
-        ))
-        .map_err(|error| Failure::User(error.into()))?;
-    if !output.quiet || !report.succeeded() {
-        println!(
-            "\n{operation}: {} done, {} failed, {} not started (state {} at serial {})",
-            report.completed.len(),
-            report.failed.len(),
-            report.skipped.len(),
-            path.display(),
-            store.state().serial
+                .filter(|change| change.action == plan::Action::Delete)
+                .map(|change| change.address.clone())
+                .collect(),
         );
+        let progress: Arc<dyn Progress> = if output.quiet {
+            Arc::new(Quiet)
+        } else if std::io::stderr().is_terminal() {
+            Arc::new(Bars::default())
+        } else {
+            Arc::new(Lines)
+        };
+        let notes = progress.clone();
+        let context = context.for_run(aws::Run {
+            deleting: deleting.clone(),
+            destroying: matches!(mode, Mode::Destroy),
+            ephemeral: loaded.settings.ephemeral,
+            notes: Some(Arc::new(move |address: &str, message: &str| {
+                notes.event(&engine::Event::Note {
+                    address: address.to_string(),
+                    message: message.to_string(),
+                })
+            })),
+        });
+        let providers = Arc::new(Providers::new(context, cluster, endpoints, &deleting));
+        engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
+        runtime
+            .block_on(providers::check_tools(
+                planned
+                    .changes
+                    .iter()
+                    .filter(|change| change.action.is_change())
+                    .map(|change| change.kind.as_str()),
+            ))
+            .map_err(|error| Failure::User(error.into()))?;
+        if !output.quiet {
+            print!("{}", text(&planned, &description, TextOptions::default()));
+        }
+        if !args.yes {
+            confirm(operation, &loaded.environment)?;
+        }
+        if let Some(protected) = protection {
+            self.write(store, |state| state.protected = protected)?;
+        }
+        if applying && lifetime::unrecorded(store.state(), &loaded.settings) {
+            self.write(store, |state| lifetime::record(state, &loaded.settings))?;
+        }
+        let options = Options {
+            parallelism: usize::from(args.parallelism),
+        };
+        let report = runtime
+            .block_on(engine::execute(
+                &planned,
+                graph,
+                store,
+                providers,
+                &options,
+                progress.as_ref(),
+            ))
+            .map_err(|error| Failure::User(error.into()))?;
+        if !output.quiet || !report.succeeded() {
+            println!(
+                "\n{operation}: {} done, {} failed, {} not started (state {} at serial {})",
+                report.completed.len(),
+                report.failed.len(),
+                report.skipped.len(),
+                self.location,
+                store.state().serial
+            );
+        }
+        for (address, error) in &report.failed {
+            eprintln!("  failed: {address}: {error}");
+        }
+        for (address, reason) in &report.skipped {
+            eprintln!("  not started: {address}: {reason}");
+        }
+        if report.succeeded() {
+            Ok(Outcome::Success)
+        } else if report.abandoned {
+            Err(Failure::User(anyhow!(
+                "stopped at once by a second interrupt; what the abandoned changes made is found by \
+             the next `trails {operation}` (their intents are recorded)"
+            )))
+        } else if let Some(stopped) = &report.stopped {
+            Err(Failure::User(anyhow!(
+                "stopped starting changes: {stopped}"
+            )))
+        } else if report.interrupted {
+            Err(Failure::User(anyhow!(
+                "interrupted; everything that finished is recorded: run `trails {operation}` again to continue"
+            )))
+        } else {
+            Err(Failure::User(anyhow!(
+                "{} change(s) failed; what succeeded is recorded, fix the cause and run `trails {operation}` again",
+                report.failed.len()
+            )))
+        }
     }
-    for (address, error) in &report.failed {
-        eprintln!("  failed: {address}: {error}");
-    }
-    for (address, reason) in &report.skipped {
-        eprintln!("  not started: {address}: {reason}");
-    }
-    if report.succeeded() {
-        Ok(Outcome::Success)
-    } else if report.interrupted {
-        Err(Failure::User(anyhow!(
-            "interrupted; everything that finished is recorded: run `trails {operation}` again to continue"
-        )))
-    } else {
-        Err(Failure::User(anyhow!(
-            "{} change(s) failed; what succeeded is recorded, fix the cause and run `trails {operation}` again",
-            report.failed.len()
-        )))
+}
+
+/// Says when an ephemeral environment expires, in yellow when that is within a day.
+pub(super) fn lifetime_notice(
+    state: &crate::state::State,
+    settings: &crate::blueprint::schema::EnvironmentSettings,
+) {
+    if let Some((text, soon)) = lifetime::notice(state, settings, std::time::SystemTime::now()) {
+        if soon {
+            eprintln!(
+                "{}",
+                console::style(format!("warning: {text}"))
+                    .yellow()
+                    .for_stderr()
+            );
+        } else {
+            eprintln!("{text}");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
 use crate::engine::refresh::Refreshed;
 use crate::providers::{Observed, Providers, aws};
-use crate::state::{self, State};
+use crate::state::State;
 
 /// Longest wait for the cluster while reading back.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -61,9 +61,10 @@ pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
     let (checked, _graph) = load(&args.target)?;
     output.warnings(&checked);
     let loaded = &checked.loaded;
-    let path = args.state.path(&args.target, &loaded.environment);
-    let recorded = state::read_local(&path, &loaded.document.blueprint, &loaded.environment)
-        .map_err(|error| Failure::User(error.into()))?;
+    let location = args
+        .state
+        .locate(&args.target, &loaded.document, &loaded.environment)?;
+    let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
     let observed = observe(loaded, &recorded, &args.endpoints)?.observed;
     let counts = Counts::of(&observed);
     if args.json {
@@ -91,7 +92,7 @@ pub fn run(args: DiffArgs, output: Output) -> Result<Outcome, Failure> {
             .map_err(Failure::Internal)?;
         println!("{text}");
     } else if !output.quiet || counts.drifted > 0 {
-        print!("{}", text(loaded, &path, &recorded, &observed, &counts));
+        print!("{}", text(loaded, &location, &recorded, &observed, &counts));
     }
     if args.detailed_exitcode && counts.drifted > 0 {
         Ok(Outcome::Changes)
@@ -123,17 +124,14 @@ impl Counts {
 
 fn text(
     loaded: &crate::blueprint::Loaded,
-    path: &std::path::Path,
+    location: &crate::state::store::Location,
     recorded: &State,
     observed: &BTreeMap<String, Observed>,
     counts: &Counts,
 ) -> String {
     let mut out = format!(
         "Blueprint {} / environment {}\nState: {} (serial {})\n\n",
-        loaded.document.blueprint,
-        loaded.environment,
-        path.display(),
-        recorded.serial
+        loaded.document.blueprint, loaded.environment, location, recorded.serial
     );
     let red = console::Style::new().red();
     let yellow = console::Style::new().yellow();

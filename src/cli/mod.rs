@@ -5,6 +5,7 @@ mod apply;
 mod completions;
 mod diff;
 mod eks_token;
+mod env;
 mod graph;
 mod ingest;
 mod plan;
@@ -55,9 +56,12 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
-    /// Inspect the recorded state.
+    /// Inspect, move and unlock the recorded state.
     #[command(subcommand)]
     State(state::StateCommand),
+    /// The blueprint's environments as their states record them: list, extend an expiry.
+    #[command(subcommand)]
+    Env(env::EnvCommand),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// The platform's ingest service: audit events over HTTP into Kafka.
@@ -194,17 +198,52 @@ impl Endpoints {
 /// Where the state lives.
 #[derive(Debug, Clone, Args)]
 pub struct StateLocation {
-    /// State file (default: `.trails/ENV.state.json` beside the blueprint).
-    #[arg(long = "state", env = "TRAILS_STATE")]
-    state: Option<PathBuf>,
+    /// State file or `s3://BUCKET/KEY` (default: the blueprint's `state:` section, else
+    /// `.trails/ENV.state.json` beside the blueprint).
+    #[arg(
+        long = "state",
+        env = "TRAILS_STATE",
+        value_name = "FILE|s3://BUCKET/KEY"
+    )]
+    state: Option<String>,
 }
 
 impl StateLocation {
-    fn path(&self, target: &Target, environment: &str) -> PathBuf {
-        self.state
-            .clone()
-            .unwrap_or_else(|| crate::state::default_path(&target.file, environment))
+    /// True when `--state` (or `TRAILS_STATE`) names the state.
+    fn is_explicit(&self) -> bool {
+        self.state.is_some()
     }
+
+    /// The state of `environment` of the blueprint in `target`.
+    fn locate(
+        &self,
+        target: &Target,
+        document: &crate::blueprint::schema::Document,
+        environment: &str,
+    ) -> Result<crate::state::store::Location, Failure> {
+        crate::state::store::Location::of(
+            self.state.as_deref(),
+            &target.file,
+            document,
+            environment,
+        )
+        .map_err(|message| Failure::User(anyhow::anyhow!(message)))
+    }
+}
+
+/// Reads a state without locking it, for the commands that only read.
+fn read_state(
+    location: &crate::state::store::Location,
+    blueprint: &str,
+    environment: &str,
+) -> Result<crate::state::State, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Internal(error.into()))?;
+    runtime
+        .block_on(location.read(blueprint, environment))
+        .map_err(|error| Failure::User(error.into()))
 }
 
 /// The longest wait or timeout a flag takes: a day (a longer one would overflow clocks, and
@@ -310,6 +349,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args, output),
         Command::Graph(args) => graph::run(args, output),
         Command::State(command) => state::run(command, output),
+        Command::Env(command) => env::run(command, output),
         Command::Completions(args) => completions::run(args),
         Command::Ingest(command) => ingest::run(command),
         Command::EksToken(args) => eks_token::run(args),

@@ -7,7 +7,8 @@ use clap::Args;
 
 use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
 use crate::plan::render::{TextOptions, text};
-use crate::state::{self, State};
+use crate::state::State;
+use crate::state::store::Location;
 
 /// Arguments of `trails plan`.
 #[derive(Debug, Args)]
@@ -44,9 +45,10 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
     let (checked, graph) = load(&args.target)?;
     output.warnings(&checked);
     let loaded = &checked.loaded;
-    let state_path = args.state.path(&args.target, &loaded.environment);
-    let recorded = state::read_local(&state_path, &loaded.document.blueprint, &loaded.environment)
-        .map_err(|error| Failure::User(error.into()))?;
+    let location = args
+        .state
+        .locate(&args.target, &loaded.document, &loaded.environment)?;
+    let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
     let plan = if args.destroy {
         crate::plan::plan_destroy(&recorded)
     } else if args.refresh {
@@ -66,7 +68,7 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
     if args.json {
         println!("{document}");
     } else if !output.quiet || plan.has_changes() {
-        let description = describe(&state_path, &recorded);
+        let description = describe(&location, &recorded);
         print!(
             "{}",
             text(
@@ -90,6 +92,9 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
         if let Some(out) = &args.out {
             println!("Saved the plan to {}.", out.display());
         }
+        if !args.destroy && !output.quiet {
+            super::apply::lifetime_notice(&recorded, &loaded.settings);
+        }
     }
     if args.detailed_exitcode && plan.has_changes() {
         Ok(Outcome::Changes)
@@ -98,13 +103,12 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
     }
 }
 
-fn describe(path: &std::path::Path, recorded: &State) -> String {
+fn describe(location: &Location, recorded: &State) -> String {
     if recorded.resources.is_empty() && recorded.serial == 0 {
-        format!("{} (none yet: everything is new)", path.display())
+        format!("{location} (none yet: everything is new)")
     } else {
         format!(
-            "{} (serial {}, {} resources)",
-            path.display(),
+            "{location} (serial {}, {} resources)",
             recorded.serial,
             recorded.resources.len()
         )

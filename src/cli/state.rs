@@ -1,10 +1,13 @@
-//! `trails state list|show`.
+//! `trails state list|show|unlock|pull|push|migrate`.
 
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 
 use super::{Failure, Outcome, Output, StateLocation, Target};
-use crate::blueprint::Source;
-use crate::state;
+use crate::blueprint::{Loaded, Source};
+use crate::state::store::{Location, Store};
 
 /// Subcommands of `trails state`.
 #[derive(Debug, Subcommand)]
@@ -20,6 +23,33 @@ pub enum StateCommand {
     },
     /// Release a lock left by a run that is gone (it names its holder and age first).
     Unlock(StateArgs),
+    /// Print the state document (or write it to a file with `--out`).
+    Pull {
+        #[command(flatten)]
+        args: StateArgs,
+        /// Write it to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Upload a state file, such as the one a run wrote when S3 could not be written
+    /// (`.trails/ENV.unpushed.state.json`), over the environment's state. Refused unless it
+    /// continues that state (same lineage, a later serial).
+    Push {
+        #[command(flatten)]
+        args: StateArgs,
+        /// The state file to upload.
+        #[arg(long = "from", value_name = "FILE")]
+        from: PathBuf,
+    },
+    /// Move a local state to S3 (`--to s3://BUCKET/KEY`), keeping its lineage; the local file
+    /// is renamed `*.migrated` so that nothing reads it by mistake.
+    Migrate {
+        #[command(flatten)]
+        args: StateArgs,
+        /// Where the state goes.
+        #[arg(long = "to", value_name = "s3://BUCKET/KEY")]
+        to: String,
+    },
 }
 
 /// Which state to read.
@@ -31,21 +61,41 @@ pub struct StateArgs {
     state: StateLocation,
 }
 
+impl StateArgs {
+    /// The blueprint (only its name and environment are needed: a blueprint that no longer
+    /// validates must not stop anyone from looking at what is recorded) and the state's place.
+    fn locate(&self) -> Result<(Loaded, Location), Failure> {
+        let source = Source::read(&self.target.file)?;
+        let environment = source.select(self.target.environment.as_deref())?;
+        let loaded = source.load_with(&environment, &self.target.overrides())?;
+        let location = self
+            .state
+            .locate(&self.target, &loaded.document, &environment)?;
+        Ok((loaded, location))
+    }
+}
+
 /// Runs a state subcommand.
 pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
-    let (args, address) = match command {
-        StateCommand::List(args) => (args, None),
-        StateCommand::Show { args, address } => (args, Some(address)),
-        StateCommand::Unlock(args) => return unlock(args),
-    };
-    // Only the blueprint's name and environment are needed: a blueprint that no longer
-    // validates must not stop anyone from looking at what is recorded.
-    let source = Source::read(&args.target.file)?;
-    let environment = source.select(args.target.environment.as_deref())?;
-    let loaded = source.load_with(&environment, &args.target.overrides())?;
-    let path = args.state.path(&args.target, &environment);
-    let recorded = state::read_local(&path, &loaded.document.blueprint, &environment)
-        .map_err(|error| Failure::User(error.into()))?;
+    match command {
+        StateCommand::List(args) => show(args, None),
+        StateCommand::Show { args, address } => show(args, Some(address)),
+        StateCommand::Unlock(args) => unlock(args),
+        StateCommand::Pull { args, out } => pull(args, out),
+        StateCommand::Push { args, from } => push(args, from),
+        StateCommand::Migrate { args, to } => migrate(args, to),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .map_err(Failure::Internal)
+}
+
+fn show(args: StateArgs, address: Option<String>) -> Result<Outcome, Failure> {
+    let (loaded, location) = args.locate()?;
+    let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
     match address {
         None => {
             for (address, resource) in &recorded.resources {
@@ -54,9 +104,8 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
         }
         Some(address) => {
             let Some(resource) = recorded.resources.get(&address) else {
-                return Err(Failure::User(anyhow::anyhow!(
-                    "no resource `{address}` in {}; `trails state list` shows what is recorded",
-                    path.display()
+                return Err(Failure::User(anyhow!(
+                    "no resource `{address}` in {location}; `trails state list` shows what is recorded"
                 )));
             };
             let text = serde_json::to_string_pretty(resource)
@@ -68,18 +117,160 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
 }
 
 fn unlock(args: StateArgs) -> Result<Outcome, Failure> {
-    let source = Source::read(&args.target.file)?;
-    let environment = source.select(args.target.environment.as_deref())?;
-    let path = args.state.path(&args.target, &environment);
-    match state::local::force_unlock(&path).map_err(|error| Failure::User(error.into()))? {
+    let (_, location) = args.locate()?;
+    let released = runtime()?
+        .block_on(location.force_unlock())
+        .map_err(|error| Failure::User(error.into()))?;
+    match released {
         Some(held) => println!(
-            "released the lock of {} held by {} for `{}` since {}",
-            path.display(),
-            held.holder,
-            held.operation,
-            held.created_at
+            "released the lock of {location} held by {} for `{}` since {}",
+            held.holder, held.operation, held.created_at
         ),
-        None => println!("{} was not locked", path.display()),
+        None => println!("{location} was not locked"),
     }
+    Ok(Outcome::Success)
+}
+
+fn pull(args: StateArgs, out: Option<PathBuf>) -> Result<Outcome, Failure> {
+    let (loaded, location) = args.locate()?;
+    let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
+    let text =
+        serde_json::to_string_pretty(&recorded).map_err(|error| Failure::Internal(error.into()))?;
+    match out {
+        None => println!("{text}"),
+        Some(path) => {
+            std::fs::write(&path, format!("{text}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))
+                .map_err(Failure::User)?;
+            println!(
+                "wrote {location} (serial {}) to {}",
+                recorded.serial,
+                path.display()
+            );
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Writes `local` over the state at `location` under its lock, if `accept` agrees with what
+/// is there now.
+fn upload(
+    location: &Location,
+    local: crate::state::State,
+    operation: &str,
+    accept: impl FnOnce(&crate::state::State) -> Result<(), String>,
+) -> Result<u64, Failure> {
+    let runtime = runtime()?;
+    let mut store = runtime
+        .block_on(Store::open(
+            location,
+            &local.blueprint,
+            &local.environment,
+            operation,
+            std::time::Duration::ZERO,
+        ))
+        .map_err(|error| Failure::User(error.into()))?;
+    let result = match accept(store.state()) {
+        Err(refused) => Err(Failure::User(anyhow!(refused))),
+        Ok(()) => runtime
+            .block_on(store.update(|state| {
+                let serial = state.serial.max(local.serial);
+                *state = local;
+                state.serial = serial;
+            }))
+            .map_err(|error| Failure::User(error.into()))
+            .map(|()| store.state().serial),
+    };
+    let stopping = store.stopping();
+    runtime.block_on(store.release());
+    if let Some(reason) = stopping {
+        return Err(Failure::User(anyhow!(reason)));
+    }
+    result
+}
+
+fn read_file(path: &std::path::Path, loaded: &Loaded) -> Result<crate::state::State, Failure> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failure::User)?;
+    crate::state::parse(&text, path, &loaded.document.blueprint, &loaded.environment)
+        .map_err(|error| Failure::User(error.into()))
+}
+
+fn push(args: StateArgs, from: PathBuf) -> Result<Outcome, Failure> {
+    let (loaded, location) = args.locate()?;
+    let local = read_file(&from, &loaded)?;
+    let (lineage, serial) = (local.lineage.clone(), local.serial);
+    let written = upload(&location, local, "state push", |current| {
+        if current.is_new() {
+            return Ok(());
+        }
+        if current.lineage != lineage {
+            return Err(format!(
+                "{} is not a version of {location}: its lineage is {lineage}, the state's is {}",
+                from.display(),
+                current.lineage
+            ));
+        }
+        if serial <= current.serial {
+            return Err(format!(
+                "{} is at serial {serial}, but {location} is already at serial {}: it would \
+                 overwrite newer changes",
+                from.display(),
+                current.serial
+            ));
+        }
+        Ok(())
+    })?;
+    println!(
+        "uploaded {} to {location} (serial {written}); you may delete the file",
+        from.display()
+    );
+    Ok(Outcome::Success)
+}
+
+fn migrate(args: StateArgs, to: String) -> Result<Outcome, Failure> {
+    let (loaded, from) = args.locate()?;
+    let Location::Local(path) = &from else {
+        return Err(Failure::User(anyhow!(
+            "the state is already in {from}; `trails state migrate` moves a local state"
+        )));
+    };
+    let target = Location::of(
+        Some(&to),
+        &args.target.file,
+        &loaded.document,
+        &loaded.environment,
+    )
+    .map_err(|message| Failure::User(anyhow!(message)))?;
+    if !target.is_shared() {
+        return Err(Failure::User(anyhow!(
+            "--to {to}: expected s3://BUCKET/KEY"
+        )));
+    }
+    let local = read_file(path, &loaded)?;
+    let count = local.resources.len();
+    let written = upload(&target, local, "state migrate", |current| {
+        if current.is_new() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{target} already holds a state (serial {}); migrate only into an empty place",
+                current.serial
+            ))
+        }
+    })?;
+    let mut moved = path.as_os_str().to_owned();
+    moved.push(".migrated");
+    std::fs::rename(path, &moved)
+        .with_context(|| format!("cannot rename {}", path.display()))
+        .map_err(Failure::User)?;
+    println!(
+        "migrated {count} resource(s) to {target} (serial {written}); {} is now {}. \
+         Add `state: {{ s3: {{ bucket: ..., prefix: ... }} }}` to the blueprint, or pass \
+         --state {target}",
+        path.display(),
+        PathBuf::from(moved).display()
+    );
     Ok(Outcome::Success)
 }

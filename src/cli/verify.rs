@@ -50,9 +50,10 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
     let loaded = &checked.loaded;
     let endpoints = args.endpoints.resolve(loaded)?;
     // Read only: the ids of what trails applied, for the AWS settings checks.
-    let path = args.state.path(&args.target, &loaded.environment);
-    let state = crate::state::read_local(&path, &loaded.document.blueprint, &loaded.environment)
-        .map_err(|error| Failure::User(error.into()))?;
+    let location = args
+        .state
+        .locate(&args.target, &loaded.document, &loaded.environment)?;
+    let state = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
     let access = Access {
         endpoints,
         api_key: std::env::var("TRAILS_VERIFY_API_KEY")

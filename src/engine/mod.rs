@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use crate::graph::Graph;
 use crate::plan::{Action, Change, Plan};
 use crate::providers::{Applied, ProviderError, Providers};
-use crate::state::local::LocalState;
-use crate::state::{Recorded, StateError};
+use crate::state::store::Store;
+use crate::state::{Intent, Recorded, StateError};
 
 pub use progress::{Event, Progress};
 
@@ -38,6 +38,12 @@ pub struct Report {
     pub skipped: Vec<(String, String)>,
     /// The run was interrupted (Ctrl-C); what was running finished and was recorded.
     pub interrupted: bool,
+    /// Why the run stopped starting changes other than an interrupt (the state could not be
+    /// written where it lives).
+    pub stopped: Option<String>,
+    /// A second interrupt ended the run at once: the changes still running were abandoned
+    /// (listed in `skipped`); their intents are recorded, so the next run finds what they made.
+    pub abandoned: bool,
 }
 
 impl Report {
@@ -94,7 +100,7 @@ pub fn preflight(plan: &Plan, providers: &Providers) -> Result<(), EngineError> 
 pub async fn execute(
     plan: &Plan,
     graph: &Graph,
-    store: &mut LocalState,
+    store: &mut Store,
     providers: Arc<Providers>,
     options: &Options,
     progress: &dyn Progress,
@@ -117,6 +123,9 @@ pub async fn execute(
     let parallelism = options.parallelism.max(1);
     let interrupt = interruption();
     tokio::pin!(interrupt);
+    // Armed by the first interrupt: a second one abandons what is still running.
+    let mut again: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = None;
+    let mut in_flight: BTreeSet<usize> = BTreeSet::new();
 
     loop {
         if !report.interrupted {
@@ -129,12 +138,28 @@ pub async fn execute(
             for index in ready {
                 pending.remove(&index);
                 let change = changes[index];
-                let task = Task::new(change, graph, store)?;
+                let mut task = Task::new(change, graph, store)?;
+                // The intent to create is durable before anything is made (an earlier run's,
+                // with its older time, is kept: that run may have made it).
+                if task.creates() && task.intent.is_none() {
+                    let depends_on = graph
+                        .get(&change.address)
+                        .map(|resource| resource.depends_on.clone())
+                        .unwrap_or_default();
+                    let intent = Intent::now(&change.kind, depends_on);
+                    task.token = intent.token.clone();
+                    store
+                        .update(|state| {
+                            state.intents.insert(change.address.clone(), intent);
+                        })
+                        .await?;
+                }
                 progress.event(&Event::Started {
                     address: change.address.clone(),
                     action: change.action,
                 });
                 let providers = Arc::clone(&providers);
+                in_flight.insert(index);
                 running.spawn(async move {
                     let started = Instant::now();
                     let result = task.run(&providers).await;
@@ -147,15 +172,38 @@ pub async fn execute(
         }
         let finished = tokio::select! {
             finished = running.join_next() => finished,
-            _ = &mut interrupt, if !report.interrupted => {
+            _ = &mut interrupt, if again.is_none() => {
                 report.interrupted = true;
+                again = Some(Box::pin(interruption()));
                 progress.event(&Event::Interrupted { running: running.len() });
                 continue;
+            }
+            _ = async {
+                match again.as_mut() {
+                    Some(again) => again.await,
+                    None => std::future::pending().await,
+                }
+            }, if again.is_some() => {
+                running.abort_all();
+                report.abandoned = true;
+                progress.event(&Event::Abandoned { running: in_flight.len() });
+                for index in std::mem::take(&mut in_flight) {
+                    report.skipped.push((
+                        changes[index].address.clone(),
+                        "abandoned while running (second interrupt); the next run finds what \
+                         it made"
+                            .to_string(),
+                    ));
+                }
+                break;
             }
         };
         let Some(finished) = finished else { break };
         let (index, elapsed, result) = match finished {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                in_flight.remove(&outcome.0);
+                outcome
+            }
             Err(join_error) => {
                 // A panicking provider is a bug; report it like a failed change.
                 report
@@ -167,7 +215,16 @@ pub async fn execute(
         let change = changes[index];
         match result {
             Ok(effect) => {
-                record(store, graph, change, effect)?;
+                record(store, graph, change, effect).await?;
+                if let Some(reason) = store.stopping()
+                    && !report.interrupted
+                {
+                    report.interrupted = true;
+                    report.stopped = Some(reason);
+                    progress.event(&Event::Interrupted {
+                        running: running.len(),
+                    });
+                }
                 done.insert(index);
                 report.completed.push(change.address.clone());
                 progress.event(&Event::Finished {
@@ -203,7 +260,9 @@ pub async fn execute(
             }
         }
     }
-    let reason = if report.interrupted {
+    let reason = if let Some(stopped) = &report.stopped {
+        stopped.as_str()
+    } else if report.interrupted {
         "interrupted"
     } else {
         "its prerequisites never completed (an ordering bug in trails; please report it)"
@@ -234,13 +293,14 @@ async fn interruption() {
 }
 
 /// For each change, the changes it must wait for.
-fn prerequisites(changes: &[&Change], store: &LocalState) -> Vec<BTreeSet<usize>> {
+fn prerequisites(changes: &[&Change], store: &Store) -> Vec<BTreeSet<usize>> {
     let position: BTreeMap<&str, usize> = changes
         .iter()
         .enumerate()
         .map(|(index, change)| (change.address.as_str(), index))
         .collect();
     let recorded = &store.state().resources;
+    let intents = &store.state().intents;
     changes
         .iter()
         .map(|change| {
@@ -262,7 +322,9 @@ fn prerequisites(changes: &[&Change], store: &LocalState) -> Vec<BTreeSet<usize>
                 let uses_it = other.address != change.address
                     && recorded
                         .get(&other.address)
-                        .is_some_and(|r| r.depends_on.contains(&change.address));
+                        .map(|r| &r.depends_on)
+                        .or_else(|| intents.get(&other.address).map(|i| &i.depends_on))
+                        .is_some_and(|depends_on| depends_on.contains(&change.address));
                 let must_go_first = match change.action {
                     Action::Delete => true,
                     Action::Replace => other.action == Action::Delete,
@@ -289,12 +351,25 @@ struct Task {
     /// Sensitive references in the recorded attributes, for types that need them to delete
     /// (see `secrets::restore_for_delete`).
     recorded_sealed: Result<Vec<crate::providers::secrets::Sealed>, ProviderError>,
+    /// An earlier run's intent to create this resource, which it never recorded the result of.
+    intent: Option<Intent>,
+    /// The idempotency token of this create: its intent's.
+    token: String,
 }
 
 impl Task {
-    fn new(change: &Change, graph: &Graph, store: &LocalState) -> Result<Self, EngineError> {
+    fn new(change: &Change, graph: &Graph, store: &Store) -> Result<Self, EngineError> {
         let state = store.state();
+        let interrupted = change.action == Action::Delete
+            && !state.resources.contains_key(&change.address)
+            && state.intents.contains_key(&change.address);
         let desired = match change.action {
+            // What an interrupted create may have made is looked for by its desired
+            // attributes, when the blueprint still declares it.
+            Action::Delete if interrupted => graph
+                .get(&change.address)
+                .and_then(|resource| crate::plan::resolved(resource, state))
+                .map(Value::Object),
             Action::Delete | Action::NoOp => None,
             _ => {
                 let resource = graph
@@ -344,7 +419,18 @@ impl Task {
             sealed,
             recorded,
             recorded_sealed,
+            intent: state.intents.get(&change.address).cloned(),
+            token: state
+                .intents
+                .get(&change.address)
+                .map(|intent| intent.token.clone())
+                .unwrap_or_default(),
         })
+    }
+
+    /// True when the task makes something new (a create, or the second half of a replace).
+    fn creates(&self) -> bool {
+        matches!(self.action, Action::Create | Action::Replace)
     }
 
     async fn run(self, providers: &Providers) -> Result<Effect, ProviderError> {
@@ -378,23 +464,73 @@ impl Task {
                 provider.delete(&self.address, &recorded).await?;
                 Ok(Effect::Deleted)
             }
-            (Action::Delete, None) => Ok(Effect::Deleted),
+            (Action::Delete, None) => {
+                if let (Some(intent), Value::Object(attributes)) = (&self.intent, &desired) {
+                    // What exists under the name is another's (a create refused as a
+                    // conflict): nothing of this environment's to delete.
+                    let found = match provider
+                        .find_intended(&self.address, &desired, intent)
+                        .await
+                    {
+                        Err(ProviderError::Conflict(_)) => return Ok(Effect::Deleted),
+                        other => other?,
+                    };
+                    match found {
+                        Some(found) => {
+                            let made = Recorded {
+                                kind: self.kind.clone(),
+                                id: Some(found.id),
+                                attributes: attributes.clone(),
+                                outputs: found.outputs,
+                                depends_on: intent.depends_on.clone(),
+                            };
+                            provider.delete(&self.address, &made).await?;
+                        }
+                        None => {
+                            provider
+                                .discard_interrupted(&self.address, &desired)
+                                .await?
+                        }
+                    }
+                }
+                Ok(Effect::Deleted)
+            }
             (Action::Update, Some(recorded)) => Ok(Effect::Applied(
                 provider.update(&self.address, &recorded, &desired).await?,
             )),
             (Action::Replace, Some(recorded)) => {
                 provider.delete(&self.address, &recorded).await?;
+                // An earlier run of this replace may have made the new one already.
+                if let Some(intent) = &self.intent
+                    && let Some(found) = provider
+                        .find_intended(&self.address, &desired, intent)
+                        .await?
+                {
+                    return Ok(Effect::Applied(found));
+                }
                 Ok(Effect::Applied(
-                    provider.create(&self.address, &desired).await?,
+                    provider
+                        .create(&self.address, &desired, &self.token)
+                        .await?,
                 ))
             }
             _ => {
                 // Adopt what an interrupted run created but never recorded.
-                if let Some(found) = provider.find(&self.address, &desired).await? {
+                let found = match &self.intent {
+                    Some(intent) => {
+                        provider
+                            .find_intended(&self.address, &desired, intent)
+                            .await?
+                    }
+                    None => provider.find(&self.address, &desired).await?,
+                };
+                if let Some(found) = found {
                     return Ok(Effect::Applied(found));
                 }
                 Ok(Effect::Applied(
-                    provider.create(&self.address, &desired).await?,
+                    provider
+                        .create(&self.address, &desired, &self.token)
+                        .await?,
                 ))
             }
         }
@@ -402,16 +538,21 @@ impl Task {
 }
 
 /// Writes a completed change to the state.
-fn record(
-    store: &mut LocalState,
+async fn record(
+    store: &mut Store,
     graph: &Graph,
     change: &Change,
     effect: Effect,
 ) -> Result<(), StateError> {
     match effect {
-        Effect::Deleted => store.update(|state| {
-            state.resources.shift_remove(&change.address);
-        }),
+        Effect::Deleted => {
+            store
+                .update(|state| {
+                    state.resources.shift_remove(&change.address);
+                    state.intents.shift_remove(&change.address);
+                })
+                .await
+        }
         Effect::Applied(applied) => {
             let Some(resource) = graph.get(&change.address) else {
                 return Ok(());
@@ -424,9 +565,12 @@ fn record(
                 outputs: applied.outputs,
                 depends_on: resource.depends_on.clone(),
             };
-            store.update(|state| {
-                state.resources.insert(change.address.clone(), entry);
-            })
+            store
+                .update(|state| {
+                    state.resources.insert(change.address.clone(), entry);
+                    state.intents.shift_remove(&change.address);
+                })
+                .await
         }
     }
 }

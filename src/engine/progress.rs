@@ -46,6 +46,11 @@ pub enum Event {
         /// Changes still running.
         running: usize,
     },
+    /// A second Ctrl-C: the run ends at once, abandoning the changes still running.
+    Abandoned {
+        /// Changes abandoned.
+        running: usize,
+    },
 }
 
 /// Receives engine events.
@@ -89,7 +94,10 @@ impl Progress for Lines {
             Event::Failed { address, error } => eprintln!("{address}: FAILED: {error}"),
             Event::Note { address, message } => eprintln!("{address}: {message}"),
             Event::Interrupted { running } => eprintln!(
-                "interrupted: waiting for {running} running change(s) to finish and be recorded; nothing new starts"
+                "interrupted: waiting for {running} running change(s) to finish and be recorded; nothing new starts (interrupt again to stop at once)"
+            ),
+            Event::Abandoned { running } => eprintln!(
+                "interrupted again: stopping at once, abandoning {running} running change(s)"
             ),
         }
     }
@@ -154,7 +162,12 @@ impl Progress for Bars {
             }
             Event::Interrupted { running } => {
                 let _ = self.multi.println(format!(
-                    "interrupted: waiting for {running} running change(s) to finish and be recorded"
+                    "interrupted: waiting for {running} running change(s) to finish and be recorded (interrupt again to stop at once)"
+                ));
+            }
+            Event::Abandoned { running } => {
+                let _ = self.multi.println(format!(
+                    "interrupted again: stopping at once, abandoning {running} running change(s)"
                 ));
             }
         }

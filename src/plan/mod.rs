@@ -264,9 +264,31 @@ pub fn plan_destroy(state: &State) -> Plan {
 
 /// Deletions of recorded resources selected by `doomed`, dependents before dependencies.
 fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
+    // An interrupted create (an intent, no record) may have made something: it is deleted
+    // too, if the engine finds what it made.
+    let interrupted: Vec<(String, Recorded)> = state
+        .intents
+        .iter()
+        .filter(|(address, _)| !state.resources.contains_key(*address))
+        .map(|(address, intent)| {
+            let recorded = Recorded {
+                kind: intent.kind.clone(),
+                id: None,
+                attributes: serde_json::Map::new(),
+                outputs: serde_json::Map::new(),
+                depends_on: intent.depends_on.clone(),
+            };
+            (address.clone(), recorded)
+        })
+        .collect();
     let selected: Vec<(&String, &Recorded)> = state
         .resources
         .iter()
+        .chain(
+            interrupted
+                .iter()
+                .map(|(address, recorded)| (address, recorded)),
+        )
         .filter(|(address, _)| doomed(address))
         .collect();
     let order = reverse_dependency_order(&selected);
@@ -280,11 +302,16 @@ fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
                 .filter(|(_, other)| other.depends_on.contains(address.as_str()))
                 .map(|(other, _)| (*other).clone())
                 .collect();
+            let reasons = if recorded.id.is_none() && state.intents.contains_key(address) {
+                vec!["an interrupted create: what it made is deleted if found".to_string()]
+            } else {
+                Vec::new()
+            };
             Change {
                 address: address.clone(),
                 kind: recorded.kind.clone(),
                 action: Action::Delete,
-                reasons: Vec::new(),
+                reasons,
                 depends_on: dependents,
                 attributes: indexmap::IndexMap::new(),
                 drift: Vec::new(),

@@ -162,7 +162,12 @@ impl Provider for TopicProvider {
         Ok(None)
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let topic: Topic = spec(desired)?;
         let admin = admin(&topic.bootstrap_servers)?;
         let partitions = i32::try_from(topic.partitions)

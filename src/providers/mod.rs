@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::state::Recorded;
+use crate::state::{Intent, Recorded};
 
 /// What a provider reports after creating, adopting or updating a resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,8 +139,37 @@ pub trait Provider: Send + Sync {
     /// interrupted between the create call and the state write), so that it is adopted
     /// instead of created twice.
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError>;
-    /// Creates the resource and waits until it is usable.
-    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError>;
+    /// [`Provider::find`] for a create an earlier run started and never recorded (its
+    /// [`Intent`] is in the state): what exists under the resource's name and was made after
+    /// the intent is this environment's own even without the tags that prove ownership (a run
+    /// killed between the create call and the tagging), and is adopted and finished.
+    async fn find_intended(
+        &self,
+        address: &str,
+        desired: &Value,
+        _intent: &Intent,
+    ) -> Result<Option<Applied>, ProviderError> {
+        self.find(address, desired).await
+    }
+    /// Deletes what an interrupted create made before the resource itself (which
+    /// [`Provider::find_intended`] did not find): a Redis group's token secret, say. Only what
+    /// carries this environment's mark.
+    async fn discard_interrupted(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    /// Creates the resource and waits until it is usable. `token` is the same for every
+    /// attempt of this create (its [`Intent`]'s), for APIs that take an idempotency token:
+    /// a retried call then makes nothing twice.
+    async fn create(
+        &self,
+        address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError>;
     /// Changes an existing resource in place.
     async fn update(
         &self,
@@ -187,7 +216,12 @@ impl<T: Converging> Provider for T {
         Ok(None)
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         self.converge(desired).await
     }
 

@@ -24,10 +24,18 @@ pub struct LockInfo {
     pub operation: String,
     /// When the lock was taken, RFC 3339.
     pub created_at: String,
+    /// This hold's own identity: a retried write that finds a lock with it finds its own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// When the holder last said it is alive (shared backends, which cannot ask the OS),
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<String>,
 }
 
 impl LockInfo {
-    fn current(operation: &str) -> Self {
+    /// This process's hold for `operation`.
+    pub fn current(operation: &str) -> Self {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))
             .unwrap_or_else(|_| "unknown".to_string());
@@ -41,6 +49,27 @@ impl LockInfo {
             pid: std::process::id(),
             operation: operation.to_string(),
             created_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            id: String::new(),
+            heartbeat_at: None,
+        }
+    }
+
+    /// How long ago the holder last said it is alive (or took the lock).
+    pub fn silence(&self) -> Option<Duration> {
+        let last = humantime::parse_rfc3339(self.heartbeat_at.as_deref()?).ok()?;
+        Some(SystemTime::now().duration_since(last).unwrap_or_default())
+    }
+
+    /// An unreadable lock: someone holds it, nobody knows who.
+    pub fn unreadable() -> Self {
+        Self {
+            holder: "an unreadable lock file".to_string(),
+            host: String::new(),
+            pid: 0,
+            operation: "unknown".to_string(),
+            created_at: "unknown".to_string(),
+            id: String::new(),
+            heartbeat_at: None,
         }
     }
 
@@ -63,13 +92,11 @@ impl LockInfo {
 }
 
 /// The error for a lock someone else holds.
-fn held(state: &Path, holder: Option<LockInfo>, operation: &str) -> LockError {
+pub fn held(state: &Path, holder: Option<LockInfo>, operation: &str) -> LockError {
     let held = holder.unwrap_or(LockInfo {
         holder: "a run that just started".to_string(),
-        host: String::new(),
-        pid: 0,
         operation: operation.to_string(),
-        created_at: "unknown".to_string(),
+        ..LockInfo::unreadable()
     });
     let age = held
         .age()
@@ -118,6 +145,30 @@ pub enum LockError {
         /// Holder of the lock.
         holder: String,
     },
+    /// The holder of a shared lock stopped renewing it: probably killed.
+    #[error(
+        "the state {state} is locked by {holder} for `{operation}` since {created_at}, but that run has not renewed the lock for {silence}: it probably died; `trails state unlock` releases it (naming the holder), then run again"
+    )]
+    Stale {
+        /// The state.
+        state: PathBuf,
+        /// Holder of the lock.
+        holder: String,
+        /// What the holder did.
+        operation: String,
+        /// When it was taken.
+        created_at: String,
+        /// How long since the last renewal, e.g. `12m 3s`.
+        silence: String,
+    },
+    /// The shared backend failed.
+    #[error("cannot use the lock {location}: {message}")]
+    Backend {
+        /// The lock object.
+        location: String,
+        /// What the service said.
+        message: String,
+    },
     /// The lock file cannot be created or read.
     #[error("cannot use the lock file {path}: {source}")]
     Io {
@@ -150,13 +201,9 @@ fn lock_path(path: &Path) -> PathBuf {
 pub fn lock_holder(path: &Path) -> Result<Option<LockInfo>, LockError> {
     let lock = lock_path(path);
     match std::fs::read_to_string(&lock) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).unwrap_or(LockInfo {
-            holder: "an unreadable lock file".to_string(),
-            host: String::new(),
-            pid: 0,
-            operation: "unknown".to_string(),
-            created_at: "unknown".to_string(),
-        }))),
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).unwrap_or_else(|_| LockInfo::unreadable()),
+        )),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(LockError::Io { path: lock, source }),
     }
@@ -290,12 +337,7 @@ impl LocalState {
     /// Changes the state and writes it at once: a new serial, a temporary file synced to
     /// disk, then an atomic rename over the old one.
     pub fn update(&mut self, change: impl FnOnce(&mut State)) -> Result<(), StateError> {
-        let mut next = self.state.clone();
-        change(&mut next);
-        next.serial += 1;
-        if next.lineage.is_empty() {
-            next.lineage = uuid::Uuid::new_v4().to_string();
-        }
+        let next = self.state.next(change);
         let text = serde_json::to_string_pretty(&next).map_err(|source| StateError::Parse {
             path: self.path.clone(),
             source,
@@ -343,7 +385,7 @@ pub fn backup_path(path: &Path) -> PathBuf {
 /// Writes `text` to `path` atomically, readable by its owner only: a temporary file (mode
 /// 0600) synced to disk, renamed over `path`, and the directory synced so the rename survives
 /// a power cut.
-fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &[u8]) -> std::io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
@@ -383,10 +425,16 @@ impl Drop for LocalState {
 pub enum StateOpenError {
     /// The lock.
     #[error(transparent)]
-    Lock(#[from] LockError),
+    Lock(Box<LockError>),
     /// The document.
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+impl From<LockError> for StateOpenError {
+    fn from(error: LockError) -> Self {
+        StateOpenError::Lock(Box::new(error))
+    }
 }
 
 #[cfg(test)]

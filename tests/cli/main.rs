@@ -14,6 +14,7 @@ mod opensearch;
 mod plan;
 mod postgres;
 mod services;
+mod state_s3;
 mod validate;
 mod verify;
 

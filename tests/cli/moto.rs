@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The bucket tests keep shared states in: its calls pass the gate uncounted.
+pub const STATE_BUCKET: &str = "trails-state";
+
 /// A running moto server; killed when dropped.
 pub struct Moto {
     child: Child,
@@ -13,6 +16,7 @@ pub struct Moto {
     pub url: String,
     log: PathBuf,
     calls: PathBuf,
+    gate: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -72,12 +76,16 @@ impl Moto {
         let log = dir.path().join("moto.log");
         let log_file = std::fs::File::create(&log).expect("moto log file");
         let calls = dir.path().join("calls.log");
+        let gate = dir.path().join("gate");
         let python = moto_python();
         let script = crate::repo("scripts/moto_server.py");
         let child = Command::new(&python)
             .arg(&script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("TRAILS_MOTO_CALL_LOG", &calls)
+            .env("TRAILS_MOTO_GATE", &gate)
+            .env("TRAILS_MOTO_GATE_PASSES", format!("/{STATE_BUCKET}"))
+            .env("TRAILS_MOTO_FAILING", dir.path().join("failing"))
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -94,6 +102,7 @@ impl Moto {
             url: format!("http://127.0.0.1:{port}"),
             log,
             calls,
+            gate,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -150,6 +159,76 @@ impl Moto {
                 })
             })
             .collect()
+    }
+
+    /// How many mutating calls the gate has counted so far (those to the state bucket pass
+    /// uncounted).
+    pub fn mutating_calls(&self) -> usize {
+        let state = format!("/{STATE_BUCKET}");
+        self.calls()
+            .iter()
+            .filter(|call| call.mutates() && !call.path.starts_with(&state))
+            .count()
+    }
+
+    /// Makes requests whose path starts with `prefix` fail with 503, as from an S3 that
+    /// cannot be reached; `None` makes everything reachable again.
+    pub fn unreachable(&self, prefix: Option<&str>) {
+        let failing = self._dir.path().join("failing");
+        match prefix {
+            Some(prefix) => std::fs::write(failing, prefix).expect("write the failing list"),
+            None => {
+                let _ = std::fs::remove_file(failing);
+            }
+        }
+    }
+
+    /// Lets `more` mutating calls through, then holds every further one until
+    /// [`Moto::open_gate`]: a client killed meanwhile dies after exactly that many.
+    pub fn close_gate_after(&self, more: usize) {
+        let ceiling = self.mutating_calls() + more;
+        std::fs::write(&self.gate, ceiling.to_string()).expect("write the gate");
+    }
+
+    /// How many mutating calls the gate holds now.
+    pub fn held(&self) -> usize {
+        std::fs::read_to_string(self.gate.with_extension("held"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Lets every held call run (as AWS runs a request whose caller died) and waits until they
+    /// have.
+    pub fn open_gate(&self) {
+        let _ = std::fs::remove_file(&self.gate);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.held() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "held calls did not finish within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Forgets every resource (moto's own reset; the call log and the gate's count go on), so
+    /// that a loop of runs does not slow down as moto's state grows.
+    pub fn reset(&self) {
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(address).expect("moto answers");
+        let request = format!(
+            "POST /moto-api/reset HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let mut response = String::new();
+        stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.read_to_string(&mut response))
+            .expect("reset moto");
+        assert!(
+            response.contains(" 200 "),
+            "moto refused the reset: {response}"
+        );
     }
 
     /// Environment for a process that should talk to this moto.
@@ -227,5 +306,83 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The shims' strictness, each in a test of its own so that it cannot silently relax.
+mod strictness {
+    use super::Moto;
+
+    #[test]
+    fn eks_refuses_a_control_plane_upgrade_while_a_node_group_lags() {
+        let moto = Moto::start();
+        let eks = moto.eks();
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(async {
+            eks.create_cluster()
+                .name("strict")
+                .version("1.30")
+                .role_arn("arn:aws:iam::123456789012:role/cluster")
+                .resources_vpc_config(
+                    aws_sdk_eks::types::VpcConfigRequest::builder()
+                        .subnet_ids("subnet-1")
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("create the cluster");
+            let group = eks
+                .create_nodegroup()
+                .cluster_name("strict")
+                .nodegroup_name("pool")
+                .node_role("arn:aws:iam::123456789012:role/nodes")
+                .subnets("subnet-1")
+                .send()
+                .await
+                .expect("create the node group");
+            assert_eq!(
+                group.nodegroup().and_then(|g| g.version()),
+                Some("1.30"),
+                "a node group without a version gets its cluster's"
+            );
+            eks.update_cluster_version()
+                .name("strict")
+                .version("1.31")
+                .send()
+                .await
+                .expect("the first step, nodes level with the control plane");
+            let refused = eks
+                .update_cluster_version()
+                .name("strict")
+                .version("1.32")
+                .send()
+                .await
+                .expect_err("nodes one minor behind");
+            let message = format!("{:?}", refused.into_service_error());
+            assert!(
+                message.contains("Nodegroup pool is on Kubernetes 1.30"),
+                "{message}"
+            );
+            let beyond = eks
+                .update_nodegroup_version()
+                .cluster_name("strict")
+                .nodegroup_name("pool")
+                .version("1.32")
+                .send()
+                .await;
+            assert!(beyond.is_err(), "a node group past its cluster");
+            eks.update_nodegroup_version()
+                .cluster_name("strict")
+                .nodegroup_name("pool")
+                .send()
+                .await
+                .expect("node group to the cluster's version");
+            eks.update_cluster_version()
+                .name("strict")
+                .version("1.32")
+                .send()
+                .await
+                .expect("the next step once the nodes caught up");
+        });
     }
 }

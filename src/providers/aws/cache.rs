@@ -196,7 +196,12 @@ impl AwsProvider for SubnetGroupProvider {
         Ok(Some(named(&group.name, &arn)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: SubnetGroup = spec(desired)?;
         let created = self
             .0
@@ -389,7 +394,12 @@ impl AwsProvider for ParameterGroupProvider {
         Ok(Some(named(&group.name, &arn)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: ParameterGroup = spec(desired)?;
         let created = self
             .0
@@ -672,7 +682,53 @@ impl AwsProvider for ReplicationGroupProvider {
         Ok(Some(self.available(&group, secret_arn).await?))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn discard_interrupted(
+        &self,
+        _address: &str,
+        desired: &Value,
+    ) -> Result<(), ProviderError> {
+        // The create stores the token before it creates the group: a run killed in between
+        // leaves the secret alone. Deleted only if it carries this group's ownership tags.
+        let group: ReplicationGroup = spec(desired)?;
+        let name = secret_name(&group.id);
+        let existing = match self
+            .0
+            .secrets
+            .describe_secret()
+            .secret_id(&name)
+            .send()
+            .await
+        {
+            Ok(existing) => existing,
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(ProviderError::api("DescribeSecret", error)),
+        };
+        check_owns(
+            existing
+                .tags()
+                .iter()
+                .filter_map(|tag| tag.key().zip(tag.value())),
+            &group.tags,
+            &format!("secret {name}"),
+        )?;
+        gone_is_fine(
+            self.0
+                .secrets
+                .delete_secret()
+                .secret_id(&name)
+                .force_delete_without_recovery(true)
+                .send()
+                .await,
+            "DeleteSecret",
+        )
+    }
+
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: ReplicationGroup = spec(desired)?;
         let (token, secret_arn) = if group.transit_encryption {
             let (token, arn) = self.token(&group).await?;

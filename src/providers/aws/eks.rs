@@ -16,11 +16,11 @@ use aws_sdk_eks::types::{
 };
 use serde_json::{Map, Value, json};
 
-use super::sweep;
 use super::{
     AwsProvider, Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
     recorded_output, recorded_spec, tag_changes,
 };
+use super::{idempotency, sweep};
 use crate::blueprint::schema::Taint;
 use crate::providers::{Applied, ProviderError, Read, spec};
 use crate::resources::Spec as _;
@@ -260,8 +260,87 @@ impl ClusterProvider {
         }
     }
 
-    /// Upgrades one minor version at a time, as EKS requires, up to `wanted`.
-    async fn upgrade(&self, name: &str, from: &str, wanted: &str) -> Result<(), ProviderError> {
+    /// Brings every managed node group of the cluster to `version`: EKS refuses a control-plane
+    /// update while a node group lags. Only this environment's node groups are touched (their
+    /// `trails:blueprint` and `trails:environment` tags); another's that lags is an error that
+    /// names it.
+    async fn catch_up_node_groups(
+        &self,
+        name: &str,
+        version: &str,
+        ours: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
+        let mut pages = self
+            .0
+            .eks
+            .list_nodegroups()
+            .cluster_name(name)
+            .into_paginator()
+            .send();
+        let mut groups = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| ProviderError::api("ListNodegroups", e))?;
+            groups.extend(page.nodegroups().iter().cloned());
+        }
+        for group in groups {
+            let described = self
+                .0
+                .eks
+                .describe_nodegroup()
+                .cluster_name(name)
+                .nodegroup_name(&group)
+                .send()
+                .await
+                .map_err(|e| ProviderError::api("DescribeNodegroup", e))?;
+            let Some(found) = described.nodegroup() else {
+                continue;
+            };
+            let current = found.version().unwrap_or_default();
+            if minor_of(current) == minor_of(version) {
+                continue;
+            }
+            let tags = found.tags().cloned().unwrap_or_default();
+            let environment = ["trails:blueprint", "trails:environment"]
+                .iter()
+                .all(|key| tags.contains_key(*key) && tags.get(*key) == ours.get(*key));
+            if !environment {
+                return Err(ProviderError::Conflict(format!(
+                    "cannot upgrade cluster {name} past {current}: its node group {group} is on \
+                     Kubernetes {current} and was not made by this environment; upgrade it to \
+                     {version} first"
+                )));
+            }
+            let started = self
+                .0
+                .eks
+                .update_nodegroup_version()
+                .cluster_name(name)
+                .nodegroup_name(&group)
+                .version(version)
+                .send()
+                .await
+                .map_err(|e| ProviderError::api("UpdateNodegroupVersion", e))?;
+            follow_update(
+                &self.0,
+                name,
+                Some(&group),
+                None,
+                started.update().and_then(|update| update.id()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Upgrades one minor version at a time, as EKS requires, up to `wanted`, bringing this
+    /// environment's node groups along before each step and after the last.
+    async fn upgrade(
+        &self,
+        name: &str,
+        from: &str,
+        wanted: &str,
+        ours: &BTreeMap<String, String>,
+    ) -> Result<(), ProviderError> {
         let minor = |version: &str| -> Result<(u32, u32), ProviderError> {
             let mut parts = version.split('.');
             let major = parts.next().and_then(|part| part.parse().ok());
@@ -278,6 +357,8 @@ impl ClusterProvider {
             )));
         }
         while current < wanted_minor {
+            self.catch_up_node_groups(name, &format!("{major}.{current}"), ours)
+                .await?;
             current += 1;
             let version = format!("{major}.{current}");
             let started = self
@@ -298,8 +379,13 @@ impl ClusterProvider {
             )
             .await?;
         }
-        Ok(())
+        self.catch_up_node_groups(name, wanted, ours).await
     }
+}
+
+/// `1.30` of `1.30.4-eks-a737599`.
+fn minor_of(version: &str) -> String {
+    version.split('.').take(2).collect::<Vec<_>>().join(".")
 }
 
 #[async_trait]
@@ -381,12 +467,18 @@ impl AwsProvider for ClusterProvider {
         Ok(Some(self.active(&cluster.name).await?))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError> {
         let cluster: Cluster = spec(desired)?;
         while_role_propagates(|| {
             self.0
                 .eks
                 .create_cluster()
+                .set_client_request_token(idempotency(token))
                 .name(&cluster.name)
                 .version(&cluster.version)
                 .role_arn(&cluster.role_arn)
@@ -409,8 +501,13 @@ impl AwsProvider for ClusterProvider {
         let cluster: Cluster = spec(desired)?;
         let before: Cluster = recorded_spec(previous)?;
         if before.version != cluster.version {
-            self.upgrade(&cluster.name, &before.version, &cluster.version)
-                .await?;
+            self.upgrade(
+                &cluster.name,
+                &before.version,
+                &cluster.version,
+                &cluster.tags,
+            )
+            .await?;
         }
         // EKS runs one kind of configuration update at a time: network access, then logging.
         let mut updates = Vec::new();
@@ -672,13 +769,19 @@ impl AwsProvider for NodeGroupProvider {
         Ok(Some(self.active(&group).await?))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: NodeGroup = spec(desired)?;
         let taints = eks_taints(&group.taints)?;
         while_role_propagates(|| {
             self.0
                 .eks
                 .create_nodegroup()
+                .set_client_request_token(idempotency(token))
                 .cluster_name(&group.cluster_name)
                 .nodegroup_name(&group.name)
                 .node_role(&group.node_role_arn)
@@ -918,11 +1021,17 @@ impl AwsProvider for AddonProvider {
         Ok(Some(self.active(&addon).await?))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError> {
         let addon: Addon = spec(desired)?;
         self.0
             .eks
             .create_addon()
+            .set_client_request_token(idempotency(token))
             .cluster_name(&addon.cluster_name)
             .addon_name(&addon.name)
             .addon_version(&addon.version)

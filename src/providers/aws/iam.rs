@@ -267,7 +267,12 @@ impl AwsProvider for RoleProvider {
         Ok(Some(role_applied(&role.name, existing.arn())))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let role: IamRole = spec(desired)?;
         let created = self
             .0
@@ -516,7 +521,12 @@ impl AwsProvider for OidcProviderProvider {
         Ok(Some(oidc_applied(arn, &provider.url)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let provider: OidcProvider = spec(desired)?;
         // No thumbprint: IAM trusts the root CAs of EKS's issuers on its own.
         let created = self

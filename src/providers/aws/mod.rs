@@ -24,7 +24,7 @@ use serde_json::Map;
 
 use super::{Applied, Provider, ProviderError, Read};
 use crate::resources::Kind;
-use crate::state::Recorded;
+use crate::state::{Intent, Recorded};
 
 /// A resource type and how to make its provider from the shared clients.
 pub type Registration = (&'static Kind, fn(&Context) -> Box<dyn AwsProvider>);
@@ -43,8 +43,30 @@ pub trait AwsProvider: Send + Sync {
     }
     /// See [`Provider::find`].
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError>;
+    /// See [`Provider::find_intended`].
+    async fn find_intended(
+        &self,
+        address: &str,
+        desired: &Value,
+        _intent: &Intent,
+    ) -> Result<Option<Applied>, ProviderError> {
+        self.find(address, desired).await
+    }
+    /// See [`Provider::discard_interrupted`].
+    async fn discard_interrupted(
+        &self,
+        _address: &str,
+        _desired: &Value,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
     /// See [`Provider::create`].
-    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError>;
+    async fn create(
+        &self,
+        address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError>;
     /// See [`Provider::update`].
     async fn update(
         &self,
@@ -77,8 +99,30 @@ impl Provider for Aws {
         self.0.find(address, desired).await
     }
 
-    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError> {
-        self.0.create(address, desired).await
+    async fn find_intended(
+        &self,
+        address: &str,
+        desired: &Value,
+        intent: &Intent,
+    ) -> Result<Option<Applied>, ProviderError> {
+        self.0.find_intended(address, desired, intent).await
+    }
+
+    async fn discard_interrupted(
+        &self,
+        address: &str,
+        desired: &Value,
+    ) -> Result<(), ProviderError> {
+        self.0.discard_interrupted(address, desired).await
+    }
+
+    async fn create(
+        &self,
+        address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError> {
+        self.0.create(address, desired, token).await
     }
 
     async fn update(
@@ -277,6 +321,12 @@ pub fn recorded_output(recorded: &Recorded, output: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
+}
+
+/// An idempotency token for a create call (EC2 `ClientToken`, EKS `clientRequestToken`):
+/// the create's intent token, so a retried call makes nothing twice; none when empty.
+pub fn idempotency(token: &str) -> Option<String> {
+    (!token.is_empty()).then(|| token.to_string())
 }
 
 /// True when `tags` carry the ownership tags (blueprint, environment, address) of `desired`.

@@ -256,7 +256,12 @@ impl AwsProvider for VpcProvider {
             }))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let vpc: Vpc = spec(desired)?;
         let created = self
             .0
@@ -401,7 +406,12 @@ impl AwsProvider for SubnetProvider {
             }))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let subnet: Subnet = spec(desired)?;
         let created = self
             .0
@@ -550,7 +560,12 @@ impl AwsProvider for InternetGatewayProvider {
         Ok(Some(only_id(id)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let gateway: InternetGateway = spec(desired)?;
         let created = self
             .0
@@ -684,7 +699,12 @@ impl AwsProvider for EipProvider {
             }))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let eip: Eip = spec(desired)?;
         let allocated = self
             .0
@@ -811,12 +831,18 @@ impl AwsProvider for NatGatewayProvider {
         Ok(Some(only_id(id)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        token: &str,
+    ) -> Result<Applied, ProviderError> {
         let gateway: NatGateway = spec(desired)?;
         let created = self
             .0
             .ec2
             .create_nat_gateway()
+            .set_client_token(super::idempotency(token))
             .subnet_id(&gateway.subnet_id)
             .allocation_id(&gateway.allocation_id)
             .tag_specifications(tag_specification(ResourceType::Natgateway, &gateway.tags))
@@ -1022,7 +1048,12 @@ impl AwsProvider for RouteTableProvider {
         Ok(Some(only_id(id)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let table: RouteTable = spec(desired)?;
         let created = self
             .0
@@ -1340,7 +1371,12 @@ impl AwsProvider for SecurityGroupProvider {
         Ok(Some(only_id(id)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: SecurityGroup = spec(desired)?;
         let created = self
             .0
@@ -1635,7 +1671,12 @@ impl AwsProvider for NetworkAclProvider {
         Ok(Some(only_id(id)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let acl: NetworkAcl = spec(desired)?;
         let created = self
             .0
@@ -1742,7 +1783,12 @@ impl AwsProvider for FlowLogProvider {
             .map(only_id))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let log: FlowLog = spec(desired)?;
         let created = self
             .0

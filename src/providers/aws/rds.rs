@@ -206,7 +206,12 @@ impl AwsProvider for SubnetGroupProvider {
         Ok(Some(named(&group.name, Some(&arn))))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: DbSubnetGroup = spec(desired)?;
         let created = self
             .0
@@ -407,7 +412,12 @@ impl AwsProvider for ParameterGroupProvider {
         Ok(Some(named(&group.name, Some(&arn))))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let group: DbParameterGroup = spec(desired)?;
         let created = self
             .0
@@ -626,7 +636,12 @@ impl AwsProvider for InstanceProvider {
         Ok(Some(self.available(&instance).await?))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let instance: DbInstance = spec(desired)?;
         self.0
             .rds

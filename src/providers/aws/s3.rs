@@ -19,7 +19,7 @@ use crate::blueprint::schema::{LifecycleRule, ObjectLock, ObjectLockMode, Transi
 use crate::providers::{Applied, ProviderError, Read, recorded_spec, spec};
 use crate::resources::Spec as _;
 use crate::resources::s3::Bucket;
-use crate::state::Recorded;
+use crate::state::{Intent, Recorded};
 
 /// The s3 types, each with its provider.
 pub const TYPES: &[Registration] = &[(Bucket::KIND, |context| {
@@ -45,6 +45,71 @@ fn applied(name: &str) -> Applied {
 
 fn build_error(what: &str, error: impl std::error::Error) -> ProviderError {
     ProviderError::Invalid(format!("{what}: {error}"))
+}
+
+/// How far the local clock may be ahead of S3's when a bucket's creation date is compared
+/// with the time of an intent.
+const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl BucketProvider {
+    /// The bucket's tags: `None` when there is no such bucket, empty when it has none.
+    async fn tags(&self, name: &str) -> Result<Option<Vec<(String, String)>>, ProviderError> {
+        match self.0.s3.get_bucket_tagging().bucket(name).send().await {
+            Ok(tags) => Ok(Some(
+                tags.tag_set()
+                    .iter()
+                    .map(|tag| (tag.key().to_string(), tag.value().to_string()))
+                    .collect(),
+            )),
+            Err(error) if matches!(error.code(), Some("NoSuchBucket") | Some("NotFound")) => {
+                Ok(None)
+            }
+            Err(error) if error.code() == Some("NoSuchTagSet") => Ok(Some(Vec::new())),
+            Err(error) => Err(ProviderError::api("GetBucketTagging", error)),
+        }
+    }
+
+    /// Adopts a tagged bucket if its tags say it is this address's in this environment, and
+    /// brings its configuration to the blueprint's.
+    async fn adopt(
+        &self,
+        address: &str,
+        bucket: &Bucket,
+        tags: &[(String, String)],
+    ) -> Result<Applied, ProviderError> {
+        // The blueprint, environment and address must all be this one's: two environments
+        // may give a bucket the same name, and neither may take the other's.
+        let ours = owns(
+            tags.iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+            &bucket.tags,
+        );
+        if !ours {
+            return Err(ProviderError::Conflict(format!(
+                "bucket {} exists but was not created by trails for {address} in this \
+                 environment (its trails:blueprint, trails:environment and {ADDRESS_TAG} tags \
+                 say otherwise); choose another name or delete it",
+                bucket.bucket
+            )));
+        }
+        self.configure(bucket, None).await?;
+        Ok(applied(&bucket.bucket))
+    }
+
+    /// When this account made the bucket (`ListBuckets` lists the caller's own only); `None`
+    /// when it is not this account's.
+    async fn created_at(&self, name: &str) -> Result<Option<std::time::SystemTime>, ProviderError> {
+        let mut pages = self.0.s3.list_buckets().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| ProviderError::api("ListBuckets", error))?;
+            if let Some(found) = page.buckets().iter().find(|b| b.name() == Some(name)) {
+                return Ok(found
+                    .creation_date()
+                    .and_then(|date| std::time::SystemTime::try_from(*date).ok()));
+            }
+        }
+        Ok(None)
+    }
 }
 
 impl BucketProvider {
@@ -477,38 +542,44 @@ impl AwsProvider for BucketProvider {
 
     async fn find(&self, address: &str, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let bucket: Bucket = spec(desired)?;
-        let tagging = self
-            .0
-            .s3
-            .get_bucket_tagging()
-            .bucket(&bucket.bucket)
-            .send()
-            .await;
-        let tags = match tagging {
-            Ok(tags) => tags,
-            Err(error) if matches!(error.code(), Some("NoSuchBucket") | Some("NotFound")) => {
-                return Ok(None);
-            }
-            Err(error) if error.code() == Some("NoSuchTagSet") => {
-                return Err(ProviderError::Conflict(format!(
-                    "bucket {} exists but was not created by trails for {address}; \
-                     choose another name or delete it",
-                    bucket.bucket
-                )));
-            }
-            Err(error) => return Err(ProviderError::api("GetBucketTagging", error)),
+        let Some(tags) = self.tags(&bucket.bucket).await? else {
+            return Ok(None);
         };
-        // The blueprint, environment and address must all be this one's: two environments
-        // may give a bucket the same name, and neither may take the other's.
-        let ours = owns(
-            tags.tag_set().iter().map(|tag| (tag.key(), tag.value())),
-            &bucket.tags,
-        );
-        if !ours {
+        if tags.is_empty() {
             return Err(ProviderError::Conflict(format!(
-                "bucket {} exists but was not created by trails for {address} in this \
-                 environment (its trails:blueprint, trails:environment and {ADDRESS_TAG} tags \
-                 say otherwise); choose another name or delete it",
+                "bucket {} exists but was not created by trails for {address}; \
+                 choose another name or delete it",
+                bucket.bucket
+            )));
+        }
+        self.adopt(address, &bucket, &tags).await.map(Some)
+    }
+
+    async fn find_intended(
+        &self,
+        address: &str,
+        desired: &Value,
+        intent: &Intent,
+    ) -> Result<Option<Applied>, ProviderError> {
+        let bucket: Bucket = spec(desired)?;
+        let Some(tags) = self.tags(&bucket.bucket).await? else {
+            return Ok(None);
+        };
+        if !tags.is_empty() {
+            return self.adopt(address, &bucket, &tags).await.map(Some);
+        }
+        // Untagged: the run that recorded the intent was killed between CreateBucket and
+        // the tagging, if the bucket is this account's and was made after the intent.
+        let made = self.created_at(&bucket.bucket).await?;
+        let after = match (made, intent.started()) {
+            (Some(made), Some(started)) => made + CLOCK_SKEW >= started,
+            _ => false,
+        };
+        if !after {
+            return Err(ProviderError::Conflict(format!(
+                "bucket {} exists without tags and was not made by the interrupted create of \
+                 {address} (it is older than that run, or in another account); choose another \
+                 name or delete it",
                 bucket.bucket
             )));
         }
@@ -516,7 +587,12 @@ impl AwsProvider for BucketProvider {
         Ok(Some(applied(&bucket.bucket)))
     }
 
-    async fn create(&self, _address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         let bucket: Bucket = spec(desired)?;
         let mut request = self
             .0

@@ -340,7 +340,12 @@ impl Provider for ObjectsProvider {
         Ok(None)
     }
 
-    async fn create(&self, address: &str, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn create(
+        &self,
+        address: &str,
+        desired: &Value,
+        _token: &str,
+    ) -> Result<Applied, ProviderError> {
         self.converge(address, desired, &[]).await
     }
 

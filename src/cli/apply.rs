@@ -308,7 +308,14 @@ impl Locked<'_> {
         if !planned.has_changes() {
             if !output.quiet {
                 println!("{}", summary(&planned));
-                println!("Nothing to do: the recorded state matches the blueprint.");
+                println!(
+                    "{}",
+                    if planned.destroy {
+                        "Nothing to destroy: the state records no resource."
+                    } else {
+                        "Nothing to do: the recorded state matches the blueprint."
+                    }
+                );
             }
             if let Some(protected) = protection {
                 self.write(store, |state| state.protected = protected)?;
@@ -350,6 +357,7 @@ impl Locked<'_> {
             Arc::new(Lines)
         };
         let notes = progress.clone();
+        let aws_context = context.clone();
         let context = context.for_run(aws::Run {
             deleting: deleting.clone(),
             destroying: matches!(mode, Mode::Destroy),
@@ -363,6 +371,15 @@ impl Locked<'_> {
         });
         let providers = Arc::new(Providers::new(context, cluster, endpoints, &deleting));
         engine::preflight(&planned, &providers).map_err(|error| Failure::User(error.into()))?;
+        if planned
+            .changes
+            .iter()
+            .any(|change| change.action.is_change() && change.kind.starts_with("aws."))
+        {
+            runtime
+                .block_on(aws_context.check_credentials())
+                .map_err(|message| Failure::User(anyhow!(message)))?;
+        }
         runtime
             .block_on(providers::check_tools(
                 planned

@@ -54,6 +54,9 @@ enum Command {
     /// Check that the running environment works: live AWS resources, data stores, an event end
     /// to end. Exit 1 when any check fails.
     Verify(verify::VerifyArgs),
+    /// What the applied resources expose (endpoints, ids, ARNs), read from the state:
+    /// `ADDRESS.OUTPUT = VALUE` lines, or `--json`.
+    Output(state::OutputArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
     /// Inspect, move and unlock the recorded state.
@@ -350,6 +353,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args, output),
         Command::State(command) => state::run(command, output),
         Command::Env(command) => env::run(command, output),
+        Command::Output(args) => state::output(args),
         Command::Completions(args) => completions::run(args),
         Command::Ingest(command) => ingest::run(command),
         Command::EksToken(args) => eks_token::run(args),

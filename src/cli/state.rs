@@ -41,6 +41,25 @@ pub enum StateCommand {
         #[arg(long = "from", value_name = "FILE")]
         from: PathBuf,
     },
+    /// Forget resources: trails stops managing them and leaves them where they are (no call
+    /// is made). Use it before handing a resource to another tool.
+    Rm {
+        #[command(flatten)]
+        args: StateArgs,
+        /// Addresses to forget, e.g. `aws.s3_bucket.logs`.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+    },
+    /// Rename a recorded resource (a key renamed in the blueprint), so that the next plan sees
+    /// the same resource under its new address instead of a delete and a create.
+    Mv {
+        #[command(flatten)]
+        args: StateArgs,
+        /// The recorded address.
+        from: String,
+        /// The new address, of the same type.
+        to: String,
+    },
     /// Move a local state to S3 (`--to s3://BUCKET/KEY`), keeping its lineage; the local file
     /// is renamed `*.migrated` so that nothing reads it by mistake.
     Migrate {
@@ -84,6 +103,12 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
         StateCommand::Pull { args, out } => pull(args, out),
         StateCommand::Push { args, from } => push(args, from),
         StateCommand::Migrate { args, to } => migrate(args, to),
+        StateCommand::Rm { args, addresses } => edit(args, "state rm", |state| {
+            crate::state::edit::remove(state, &addresses)
+        }),
+        StateCommand::Mv { args, from, to } => edit(args, "state mv", |state| {
+            crate::state::edit::rename(state, &from, &to)
+        }),
     }
 }
 
@@ -128,6 +153,37 @@ fn unlock(args: StateArgs) -> Result<Outcome, Failure> {
         ),
         None => println!("{location} was not locked"),
     }
+    Ok(Outcome::Success)
+}
+
+/// Changes the recorded state under its lock: `change` checks and edits a copy, and says what
+/// it did; nothing is written when it refuses.
+fn edit(
+    args: StateArgs,
+    operation: &str,
+    change: impl FnOnce(&mut crate::state::State) -> Result<String, String>,
+) -> Result<Outcome, Failure> {
+    let (loaded, location) = args.locate()?;
+    let runtime = runtime()?;
+    let mut store = runtime
+        .block_on(Store::open(
+            &location,
+            &loaded.document.blueprint,
+            &loaded.environment,
+            operation,
+            std::time::Duration::ZERO,
+        ))
+        .map_err(|error| Failure::User(error.into()))?;
+    let mut edited = store.state().clone();
+    let result = match change(&mut edited) {
+        Err(refused) => Err(Failure::User(anyhow!(refused))),
+        Ok(said) => runtime
+            .block_on(store.update(|state| *state = edited))
+            .map_err(|error| Failure::User(error.into()))
+            .map(|()| said),
+    };
+    runtime.block_on(store.release());
+    println!("{} (state {location})", result?);
     Ok(Outcome::Success)
 }
 
@@ -272,5 +328,66 @@ fn migrate(args: StateArgs, to: String) -> Result<Outcome, Failure> {
         path.display(),
         PathBuf::from(moved).display()
     );
+    Ok(Outcome::Success)
+}
+
+/// Arguments of `trails output`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    #[command(flatten)]
+    args: StateArgs,
+    /// Only this resource's outputs, e.g. `aws.db_instance.main`.
+    address: Option<String>,
+    /// One JSON document: `{ADDRESS: {OUTPUT: VALUE}}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `trails output`: what applied resources expose (endpoints, ids, ARNs), from the state.
+/// Secret outputs are never recorded, so never shown.
+pub fn output(args: OutputArgs) -> Result<Outcome, Failure> {
+    let (loaded, location) = args.args.locate()?;
+    let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
+    if let Some(address) = &args.address
+        && !recorded.resources.contains_key(address)
+    {
+        return Err(Failure::User(anyhow!(
+            "no resource `{address}` in {location}; `trails state list` shows what is recorded"
+        )));
+    }
+    let selected: Vec<(&String, &crate::state::Recorded)> = recorded
+        .resources
+        .iter()
+        .filter(|(address, _)| {
+            args.address
+                .as_ref()
+                .is_none_or(|wanted| wanted == *address)
+        })
+        .filter(|(_, resource)| !resource.outputs.is_empty())
+        .collect();
+    if args.json {
+        let document: serde_json::Map<String, serde_json::Value> = selected
+            .iter()
+            .map(|(address, resource)| {
+                (
+                    (*address).clone(),
+                    serde_json::Value::Object(resource.outputs.clone()),
+                )
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&document)
+            .map_err(|error| Failure::Internal(error.into()))?;
+        println!("{text}");
+        return Ok(Outcome::Success);
+    }
+    for (address, resource) in selected {
+        for (name, value) in &resource.outputs {
+            let shown = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            println!("{address}.{name} = {shown}");
+        }
+    }
     Ok(Outcome::Success)
 }

@@ -115,7 +115,9 @@ pub fn text(plan: &Plan, state_description: &str, options: TextOptions) -> Strin
         .filter(|c| c.action.is_change() || options.show_unchanged)
         .collect();
     if !plan.has_changes() {
-        out.push_str(if plan.refreshed {
+        out.push_str(if plan.destroy {
+            "Nothing to destroy: the state records no resource.\n"
+        } else if plan.refreshed {
             "No changes: the recorded state matches the blueprint, and what trails read back matches the state.\n"
         } else {
             "No changes: the recorded state matches the blueprint.\n"

@@ -3,6 +3,7 @@
 //! Sensitive attribute values are never stored: the state keeps a `sha256:` digest in their
 //! place, which is enough to tell whether they changed.
 
+pub mod edit;
 pub mod lifetime;
 pub mod local;
 pub mod s3;

@@ -166,6 +166,26 @@ fn nothing_to_do_after_an_apply_exits_0_under_detailed_exitcode() {
         "--detailed-exitcode",
     ]);
     assert_eq!(fresh.code, 2, "{}", fresh.stderr);
+
+    // Destroying what was never applied says so, not that the state matches.
+    let nothing = run(&[
+        "plan",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "-e",
+        "staging",
+        "--state",
+        dir.path().join("absent.json").to_str().expect("utf-8"),
+        "--destroy",
+    ]);
+    assert_eq!(nothing.code, 0, "{}", nothing.stderr);
+    assert!(
+        nothing
+            .stdout
+            .contains("Nothing to destroy: the state records no resource."),
+        "{}",
+        nothing.stdout
+    );
 }
 
 /// Writes a copy of examples/minimal.yaml with `edit` applied, next to a state applied from

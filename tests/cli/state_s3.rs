@@ -654,3 +654,147 @@ fn runs_racing_for_a_dead_holders_lock_take_it_exactly_once() {
         assert_eq!(destroyed.code, 0, "{}", destroyed.stderr);
     }
 }
+
+#[test]
+fn outputs_are_shown_and_state_rm_and_mv_edit_only_the_record() {
+    let moto = Moto::start();
+    let (_dir, file) = workspace(BLUEPRINT);
+    state_bucket(&moto, true);
+    let applied = trails(&moto, &file, &["apply", "--yes", "-e", "stable"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+
+    let shown = trails(&moto, &file, &["output", "-e", "stable", "--json"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let outputs: serde_json::Value = serde_json::from_str(&shown.stdout).expect("json");
+    assert!(
+        outputs["aws.s3_bucket.logs"]
+            .as_object()
+            .is_some_and(|o| !o.is_empty()),
+        "{outputs}"
+    );
+    let one = trails(
+        &moto,
+        &file,
+        &["output", "-e", "stable", "aws.s3_bucket.logs"],
+    );
+    assert!(
+        one.stdout
+            .lines()
+            .all(|line| line.starts_with("aws.s3_bucket.logs.")),
+        "{}",
+        one.stdout
+    );
+
+    let before = moto.calls().len();
+    let forgot = trails(
+        &moto,
+        &file,
+        &["state", "rm", "-e", "stable", "aws.s3_bucket.data"],
+    );
+    assert_eq!(forgot.code, 0, "{}", forgot.stderr);
+    assert!(
+        forgot.stdout.contains("forgot aws.s3_bucket.data"),
+        "{}",
+        forgot.stdout
+    );
+    assert_eq!(
+        buckets(&moto, "stable").len(),
+        2,
+        "state rm deleted the bucket"
+    );
+    let unknown = trails(
+        &moto,
+        &file,
+        &["state", "rm", "-e", "stable", "aws.s3_bucket.nope"],
+    );
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no resource `aws.s3_bucket.nope`"),
+        "{}",
+        unknown.stderr
+    );
+
+    let wrong = trails(
+        &moto,
+        &file,
+        &[
+            "state",
+            "mv",
+            "-e",
+            "stable",
+            "aws.s3_bucket.logs",
+            "aws.vpc.logs",
+        ],
+    );
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stderr.contains("same type"), "{}", wrong.stderr);
+    let moved = trails(
+        &moto,
+        &file,
+        &[
+            "state",
+            "mv",
+            "-e",
+            "stable",
+            "aws.s3_bucket.logs",
+            "aws.s3_bucket.journal",
+        ],
+    );
+    assert_eq!(moved.code, 0, "{}", moved.stderr);
+    let listed = trails(&moto, &file, &["state", "list", "-e", "stable"]);
+    assert!(
+        listed.stdout.contains("aws.s3_bucket.journal") && !listed.stdout.contains("logs\t"),
+        "{}",
+        listed.stdout
+    );
+    // Only the state object was written: no call to the buckets themselves.
+    let state = format!("/{STATE_BUCKET}");
+    let elsewhere: Vec<String> = moto.calls()[before..]
+        .iter()
+        .filter(|call| call.mutates() && !call.path.starts_with(&state))
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(elsewhere, Vec::<String>::new());
+}
+
+#[test]
+fn without_credentials_apply_stops_before_any_change_naming_the_chain() {
+    let moto = Moto::start();
+    let (dir, file) = workspace(BLUEPRINT);
+    state_bucket(&moto, true);
+    let before = moto.calls().len();
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"))
+        .args(["apply", "--yes", "-e", "stable", "--state"])
+        .arg(dir.path().join("local.state.json"))
+        .arg("-f")
+        .arg(&file)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-credentials"),
+        )
+        .output()
+        .expect("trails runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no AWS credentials") && stderr.contains("AWS_PROFILE"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("no AWS credentials").count(),
+        1,
+        "one check, not one failure per resource: {stderr}"
+    );
+    let calls = moto.calls();
+    assert!(
+        calls[before..].iter().all(|call| !call.mutates()),
+        "a call was made without credentials"
+    );
+}

@@ -261,6 +261,31 @@ impl Context {
         }
     }
 
+    /// One check before any change runs: the credentials resolve. When they do not, the error
+    /// names the chain that was tried, instead of every resource failing on its own.
+    pub async fn check_credentials(&self) -> Result<(), String> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        const CHAIN: &str = "trails tried, in order: AWS_ACCESS_KEY_ID / \
+            AWS_SECRET_ACCESS_KEY, the profile (AWS_PROFILE, ~/.aws/config and credentials, SSO), \
+            web identity (AWS_WEB_IDENTITY_TOKEN_FILE), the ECS container endpoint and the EC2 \
+            instance metadata service";
+        let Some(provider) = &self.credentials else {
+            return Err(format!(
+                "no AWS credentials provider is configured; {CHAIN}"
+            ));
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(|_| ())
+            .map_err(|error| {
+                format!(
+                    "no AWS credentials: {}; {CHAIN}",
+                    crate::error_chain(&error)
+                )
+            })
+    }
+
     /// The same clients for one apply or destroy run.
     pub fn for_run(self, run: Run) -> Self {
         Self { run, ..self }

@@ -87,6 +87,20 @@ impl Source {
 
     /// Parses blueprint text; `file` is only used to name positions.
     pub fn parse(file: &Path, text: &str) -> Result<Self, Diagnostics> {
+        if let Some(line) = second_document(text) {
+            return Err(Diagnostics(vec![
+                Diagnostic::file_error(
+                    file.to_path_buf(),
+                    "a second YAML document starts here (`---`), and trails reads one: move \
+                     its keys into the first document, or into a blueprint of its own",
+                )
+                .at(Some(Location {
+                    file: file.to_path_buf(),
+                    line,
+                    column: 1,
+                })),
+            ]));
+        }
         let options = LoaderOptions::default().error_on_duplicate_keys(true);
         let node = marked_yaml::parse_yaml_with_options(0, text, options)
             .map_err(|error| Diagnostics(vec![load_error(file, &error)]))?;
@@ -572,9 +586,90 @@ pub fn locate(tree: &Node, path: &FieldPath, file: &Path) -> Option<Location> {
     best.map(|m| location(file, &m))
 }
 
+/// Reads a variables file (`--var-file`): a YAML mapping of variable names to single values.
+pub fn read_variables(file: &Path) -> Result<Map<String>, Diagnostics> {
+    let text = std::fs::read_to_string(file).map_err(|error| {
+        Diagnostics(vec![Diagnostic::file_error(
+            file.to_path_buf(),
+            format!("cannot read the variables file: {error}"),
+        )])
+    })?;
+    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    let node = marked_yaml::parse_yaml_with_options(0, &text, options)
+        .map_err(|error| Diagnostics(vec![load_error(file, &error)]))?;
+    let Node::Mapping(root) = node else {
+        return Err(Diagnostics(vec![Diagnostic::file_error(
+            file.to_path_buf(),
+            "a variables file is a YAML mapping of variable names to values, e.g. `vpc_cidr: \
+             10.0.0.0/16`",
+        )]));
+    };
+    let mut variables = Map::new();
+    let mut problems = Vec::new();
+    for (name, value) in root.iter() {
+        match value {
+            Node::Scalar(scalar) => {
+                variables.insert(name.as_str().to_string(), scalar.as_str().to_string());
+            }
+            _ => {
+                let start = name.span().start();
+                problems.push(
+                    Diagnostic::file_error(
+                        file.to_path_buf(),
+                        format!(
+                            "`{}`: a variable's value is one value (text, a number, true or \
+                             false), not a list or a mapping",
+                            name.as_str()
+                        ),
+                    )
+                    .at(start.map(|start| Location {
+                        file: file.to_path_buf(),
+                        line: start.line(),
+                        column: start.column(),
+                    })),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(variables)
+    } else {
+        Err(Diagnostics(problems))
+    }
+}
+
+/// The line (from 1) of a `---` that starts a second document: one after any content. Block
+/// scalars are indented, so a `---` at the start of a line always ends what came before.
+fn second_document(text: &str) -> Option<usize> {
+    let mut content = false;
+    for (index, line) in text.lines().enumerate() {
+        let marker = line == "---" || line.starts_with("--- ") || line.starts_with("---\t");
+        if marker && content {
+            return Some(index + 1);
+        }
+        let trimmed = line.trim();
+        if !marker && !trimmed.is_empty() && !trimmed.starts_with('#') && trimmed != "..." {
+            content = true;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_document_is_an_error_at_its_line_and_a_leading_marker_is_fine() {
+        let Err(error) = source("blueprint: demo\nregion: eu-west-1\n---\nbuckets: {}\n") else {
+            panic!("two documents were accepted");
+        };
+        let text = error.to_string();
+        assert!(text.contains("test.yaml:3:1"), "{text}");
+        assert!(text.contains("second YAML document"), "{text}");
+        assert_eq!(second_document("# c\n---\nblueprint: x\n"), None);
+        assert_eq!(second_document("a: |\n  ---\n  b\n"), None);
+    }
 
     fn source(text: &str) -> Result<Source, Diagnostics> {
         Source::parse(Path::new("test.yaml"), text)

@@ -122,6 +122,7 @@ fn destroy_expired(args: &DestroyArgs, output: Output) -> Result<Outcome, Failur
     let source = crate::blueprint::Source::read(file)?;
     let declared = source.environments();
     let now = std::time::SystemTime::now();
+    let overrides = args.execute.target.overrides()?;
     let mut doomed = Vec::new();
     println!("Expired environments in {place}:");
     for found in &found {
@@ -130,7 +131,7 @@ fn destroy_expired(args: &DestroyArgs, output: Output) -> Result<Outcome, Failur
             Err(error) => Err(format!("its state cannot be read: {error}")),
             Ok(state) => {
                 let settings = source
-                    .load_with(environment, &args.execute.target.overrides())
+                    .load_with(environment, &overrides)
                     .map(|loaded| loaded.settings);
                 match (lifetime::expired_for(state, now), settings) {
                     _ if !declared.contains(environment) => {

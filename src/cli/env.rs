@@ -193,7 +193,7 @@ fn expiry(state: &crate::state::State, now: SystemTime) -> String {
 fn extend(args: ExtendArgs) -> Result<Outcome, Failure> {
     let source = Source::read(&args.target.file)?;
     let environment = source.select(args.target.environment.as_deref())?;
-    let loaded = source.load_with(&environment, &args.target.overrides())?;
+    let loaded = source.load_with(&environment, &args.target.overrides()?)?;
     let location = args
         .state
         .locate(&args.target, &loaded.document, &environment)?;

@@ -93,11 +93,16 @@ pub struct Target {
     /// environment variables do the same with lower precedence.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_variable)]
     variables: Vec<(String, String)>,
+    /// Set declared variables from a YAML file of `NAME: VALUE` lines (repeatable; later files
+    /// win, `--var` wins over them).
+    #[arg(long = "var-file", value_name = "FILE")]
+    var_files: Vec<PathBuf>,
 }
 
 impl Target {
-    /// Variable overrides: `TRAILS_VAR_*` first, then `--var`, which wins.
-    fn overrides(&self) -> crate::blueprint::schema::Map<String> {
+    /// Variable overrides: `TRAILS_VAR_*` first, then `--var-file`s in order, then `--var`,
+    /// which wins.
+    fn overrides(&self) -> Result<crate::blueprint::schema::Map<String>, Failure> {
         let mut overrides: crate::blueprint::schema::Map<String> = std::env::vars()
             .filter_map(|(key, value)| {
                 key.strip_prefix("TRAILS_VAR_")
@@ -105,10 +110,13 @@ impl Target {
             })
             .collect();
         overrides.sort_keys();
+        for file in &self.var_files {
+            overrides.extend(crate::blueprint::load::read_variables(file)?);
+        }
         for (name, value) in &self.variables {
             overrides.insert(name.clone(), value.clone());
         }
-        overrides
+        Ok(overrides)
     }
 }
 
@@ -414,7 +422,7 @@ fn load(target: &Target) -> Result<(Checked, crate::graph::Graph), Failure> {
     let checked = crate::blueprint::load_checked(
         &target.file,
         target.environment.as_deref(),
-        &target.overrides(),
+        &target.overrides()?,
     )?;
     let graph = crate::graph::build(&checked.loaded, crate::resources::expand)?;
     Ok((checked, graph))

@@ -86,7 +86,7 @@ impl StateArgs {
     fn locate(&self) -> Result<(Loaded, Location), Failure> {
         let source = Source::read(&self.target.file)?;
         let environment = source.select(self.target.environment.as_deref())?;
-        let loaded = source.load_with(&environment, &self.target.overrides())?;
+        let loaded = source.load_with(&environment, &self.target.overrides()?)?;
         let location = self
             .state
             .locate(&self.target, &loaded.document, &environment)?;

@@ -19,7 +19,7 @@ pub fn run(args: ValidateArgs, output: Output) -> Result<Outcome, Failure> {
         Some(environment) => vec![source.select(Some(environment))?],
         None => source.environments(),
     };
-    let overrides = args.target.overrides();
+    let overrides = args.target.overrides()?;
     let mut problems: Vec<Diagnostic> = Vec::new();
     let mut reports = Vec::new();
     for environment in &environments {

@@ -249,7 +249,12 @@ fn link_references(builder: &mut Builder<'_>) {
 
 fn link_declared(builder: &mut Builder<'_>) {
     for (dependent, dependency, path) in std::mem::take(&mut builder.declared) {
-        if builder.resources.contains_key(&dependency) {
+        if dependent == dependency {
+            builder.error(
+                &path,
+                format!("`{dependency}` cannot depend on itself; remove this entry"),
+            );
+        } else if builder.resources.contains_key(&dependency) {
             builder.depends(&dependent, &dependency);
         } else {
             let hint = suggestion(&dependency, builder.resources.keys());

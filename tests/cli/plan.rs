@@ -466,3 +466,52 @@ fn a_state_from_another_blueprint_is_refused() {
         result.stderr
     );
 }
+
+#[test]
+fn a_variables_file_sets_variables_and_var_wins_over_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vars = dir.path().join("staging.yaml");
+    std::fs::write(&vars, "expire_days: 30\ningress: 10.0.0.0/8\n").expect("write vars");
+    let file = repo("examples/local-aws.yaml");
+    let state = dir.path().join("absent.json");
+    let common = [
+        "-f",
+        file.to_str().expect("utf-8"),
+        "--state",
+        state.to_str().expect("utf-8"),
+        "--var-file",
+        vars.to_str().expect("utf-8"),
+    ];
+    let expire = |plan: &Value| {
+        change(plan, "aws.s3_bucket.backups")["attributes"]["lifecycle_rules"]["after"][0]["expire_days"]
+            .clone()
+    };
+    let from_file = plan_json(&common);
+    assert_eq!(expire(&from_file), 30, "{from_file:#}");
+    let text = from_file.to_string();
+    assert!(
+        text.contains("10.0.0.0/8"),
+        "the file's ingress is not used"
+    );
+    let mut args = common.to_vec();
+    args.extend(["--var", "expire_days=9"]);
+    assert_eq!(expire(&plan_json(&args)), 9);
+
+    std::fs::write(&vars, "expire_days: 30\ningress: [a, b]\n").expect("write vars");
+    let refused = run(&[
+        "plan",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "--var-file",
+        vars.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("staging.yaml:2:1")
+            && refused
+                .stderr
+                .contains("`ingress`: a variable's value is one value"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -195,6 +195,51 @@ pub async fn status(
     })
 }
 
+/// `helm history NAME -o json`: the release's revisions, oldest first.
+async fn history(name: &str, namespace: &str, cluster: &[String]) -> Result<Value, ProviderError> {
+    let mut args: Vec<String> = vec![
+        "history".into(),
+        name.to_string(),
+        "--namespace".into(),
+        namespace.to_string(),
+        "--output".into(),
+        "json".into(),
+    ];
+    args.extend(cluster.iter().cloned());
+    let operation = format!("helm history {name}");
+    let text = run(&operation, &args).await?;
+    serde_json::from_str(&text).map_err(|error| ProviderError::Api {
+        operation,
+        message: format!("answered something that is not JSON: {error}"),
+    })
+}
+
+/// True when every revision after `recorded` is helm's own undoing of a failed change: a
+/// failed upgrade, and the rollback `--atomic` made to `recorded` ("Rollback to N"). Such a
+/// release is as trails left it, whatever its revision number.
+fn only_rolled_back_since(recorded: u64, history: &Value) -> bool {
+    let later: Vec<&Value> = history
+        .as_array()
+        .map(|revisions| {
+            revisions
+                .iter()
+                .filter(|entry| entry.get("revision").and_then(Value::as_u64) > Some(recorded))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rollback = format!("Rollback to {recorded}");
+    !later.is_empty()
+        && later.iter().all(|entry| {
+            entry.get("status").and_then(Value::as_str) == Some("failed")
+                || entry.get("description").and_then(Value::as_str) == Some(rollback.as_str())
+        })
+        && later
+            .last()
+            .and_then(|entry| entry.get("description"))
+            .and_then(Value::as_str)
+            == Some(rollback.as_str())
+}
+
 /// Runs helm; its stdout, or its last lines of error output as the failure.
 async fn run(operation: &str, args: &[String]) -> Result<String, ProviderError> {
     let mut command = Command::new(binary());
@@ -256,7 +301,7 @@ impl ReleaseProvider {
                 ProviderError::Api { operation, message } => ProviderError::Api {
                     operation,
                     message: format!(
-                        "{message} (rolled back by helm; the release keeps its previous revision)"
+                        "{message} (rolled back by helm to the release as it was before)"
                     ),
                 },
                 other => other,
@@ -313,8 +358,14 @@ async fn refuse_pending(release: &Release, cluster: &[String]) -> Result<(), Pro
     )))
 }
 
-/// What helm reports of a release trails installed, against what it recorded.
-fn release_differences(recorded: &Recorded, status: &Value) -> Vec<String> {
+/// What helm reports of a release trails installed, against what it recorded; `history` is
+/// read only when the revision moved, to tell helm's own rollback of a failed upgrade from a
+/// change made outside trails.
+fn release_differences(
+    recorded: &Recorded,
+    status: &Value,
+    history: Option<&Value>,
+) -> Vec<String> {
     let text = |value: Option<&Value>| {
         value
             .and_then(Value::as_str)
@@ -335,6 +386,7 @@ fn release_differences(recorded: &Recorded, status: &Value) -> Vec<String> {
     let live = status.get("version").and_then(Value::as_u64);
     if let (Some(revision), Some(live)) = (revision, live)
         && revision != live
+        && !history.is_some_and(|history| only_rolled_back_since(revision, history))
     {
         differences.push(format!(
             "revision: {revision} -> {live} (upgraded or rolled back outside trails)"
@@ -389,9 +441,20 @@ impl Converging for ReleaseProvider {
         let (name, namespace) = (text("name")?, text("namespace")?);
         let kubeconfig = self.cluster.kubeconfig().await?;
         match status(&name, &namespace, &kubeconfig.args).await {
-            Ok(status) => Ok(Observed::from_differences(release_differences(
-                recorded, &status,
-            ))),
+            Ok(status) => {
+                let moved = recorded.outputs.get("revision").and_then(Value::as_u64)
+                    != status.get("version").and_then(Value::as_u64);
+                let history = if moved {
+                    Some(history(&name, &namespace, &kubeconfig.args).await?)
+                } else {
+                    None
+                };
+                Ok(Observed::from_differences(release_differences(
+                    recorded,
+                    &status,
+                    history.as_ref(),
+                )))
+            }
             Err(ProviderError::Api { message, .. }) if message.contains("not found") => {
                 Ok(Observed::Gone)
             }
@@ -403,6 +466,36 @@ impl Converging for ReleaseProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helms_own_rollback_of_a_failed_upgrade_is_not_drift_but_any_other_revision_is() {
+        let entry = |revision: u64, status: &str, description: &str| json!({"revision": revision, "status": status, "description": description});
+        let rolled_back = json!([
+            entry(1, "superseded", "Install complete"),
+            entry(
+                2,
+                "failed",
+                "Upgrade \"x\" failed: context deadline exceeded"
+            ),
+            entry(3, "deployed", "Rollback to 1"),
+        ]);
+        assert!(only_rolled_back_since(1, &rolled_back));
+        let upgraded = json!([
+            entry(1, "superseded", "Install complete"),
+            entry(2, "deployed", "Upgrade complete"),
+        ]);
+        assert!(!only_rolled_back_since(1, &upgraded));
+        let rolled_elsewhere = json!([
+            entry(1, "superseded", "Install complete"),
+            entry(2, "superseded", "Upgrade complete"),
+            entry(3, "deployed", "Rollback to 2"),
+        ]);
+        assert!(!only_rolled_back_since(1, &rolled_elsewhere));
+        assert!(!only_rolled_back_since(
+            1,
+            &json!([entry(1, "deployed", "Install complete")])
+        ));
+    }
     use std::collections::BTreeMap;
 
     fn release(repository: &str) -> Release {

@@ -542,6 +542,13 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
         json!("platform"),
         "the independent change completed"
     );
+    // helm's own rollback (a failed revision, then "Rollback to N") is not drift.
+    let diff = platform.trails(&[], &["diff"]);
+    assert!(
+        !diff.stdout.contains("revision:"),
+        "helm's rollback of the failed upgrade reported as drift:\n{}",
+        diff.stdout
+    );
     let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
     assert_eq!(
         run.code, 0,

@@ -223,18 +223,15 @@ fn run(
     let location = args
         .state
         .locate(target, &loaded.document, &loaded.environment)?;
-    let runtime = tokio::runtime::Runtime::new()
-        .context("starting the async runtime")
-        .map_err(Failure::Internal)?;
-    let mut store = runtime
-        .block_on(Store::open(
-            &location,
-            &loaded.document.blueprint,
-            &loaded.environment,
-            operation,
-            args.lock_timeout,
-        ))
-        .map_err(|error| Failure::User(error.into()))?;
+    let runtime = super::runtime()?;
+    let mut store = super::lock(
+        &runtime,
+        &location,
+        &loaded.document.blueprint,
+        &loaded.environment,
+        operation,
+        args.lock_timeout,
+    )?;
     let locked = Locked {
         checked: &checked,
         graph: &graph,

@@ -2,14 +2,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{Failure, Outcome, Output, StateLocation, Target};
+use super::{Failure, Outcome, Output, StateLocation, Target, runtime};
 use crate::blueprint::Source;
 use crate::state::lifetime;
-use crate::state::store::{self, Found, Store};
+use crate::state::store::{self, Found};
 
 /// Subcommands of `trails env`.
 #[derive(Debug, Subcommand)]
@@ -67,12 +67,6 @@ pub fn run(command: EnvCommand, _output: Output) -> Result<Outcome, Failure> {
         EnvCommand::List(args) => list(args),
         EnvCommand::Extend(args) => extend(args),
     }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Runtime::new()
-        .context("starting the async runtime")
-        .map_err(Failure::Internal)
 }
 
 /// The blueprint's environment states, found where it keeps them.
@@ -198,15 +192,14 @@ fn extend(args: ExtendArgs) -> Result<Outcome, Failure> {
         .state
         .locate(&args.target, &loaded.document, &environment)?;
     let runtime = runtime()?;
-    let mut store = runtime
-        .block_on(Store::open(
-            &location,
-            &loaded.document.blueprint,
-            &environment,
-            "env extend",
-            args.lock_timeout,
-        ))
-        .map_err(|error| Failure::User(error.into()))?;
+    let mut store = super::lock(
+        &runtime,
+        &location,
+        &loaded.document.blueprint,
+        &environment,
+        "env extend",
+        args.lock_timeout,
+    )?;
     let result = if store.state().is_new() {
         Err(Failure::User(anyhow!(
             "environment `{environment}` was never applied ({location} has no state): nothing \

@@ -242,6 +242,33 @@ impl StateLocation {
     }
 }
 
+/// A runtime for a command's async calls.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Runtime::new().map_err(|error| {
+        Failure::Internal(anyhow::Error::new(error).context("starting the async runtime"))
+    })
+}
+
+/// Takes the lock of `location` for `operation` (waiting up to `wait`) and reads the state.
+fn lock(
+    runtime: &tokio::runtime::Runtime,
+    location: &crate::state::store::Location,
+    blueprint: &str,
+    environment: &str,
+    operation: &str,
+    wait: std::time::Duration,
+) -> Result<crate::state::store::Store, Failure> {
+    runtime
+        .block_on(crate::state::store::Store::open(
+            location,
+            blueprint,
+            environment,
+            operation,
+            wait,
+        ))
+        .map_err(|error| Failure::User(error.into()))
+}
+
 /// Reads a state without locking it, for the commands that only read.
 fn read_state(
     location: &crate::state::store::Location,

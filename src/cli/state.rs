@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 
-use super::{Failure, Outcome, Output, StateLocation, Target};
+use super::{Failure, Outcome, Output, StateLocation, Target, runtime};
 use crate::blueprint::{Loaded, Source};
-use crate::state::store::{Location, Store};
+use crate::state::store::Location;
 
 /// Subcommands of `trails state`.
 #[derive(Debug, Subcommand)]
@@ -112,12 +112,6 @@ pub fn run(command: StateCommand, _output: Output) -> Result<Outcome, Failure> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Runtime::new()
-        .context("starting the async runtime")
-        .map_err(Failure::Internal)
-}
-
 fn show(args: StateArgs, address: Option<String>) -> Result<Outcome, Failure> {
     let (loaded, location) = args.locate()?;
     let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
@@ -165,15 +159,14 @@ fn edit(
 ) -> Result<Outcome, Failure> {
     let (loaded, location) = args.locate()?;
     let runtime = runtime()?;
-    let mut store = runtime
-        .block_on(Store::open(
-            &location,
-            &loaded.document.blueprint,
-            &loaded.environment,
-            operation,
-            std::time::Duration::ZERO,
-        ))
-        .map_err(|error| Failure::User(error.into()))?;
+    let mut store = super::lock(
+        &runtime,
+        &location,
+        &loaded.document.blueprint,
+        &loaded.environment,
+        operation,
+        std::time::Duration::ZERO,
+    )?;
     let mut edited = store.state().clone();
     let result = match change(&mut edited) {
         Err(refused) => Err(Failure::User(anyhow!(refused))),
@@ -217,15 +210,14 @@ fn upload(
     accept: impl FnOnce(&crate::state::State) -> Result<(), String>,
 ) -> Result<u64, Failure> {
     let runtime = runtime()?;
-    let mut store = runtime
-        .block_on(Store::open(
-            location,
-            &local.blueprint,
-            &local.environment,
-            operation,
-            std::time::Duration::ZERO,
-        ))
-        .map_err(|error| Failure::User(error.into()))?;
+    let mut store = super::lock(
+        &runtime,
+        location,
+        &local.blueprint,
+        &local.environment,
+        operation,
+        std::time::Duration::ZERO,
+    )?;
     let result = match accept(store.state()) {
         Err(refused) => Err(Failure::User(anyhow!(refused))),
         Ok(()) => runtime

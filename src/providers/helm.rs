@@ -178,27 +178,23 @@ pub async fn status(
     namespace: &str,
     cluster: &[String],
 ) -> Result<Value, ProviderError> {
-    let mut args: Vec<String> = vec![
-        "status".into(),
-        name.to_string(),
-        "--namespace".into(),
-        namespace.to_string(),
-        "--output".into(),
-        "json".into(),
-    ];
-    args.extend(cluster.iter().cloned());
-    let operation = format!("helm status {name}");
-    let text = run(&operation, &args).await?;
-    serde_json::from_str(&text).map_err(|error| ProviderError::Api {
-        operation,
-        message: format!("answered something that is not JSON: {error}"),
-    })
+    json_of("status", name, namespace, cluster).await
 }
 
 /// `helm history NAME -o json`: the release's revisions, oldest first.
 async fn history(name: &str, namespace: &str, cluster: &[String]) -> Result<Value, ProviderError> {
+    json_of("history", name, namespace, cluster).await
+}
+
+/// `helm COMMAND NAME --namespace NAMESPACE --output json`, parsed.
+async fn json_of(
+    command: &str,
+    name: &str,
+    namespace: &str,
+    cluster: &[String],
+) -> Result<Value, ProviderError> {
     let mut args: Vec<String> = vec![
-        "history".into(),
+        command.into(),
         name.to_string(),
         "--namespace".into(),
         namespace.to_string(),
@@ -206,7 +202,7 @@ async fn history(name: &str, namespace: &str, cluster: &[String]) -> Result<Valu
         "json".into(),
     ];
     args.extend(cluster.iter().cloned());
-    let operation = format!("helm history {name}");
+    let operation = format!("helm {command} {name}");
     let text = run(&operation, &args).await?;
     serde_json::from_str(&text).map_err(|error| ProviderError::Api {
         operation,

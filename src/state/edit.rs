@@ -96,8 +96,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_rename_keeps_the_resource_and_its_users_follow() {
+    /// A VPC and a subnet in it.
+    fn vpc_and_subnet() -> State {
         let mut state = State::empty("demo", "dev");
         state
             .resources
@@ -106,6 +106,12 @@ mod tests {
             "aws.subnet.a".into(),
             recorded("aws.subnet", &["aws.vpc.main"]),
         );
+        state
+    }
+
+    #[test]
+    fn a_rename_keeps_the_resource_and_its_users_follow() {
+        let mut state = vpc_and_subnet();
         rename(&mut state, "aws.vpc.main", "aws.vpc.core").expect("renamed");
         assert_eq!(
             state.resources.keys().collect::<Vec<_>>(),
@@ -130,14 +136,7 @@ mod tests {
 
     #[test]
     fn forgetting_names_what_still_depends_on_it_and_refuses_unknown_addresses() {
-        let mut state = State::empty("demo", "dev");
-        state
-            .resources
-            .insert("aws.vpc.main".into(), recorded("aws.vpc", &[]));
-        state.resources.insert(
-            "aws.subnet.a".into(),
-            recorded("aws.subnet", &["aws.vpc.main"]),
-        );
+        let mut state = vpc_and_subnet();
         let refused = remove(&mut state, &["aws.vpc.main".into(), "aws.vpc.nope".into()])
             .expect_err("one unknown");
         assert!(refused.contains("aws.vpc.nope"), "{refused}");

@@ -97,6 +97,14 @@ fn state_bucket(moto: &Moto, versioned: bool) {
     });
 }
 
+/// moto with a versioned state bucket, and the blueprint in a directory of its own.
+fn started() -> (Moto, tempfile::TempDir, PathBuf) {
+    let moto = Moto::start();
+    let (dir, file) = workspace(BLUEPRINT);
+    state_bucket(&moto, true);
+    (moto, dir, file)
+}
+
 fn key(environment: &str) -> String {
     format!("platform/stately/{environment}.state.json")
 }
@@ -242,9 +250,7 @@ fn an_s3_state_needs_a_versioned_bucket_and_is_written_there_encrypted_and_read_
 
 #[test]
 fn two_applies_of_one_environment_at_once_one_runs_the_other_names_the_holder_or_waits() {
-    let moto = Moto::start();
-    let (_dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, _dir, file) = started();
     moto.close_gate_after(1);
     let mut first = spawn(&moto, &file, &["apply", "--yes", "-e", "stable"]);
     until_held(&moto, &mut first);
@@ -289,9 +295,7 @@ fn two_applies_of_one_environment_at_once_one_runs_the_other_names_the_holder_or
 
 #[test]
 fn a_killed_holders_lock_is_taken_over_on_its_host_and_reported_stale_from_elsewhere() {
-    let moto = Moto::start();
-    let (_dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, _dir, file) = started();
     moto.close_gate_after(1);
     let mut killed = spawn(&moto, &file, &["apply", "--yes", "-e", "stable"]);
     until_held(&moto, &mut killed);
@@ -361,9 +365,7 @@ fn a_killed_holders_lock_is_taken_over_on_its_host_and_reported_stale_from_elsew
 
 #[test]
 fn a_state_written_by_another_writer_meanwhile_is_never_overwritten() {
-    let moto = Moto::start();
-    let (_dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, _dir, file) = started();
     let applied = trails(&moto, &file, &["apply", "--yes", "-e", "stable"]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     std::fs::write(
@@ -401,9 +403,7 @@ fn a_state_written_by_another_writer_meanwhile_is_never_overwritten() {
 
 #[test]
 fn s3_unreachable_mid_apply_leaves_everything_applied_in_a_local_file_that_state_push_uploads() {
-    let moto = Moto::start();
-    let (dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, dir, file) = started();
     moto.close_gate_after(1);
     let mut run = spawn(&moto, &file, &["apply", "--yes", "-e", "stable"]);
     until_held(&moto, &mut run);
@@ -483,9 +483,7 @@ fn s3_unreachable_mid_apply_leaves_everything_applied_in_a_local_file_that_state
 
 #[test]
 fn destroy_expired_destroys_only_the_expired_ephemeral_environment() {
-    let moto = Moto::start();
-    let (_dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, _dir, file) = started();
     for environment in ["stable", "pr-old", "pr-new"] {
         let applied = trails(&moto, &file, &["apply", "--yes", "-e", environment]);
         assert_eq!(applied.code, 0, "{environment}: {}", applied.stderr);
@@ -599,9 +597,7 @@ fn destroy_expired_destroys_only_the_expired_ephemeral_environment() {
 
 #[test]
 fn runs_racing_for_a_dead_holders_lock_take_it_exactly_once() {
-    let moto = Moto::start();
-    let (_dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, _dir, file) = started();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .expect("hostname")
         .trim()
@@ -657,9 +653,7 @@ fn runs_racing_for_a_dead_holders_lock_take_it_exactly_once() {
 
 #[test]
 fn outputs_are_shown_and_state_rm_and_mv_edit_only_the_record() {
-    let moto = Moto::start();
-    let (_dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, _dir, file) = started();
     let applied = trails(&moto, &file, &["apply", "--yes", "-e", "stable"]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
 
@@ -759,9 +753,7 @@ fn outputs_are_shown_and_state_rm_and_mv_edit_only_the_record() {
 
 #[test]
 fn without_credentials_apply_stops_before_any_change_naming_the_chain() {
-    let moto = Moto::start();
-    let (dir, file) = workspace(BLUEPRINT);
-    state_bucket(&moto, true);
+    let (moto, dir, file) = started();
     let before = moto.calls().len();
     let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"))
         .args(["apply", "--yes", "-e", "stable", "--state"])

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_elasticache::client::Waiters;
 use aws_sdk_elasticache::types::{ParameterNameValue, Tag};
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -473,16 +474,8 @@ impl ReplicationGroupProvider {
     async fn token(&self, group: &ReplicationGroup) -> Result<(String, String), ProviderError> {
         let name = secret_name(&group.id);
         let secrets = &self.0.secrets;
-        match secrets.describe_secret().secret_id(&name).send().await {
-            Ok(existing) => {
-                check_owns(
-                    existing
-                        .tags()
-                        .iter()
-                        .filter_map(|tag| tag.key().zip(tag.value())),
-                    &group.tags,
-                    &format!("secret {name}"),
-                )?;
+        match self.token_secret(group).await? {
+            Some(existing) => {
                 let value = secrets
                     .get_secret_value()
                     .secret_id(&name)
@@ -492,7 +485,7 @@ impl ReplicationGroupProvider {
                 let token = value.secret_string().unwrap_or_default().to_string();
                 Ok((token, existing.arn().unwrap_or_default().to_string()))
             }
-            Err(error) if is_not_found(&error) => {
+            None => {
                 let token = generate_token();
                 let created = secrets
                     .create_secret()
@@ -519,8 +512,37 @@ impl ReplicationGroupProvider {
                     .map_err(|e| ProviderError::api("CreateSecret", e))?;
                 Ok((token, created.arn().unwrap_or_default().to_string()))
             }
-            Err(error) => Err(ProviderError::api("DescribeSecret", error)),
         }
+    }
+
+    /// The secret that keeps the group's token, if there is one; refused when it does not
+    /// carry the group's ownership tags.
+    async fn token_secret(
+        &self,
+        group: &ReplicationGroup,
+    ) -> Result<Option<DescribeSecretOutput>, ProviderError> {
+        let name = secret_name(&group.id);
+        let existing = match self
+            .0
+            .secrets
+            .describe_secret()
+            .secret_id(&name)
+            .send()
+            .await
+        {
+            Ok(existing) => existing,
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(ProviderError::api("DescribeSecret", error)),
+        };
+        check_owns(
+            existing
+                .tags()
+                .iter()
+                .filter_map(|tag| tag.key().zip(tag.value())),
+            &group.tags,
+            &format!("secret {name}"),
+        )?;
+        Ok(Some(existing))
     }
 
     async fn secret_arn(&self, group: &ReplicationGroup) -> Result<String, ProviderError> {
@@ -690,32 +712,14 @@ impl AwsProvider for ReplicationGroupProvider {
         // The create stores the token before it creates the group: a run killed in between
         // leaves the secret alone. Deleted only if it carries this group's ownership tags.
         let group: ReplicationGroup = spec(desired)?;
-        let name = secret_name(&group.id);
-        let existing = match self
-            .0
-            .secrets
-            .describe_secret()
-            .secret_id(&name)
-            .send()
-            .await
-        {
-            Ok(existing) => existing,
-            Err(error) if is_not_found(&error) => return Ok(()),
-            Err(error) => return Err(ProviderError::api("DescribeSecret", error)),
+        let Some(existing) = self.token_secret(&group).await? else {
+            return Ok(());
         };
-        check_owns(
-            existing
-                .tags()
-                .iter()
-                .filter_map(|tag| tag.key().zip(tag.value())),
-            &group.tags,
-            &format!("secret {name}"),
-        )?;
         gone_is_fine(
             self.0
                 .secrets
                 .delete_secret()
-                .secret_id(&name)
+                .set_secret_id(existing.arn().map(str::to_string))
                 .force_delete_without_recovery(true)
                 .send()
                 .await,

@@ -375,11 +375,6 @@ impl S3State {
         &self.state
     }
 
-    /// Where the state is.
-    pub fn location(&self) -> &S3Location {
-        &self.location
-    }
-
     /// Why the run should start nothing new: S3 could not be written and the state went to a
     /// local file, or the lock was taken away.
     pub fn stopping(&self) -> Option<String> {
@@ -395,11 +390,6 @@ impl S3State {
         self.lost
             .load(std::sync::atomic::Ordering::SeqCst)
             .then(|| format!("the lock of {} was taken away from this run", self.location))
-    }
-
-    /// The local file holding what could not be written to S3, if any.
-    pub fn fallback(&self) -> Option<&Path> {
-        self.fallback.as_deref()
     }
 
     /// Changes the state and writes it at once, on condition that nobody wrote it since this

@@ -116,19 +116,6 @@ impl Location {
         }
     }
 
-    /// Who holds the lock, if anyone.
-    pub async fn lock_holder(&self) -> Result<Option<LockInfo>, LockError> {
-        match self {
-            Location::Local(path) => super::local::lock_holder(path),
-            Location::S3 { object, region, .. } => {
-                let client = super::s3::client(region).await;
-                Ok(super::s3::lock_holder(&client, object)
-                    .await?
-                    .map(|(info, _)| info))
-            }
-        }
-    }
-
     /// Releases a lock left by a run that is gone; returns who held it.
     pub async fn force_unlock(&self) -> Result<Option<LockInfo>, LockError> {
         match self {

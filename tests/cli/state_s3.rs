@@ -436,18 +436,15 @@ fn s3_unreachable_mid_apply_leaves_everything_applied_in_a_local_file_that_state
     }
 
     moto.unreachable(None);
-    let pushed = trails(
-        &moto,
-        &file,
-        &[
-            "state",
-            "push",
-            "-e",
-            "stable",
-            "--from",
-            fallback.to_str().expect("utf-8"),
-        ],
-    );
+    let push = [
+        "state",
+        "push",
+        "-e",
+        "stable",
+        "--from",
+        fallback.to_str().expect("utf-8"),
+    ];
+    let pushed = trails(&moto, &file, &push);
     assert_eq!(pushed.code, 0, "{}\n{}", pushed.stdout, pushed.stderr);
     assert_eq!(
         state(&moto, "stable")["resources"]
@@ -455,18 +452,7 @@ fn s3_unreachable_mid_apply_leaves_everything_applied_in_a_local_file_that_state
             .map(|r| r.len()),
         saved["resources"].as_object().map(|r| r.len())
     );
-    let stale = trails(
-        &moto,
-        &file,
-        &[
-            "state",
-            "push",
-            "-e",
-            "stable",
-            "--from",
-            fallback.to_str().expect("utf-8"),
-        ],
-    );
+    let stale = trails(&moto, &file, &push);
     assert_eq!(stale.code, 1, "pushed twice: {}", stale.stdout);
     assert!(
         stale.stderr.contains("would overwrite newer changes"),

@@ -1,5 +1,6 @@
 //! Reading a blueprint file: YAML with positions, the environment overlay, variables, typing.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -27,6 +28,26 @@ pub struct Loaded {
     pub document: Document,
     /// The merged YAML tree, kept to point diagnostics at lines.
     pub tree: Node,
+    /// The values of the variables declared `sensitive`: every attribute one reaches is
+    /// sensitive.
+    pub sensitive: Sensitive,
+}
+
+/// The values of sensitive variables; `Debug` never shows them.
+#[derive(Clone, Default)]
+pub struct Sensitive(Vec<String>);
+
+impl Sensitive {
+    /// Whether `text` carries one of the values.
+    pub fn in_text(&self, text: &str) -> bool {
+        self.0.iter().any(|value| text.contains(value.as_str()))
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sensitive({} value(s), not shown)", self.0.len())
+    }
 }
 
 impl Loaded {
@@ -219,14 +240,20 @@ impl Source {
             merge(&mut tree, overlay.clone());
         }
         let mut diagnostics = Vec::new();
-        let mut variables = self.variables(&tree, environment, settings, &mut diagnostics);
+        let declared = self.variables(&tree, environment, settings, &mut diagnostics);
+        let mut variables = declared.values;
         for (name, value) in overrides {
-            if !variables.contains_key(name) {
+            if !declared.names.contains(name) {
                 diagnostics.push(Diagnostic::file_error(
                     self.file.clone(),
                     format!(
                         "--var {name}: the blueprint declares no variable `{name}`; declared: {}",
-                        variables.keys().cloned().collect::<Vec<_>>().join(", ")
+                        declared
+                            .names
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
                 continue;
@@ -239,9 +266,19 @@ impl Source {
             &Scope {
                 environment,
                 variables: &variables,
+                declared: &declared.names,
             },
             &self.file,
             &mut diagnostics,
+        );
+        let sensitive = Sensitive(
+            declared
+                .sensitive
+                .iter()
+                .filter_map(|name| variables.get(name))
+                .filter(|value| !value.is_empty())
+                .cloned()
+                .collect(),
         );
         if !diagnostics.is_empty() {
             return Err(Diagnostics(diagnostics));
@@ -264,6 +301,7 @@ impl Source {
             settings: settings.clone(),
             document,
             tree,
+            sensitive,
         })
     }
 
@@ -274,34 +312,73 @@ impl Source {
         environment: &str,
         settings: &EnvironmentSettings,
         diagnostics: &mut Vec<Diagnostic>,
-    ) -> Map<String> {
-        let mut variables = Map::new();
-        if let Some(Node::Mapping(declared)) =
+    ) -> Declared {
+        let mut declared = Declared::default();
+        if let Some(Node::Mapping(entries)) =
             tree.as_mapping().and_then(|m| m.get_node("variables"))
         {
-            for (name, value) in declared.iter() {
+            for (name, value) in entries.iter() {
+                let path = FieldPath::of("variables").key(name.as_str());
+                let name = name.as_str().to_string();
+                declared.names.insert(name.clone());
                 match value {
                     Node::Scalar(scalar) => {
-                        variables.insert(name.as_str().to_string(), scalar.as_str().to_string());
+                        declared.values.insert(name, scalar.as_str().to_string());
+                    }
+                    Node::Mapping(long) => {
+                        for (key, item) in long.iter() {
+                            let scalar = item.as_scalar().map(|s| s.as_str().to_string());
+                            let here = |message: String| {
+                                located(
+                                    &self.file,
+                                    path.key(key.as_str()),
+                                    item.span().start(),
+                                    message,
+                                )
+                            };
+                            match (key.as_str(), scalar) {
+                                ("value", Some(text)) => {
+                                    declared.values.insert(name.clone(), text);
+                                }
+                                ("sensitive", Some(flag)) if flag == "true" => {
+                                    declared.sensitive.insert(name.clone());
+                                }
+                                ("sensitive", Some(flag)) if flag == "false" => {}
+                                ("sensitive", _) => diagnostics
+                                    .push(here("`sensitive` is `true` or `false`".to_string())),
+                                ("description", Some(_)) => {}
+                                ("value" | "description", None) => diagnostics.push(here(format!(
+                                    "`{}` must be a single value",
+                                    key.as_str()
+                                ))),
+                                (other, _) => diagnostics.push(here(format!(
+                                    "unknown field `{other}` of a variable; expected one of \
+                                     `value`, `sensitive`, `description`"
+                                ))),
+                            }
+                        }
                     }
                     other => diagnostics.push(located(
                         &self.file,
-                        FieldPath::of("variables").key(name.as_str()),
+                        path,
                         other.span().start(),
-                        "a variable's value must be a single string, number or boolean",
+                        "a variable is a single string, number or boolean, or a mapping of \
+                         `value`, `sensitive` and `description`",
                     )),
                 }
             }
         }
         for (name, value) in &settings.variables {
-            variables.insert(name.clone(), value.clone());
+            declared.names.insert(name.clone());
+            declared.values.insert(name.clone(), value.clone());
         }
         let no_variables = Map::new();
         let scope = Scope {
             environment,
             variables: &no_variables,
+            declared: &declared.names,
         };
-        for (name, value) in variables.iter_mut() {
+        for (name, value) in declared.values.iter_mut() {
             let path = FieldPath::of("variables").key(name.as_str());
             match scope.resolve(value) {
                 Ok(resolved) => *value = resolved,
@@ -311,8 +388,16 @@ impl Source {
                 )),
             }
         }
-        variables
+        declared
     }
+}
+
+/// The variables a blueprint declares, with the values known so far.
+#[derive(Default)]
+struct Declared {
+    names: BTreeSet<String>,
+    values: Map<String>,
+    sensitive: BTreeSet<String>,
 }
 
 /// Loads one environment of a blueprint file: read, select, merge, type.
@@ -388,6 +473,8 @@ fn is_null(node: &Node) -> bool {
 struct Scope<'a> {
     environment: &'a str,
     variables: &'a Map<String>,
+    /// Every declared name, with or without a value.
+    declared: &'a BTreeSet<String>,
 }
 
 impl Scope<'_> {
@@ -400,6 +487,12 @@ impl Scope<'_> {
                 Expression::Literal(literal) => resolved.push_str(&expression::escape(&literal)),
                 Expression::Variable(name) => match self.variables.get(&name) {
                     Some(value) => resolved.push_str(value),
+                    None if self.declared.contains(&name) => {
+                        return Err(format!(
+                            "variable `{name}` has no value: give it with `--var {name}=VALUE`, \
+                             `--var-file`, `TRAILS_VAR_{name}` or the environment's `variables`"
+                        ));
+                    }
                     None => {
                         let known = self.variables.keys().cloned().collect::<Vec<_>>();
                         return Err(format!(

@@ -23,9 +23,11 @@ pub struct Document {
     /// Directory of templates and migration files, relative to the blueprint file.
     #[serde(default = "default_templates")]
     pub templates: String,
-    /// Values for `${var.NAME}` references; environments may override them.
+    /// Values for `${var.NAME}` references; environments may override them. Each is a value,
+    /// or `{ value, sensitive, description }` (a sensitive one's value never shows in a plan
+    /// or the state). Read from the YAML while loading, where each gets its own diagnostics.
     #[serde(default)]
-    pub variables: Map<String>,
+    pub variables: serde::de::IgnoredAny,
     /// The VPC and everything inside it.
     pub network: Option<Network>,
     /// Service-account roles (IRSA); cluster and node roles are derived from `eks`.

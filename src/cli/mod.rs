@@ -57,6 +57,9 @@ enum Command {
     /// What the applied resources expose (endpoints, ids, ARNs), read from the state:
     /// `ADDRESS.OUTPUT = VALUE` lines, or `--json`.
     Output(state::OutputArgs),
+    /// Adopt something that exists without trails' mark (a namespace, Helm release, Kafka
+    /// topic, database) as a blueprint address on the next apply, instead of refusing it.
+    Import(state::ImportArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
     /// Inspect, move and unlock the recorded state.
@@ -389,6 +392,7 @@ pub fn main() -> ExitCode {
         Command::State(command) => state::run(command, output),
         Command::Env(command) => env::run(command, output),
         Command::Output(args) => state::output(args),
+        Command::Import(args) => state::import(args),
         Command::Completions(args) => completions::run(args),
         Command::Ingest(command) => ingest::run(command),
         Command::EksToken(args) => eks_token::run(args),

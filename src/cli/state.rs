@@ -335,6 +335,37 @@ pub struct OutputArgs {
     json: bool,
 }
 
+/// `trails import`: what to adopt.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    args: StateArgs,
+    /// The blueprint's address for it, e.g. `k8s.namespace.web`.
+    address: String,
+    /// What exists now: a namespace's name, a release's `NAMESPACE/NAME`, a topic's or a
+    /// database's name.
+    id: String,
+}
+
+/// `trails import ADDRESS ID`: records that the next apply adopts `ID`, which exists without
+/// trails' mark, as `ADDRESS` instead of refusing it.
+pub fn import(args: ImportArgs) -> Result<Outcome, Failure> {
+    let (loaded, _) = args.args.locate()?;
+    let graph = crate::graph::build(&loaded, crate::resources::expand)?;
+    if graph.get(&args.address).is_none() {
+        return Err(Failure::User(anyhow!(
+            "`{}` is not declared in the blueprint for environment {}; `trails graph` lists \
+             the addresses it declares",
+            args.address,
+            loaded.environment
+        )));
+    }
+    let (address, id) = (args.address, args.id);
+    edit(args.args, "import", |state| {
+        crate::state::edit::import(state, &address, &id)
+    })
+}
+
 /// `trails output`: what applied resources expose (endpoints, ids, ARNs), from the state.
 /// Secret outputs are never recorded, so never shown.
 pub fn output(args: OutputArgs) -> Result<Outcome, Failure> {

@@ -355,6 +355,8 @@ struct Task {
     intent: Option<Intent>,
     /// The idempotency token of this create: its intent's.
     token: String,
+    /// For a create: what `trails import` named, adopted instead of created.
+    import: Option<String>,
 }
 
 impl Task {
@@ -425,6 +427,10 @@ impl Task {
                 .get(&change.address)
                 .map(|intent| intent.token.clone())
                 .unwrap_or_default(),
+            import: change
+                .import
+                .clone()
+                .filter(|_| change.action == Action::Create),
         })
     }
 
@@ -515,6 +521,11 @@ impl Task {
                 ))
             }
             _ => {
+                if let Some(id) = &self.import {
+                    return Ok(Effect::Applied(
+                        provider.import(&self.address, &desired, id).await?,
+                    ));
+                }
                 // Adopt what an interrupted run created but never recorded.
                 let found = match &self.intent {
                     Some(intent) => {
@@ -550,6 +561,7 @@ async fn record(
                 .update(|state| {
                     state.resources.shift_remove(&change.address);
                     state.intents.shift_remove(&change.address);
+                    state.imports.shift_remove(&change.address);
                 })
                 .await
         }
@@ -569,6 +581,7 @@ async fn record(
                 .update(|state| {
                     state.resources.insert(change.address.clone(), entry);
                     state.intents.shift_remove(&change.address);
+                    state.imports.shift_remove(&change.address);
                 })
                 .await
         }

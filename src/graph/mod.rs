@@ -28,6 +28,8 @@ pub struct Resource {
     pub depends_on: BTreeSet<String>,
     /// The blueprint field it came from, for diagnostics.
     pub origin: FieldPath,
+    /// Attributes a sensitive variable reaches: shown `(sensitive)`, recorded as a digest.
+    pub sensitive: BTreeSet<String>,
 }
 
 impl Resource {
@@ -77,6 +79,18 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// trails' mark on the resource of type `S` named `name`, for what carries no AWS tags
+    /// (Kubernetes objects, Helm releases, databases): `BLUEPRINT/ENVIRONMENT/ADDRESS`. What
+    /// exists without it is not this environment's to adopt, change or delete.
+    pub fn owner<S: Spec>(&self, name: &str) -> String {
+        format!(
+            "{}/{}/{}.{name}",
+            self.loaded.document.blueprint,
+            self.loaded.environment,
+            S::KIND.name
+        )
+    }
+
     /// Adds a resource of type `S` named `name`; returns its address.
     pub fn add<S: Spec>(&mut self, name: &str, spec: &S, origin: FieldPath) -> String {
         let address = format!("{}.{name}", S::KIND.name);
@@ -105,6 +119,17 @@ impl<'a> Builder<'a> {
             );
             return address;
         }
+        let sensitive = attributes
+            .iter()
+            .filter(|(_, value)| {
+                let mut carries = false;
+                visit_strings(value, &mut |text| {
+                    carries |= self.loaded.sensitive.in_text(text);
+                });
+                carries
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         self.resources.insert(
             address.clone(),
             Resource {
@@ -113,6 +138,7 @@ impl<'a> Builder<'a> {
                 attributes,
                 depends_on: BTreeSet::new(),
                 origin,
+                sensitive,
             },
         );
         address

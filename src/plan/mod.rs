@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::blueprint::expression::{self, Expression};
 use crate::graph::{Graph, Resource};
 use crate::providers::Observed;
-use crate::resources::{self, Kind};
+use crate::resources;
 use crate::state::{Recorded, State};
 
 /// What will happen to one resource.
@@ -83,6 +83,9 @@ pub struct Change {
     /// update starts from, so it changes back what was changed by hand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<serde_json::Map<String, Value>>,
+    /// For a create: the id `trails import` named, adopted instead of created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
 }
 
 /// What a refresh found.
@@ -226,7 +229,10 @@ pub fn plan(graph: &Graph, state: &State) -> Plan {
             .get(&resource.address)
             .filter(|recorded| recorded.kind == resource.kind.name);
         let change = match recorded {
-            None => creation(resource, &outputs),
+            None => Change {
+                import: state.imports.get(&resource.address).cloned(),
+                ..creation(resource, &outputs)
+            },
             Some(recorded) => comparison(resource, recorded, &outputs),
         };
         let exposed = match (change.action, recorded) {
@@ -316,6 +322,7 @@ fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
                 attributes: indexmap::IndexMap::new(),
                 drift: Vec::new(),
                 live: None,
+                import: None,
             }
         })
         .collect()
@@ -364,7 +371,7 @@ fn creation(resource: &Resource, outputs: &HashMap<&str, Outputs<'_>>) -> Change
         .attributes
         .iter()
         .map(|(name, value)| {
-            let sensitive = is_sensitive(resource.kind, name, value);
+            let sensitive = is_sensitive(resource, name, value);
             let resolved = resolve(value, outputs);
             let change = AttributeChange {
                 before: None,
@@ -388,6 +395,7 @@ fn creation(resource: &Resource, outputs: &HashMap<&str, Outputs<'_>>) -> Change
         attributes,
         drift: Vec::new(),
         live: None,
+        import: None,
     }
 }
 
@@ -411,7 +419,7 @@ fn comparison(
     for name in names {
         let desired = resource.attributes.get(name).unwrap_or(&Value::Null);
         let before = recorded.attributes.get(name).unwrap_or(&Value::Null);
-        let sensitive = is_sensitive(resource.kind, name, desired);
+        let sensitive = is_sensitive(resource, name, desired);
         let resolved = resolve(desired, outputs);
         let changed = match &resolved {
             Resolved::Unknown => true,
@@ -466,6 +474,7 @@ fn comparison(
         attributes,
         drift: Vec::new(),
         live: None,
+        import: None,
     }
 }
 
@@ -476,7 +485,7 @@ pub fn recordable(resource: &Resource, state: &State) -> Option<Map<String, Valu
     let mut attributes = resolved(resource, state)?;
     for (name, value) in attributes.iter_mut() {
         let written = resource.attributes.get(name).unwrap_or(&Value::Null);
-        if is_sensitive(resource.kind, name, written) {
+        if is_sensitive(resource, name, written) {
             *value = Value::String(digest(value));
         }
     }
@@ -501,9 +510,10 @@ pub fn resolved(resource: &Resource, state: &State) -> Option<Map<String, Value>
     Some(attributes)
 }
 
-/// An attribute is sensitive when its type says so or it references a secret output.
-fn is_sensitive(kind: &Kind, name: &str, value: &Value) -> bool {
-    if kind.sensitive.contains(&name) {
+/// An attribute is sensitive when its type says so, a sensitive variable reaches it, or it
+/// references a secret output.
+fn is_sensitive(resource: &Resource, name: &str, value: &Value) -> bool {
+    if resource.kind.sensitive.contains(&name) || resource.sensitive.contains(name) {
         return true;
     }
     let mut secret = false;

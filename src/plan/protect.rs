@@ -90,6 +90,7 @@ mod tests {
                 attributes: indexmap::IndexMap::new(),
                 drift: Vec::new(),
                 live: None,
+                import: None,
             })
             .collect();
         Plan {

@@ -78,6 +78,10 @@ fn change(out: &mut String, change: &Change) {
         Action::Update => " (update in place)".to_string(),
         Action::Replace => format!(" (replace: {})", change.reasons.join("; ")),
         Action::Delete => " (delete)".to_string(),
+        Action::Create => match &change.import {
+            Some(id) => format!(" (import {id}: adopted and marked, not created)"),
+            None => String::new(),
+        },
         _ => String::new(),
     };
     out.push_str(&format!(

@@ -24,7 +24,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::http::{self, Server, Shared};
-use super::{Applied, Converging, Observed, Provider, ProviderError, recorded_spec, spec};
+use super::{
+    Applied, Converging, Observed, Provider, ProviderError, Takeover, recorded_spec, spec,
+};
 use crate::resources::dayone::ClickHouseDatabase;
 use crate::state::Recorded;
 
@@ -319,11 +321,20 @@ impl DatabaseProvider {
 
 #[async_trait]
 impl Converging for DatabaseProvider {
-    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
+    // Not marked yet: what exists under the name is taken over (see the trait).
+    async fn converge(
+        &self,
+        desired: &Value,
+        _takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
         self.apply_database(desired).await
     }
 
-    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError> {
+        Ok(spec::<ClickHouseDatabase>(desired)?.name)
+    }
+
+    async fn remove(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         if self.0.release_goes(recorded) {
             return Ok(());
         }

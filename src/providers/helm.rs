@@ -18,13 +18,15 @@ use tokio::process::Command;
 
 use super::kube::Cluster;
 use super::{
-    Applied, Converging, Observed, Provider, ProviderError, recorded_spec, spec, template,
+    Applied, Converging, Observed, Provider, ProviderError, Takeover, may_delete, may_take_over,
+    recorded_spec, spec, template,
 };
 use crate::resources::helm::Release;
 use crate::state::Recorded;
 
-/// The oldest helm trails drives (`uninstall --wait` came in 3.7; 3.8 made OCI charts stable).
-pub const MINIMUM: (u64, u64, u64) = (3, 8, 0);
+/// The oldest helm trails drives: release labels (`--labels`), which carry trails' mark, came
+/// in 3.13 (`uninstall --wait` in 3.7, stable OCI charts in 3.8).
+pub const MINIMUM: (u64, u64, u64) = (3, 13, 0);
 
 /// Registers the release provider.
 pub fn register(cluster: &Arc<Cluster>, by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
@@ -149,8 +151,81 @@ pub fn install_args(
         "--values".into(),
         values.display().to_string(),
     ]);
+    if let Some(labels) = labels(&release.owner) {
+        args.extend(["--labels".into(), labels]);
+    }
     args.extend(cluster.iter().cloned());
     args
+}
+
+/// The release labels that carry trails' mark `BLUEPRINT/ENVIRONMENT/helm.release.NAME`:
+/// one label per part, as label values allow no `/` and at most 63 characters. `None` for an
+/// owner of another shape (a state written before marks).
+fn labels(owner: &str) -> Option<String> {
+    let (blueprint, environment, name) = owner_parts(owner)?;
+    Some(format!(
+        "{BLUEPRINT_LABEL}={blueprint},{ENVIRONMENT_LABEL}={environment},{RESOURCE_LABEL}={name}"
+    ))
+}
+
+fn owner_parts(owner: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = owner.splitn(3, '/');
+    let (blueprint, environment, address) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((
+        blueprint,
+        environment,
+        address.strip_prefix("helm.release.")?,
+    ))
+}
+
+const BLUEPRINT_LABEL: &str = "trails-blueprint";
+const ENVIRONMENT_LABEL: &str = "trails-environment";
+const RESOURCE_LABEL: &str = "trails-resource";
+
+/// `None` when no release `name` exists in `namespace`; else the mark it carries: `owner`
+/// when its labels are that owner's, another trails owner's, or none.
+async fn mark_of(
+    name: &str,
+    namespace: &str,
+    owner: &str,
+    cluster: &[String],
+) -> Result<Option<Option<String>>, ProviderError> {
+    match status(name, namespace, cluster).await {
+        Ok(_) => {}
+        Err(ProviderError::Api { message, .. }) if message.contains("not found") => {
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    }
+    let listed = |selector: String| async move {
+        let mut args: Vec<String> = vec![
+            "list".into(),
+            "--namespace".into(),
+            namespace.to_string(),
+            "--all".into(),
+            "--filter".into(),
+            format!("^{}$", name.replace('.', "\\.")),
+            "--selector".into(),
+            selector,
+            "--output".into(),
+            "json".into(),
+        ];
+        args.extend(cluster.iter().cloned());
+        let text = run(&format!("helm list {name}"), &args).await?;
+        let found: Value = serde_json::from_str(&text).map_err(|error| ProviderError::Api {
+            operation: format!("helm list {name}"),
+            message: format!("answered something that is not JSON: {error}"),
+        })?;
+        Ok::<bool, ProviderError>(found.as_array().is_some_and(|found| !found.is_empty()))
+    };
+    if let Some(labels) = labels(owner)
+        && listed(labels).await?
+    {
+        return Ok(Some(Some(owner.to_string())));
+    }
+    Ok(Some(listed(ENVIRONMENT_LABEL.to_string()).await?.then(
+        || "another trails blueprint or environment".to_string(),
+    )))
 }
 
 /// The arguments of `helm uninstall` for one release.
@@ -260,7 +335,7 @@ async fn run(operation: &str, args: &[String]) -> Result<String, ProviderError> 
 }
 
 impl ReleaseProvider {
-    async fn install(&self, desired: &Value) -> Result<Applied, ProviderError> {
+    async fn install(&self, desired: &Value, takeover: Takeover) -> Result<Applied, ProviderError> {
         let release: Release = spec(desired)?;
         let major = check_version().await?.0;
         let rendered = match &release.values_template {
@@ -283,6 +358,22 @@ impl ReleaseProvider {
             ProviderError::Invalid(format!("cannot write helm values: {error}"))
         })?;
         let kubeconfig = self.cluster.kubeconfig().await?;
+        if let Some(found) = mark_of(
+            &release.name,
+            &release.namespace,
+            &release.owner,
+            &kubeconfig.args,
+        )
+        .await?
+        {
+            may_take_over(
+                &format!("helm release {}/{}", release.namespace, release.name),
+                found.as_deref(),
+                &release.owner,
+                takeover,
+                &format!("{}/{}", release.namespace, release.name),
+            )?;
+        }
         refuse_pending(&release, &kubeconfig.args).await?;
         let args = install_args(
             &release,
@@ -408,13 +499,38 @@ fn last_lines(stderr: &[u8], stdout: &[u8]) -> String {
 
 #[async_trait]
 impl Converging for ReleaseProvider {
-    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
-        self.install(desired).await
+    async fn converge(
+        &self,
+        desired: &Value,
+        takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
+        self.install(desired, takeover).await
     }
 
-    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError> {
+        let release: Release = spec(desired)?;
+        Ok(format!("{}/{}", release.namespace, release.name))
+    }
+
+    async fn remove(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         let release: Release = recorded_spec(recorded)?;
         let kubeconfig = self.cluster.kubeconfig().await?;
+        let Some(found) = mark_of(
+            &release.name,
+            &release.namespace,
+            &release.owner,
+            &kubeconfig.args,
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        may_delete(
+            &format!("helm release {}/{}", release.namespace, release.name),
+            found.as_deref(),
+            &release.owner,
+            address,
+        )?;
         let args = uninstall_args(&release, &kubeconfig.args);
         match run(&format!("helm uninstall {}", release.name), &args).await {
             Ok(_) => Ok(()),
@@ -496,6 +612,7 @@ mod tests {
 
     fn release(repository: &str) -> Release {
         Release {
+            owner: "platform/prod/helm.release.cert-manager".into(),
             name: "cert-manager".into(),
             chart: "cert-manager".into(),
             repository: repository.into(),
@@ -531,7 +648,8 @@ mod tests {
             args.join(" "),
             "upgrade --install cert-manager cert-manager --repo https://charts.jetstack.io \
              --version v1.16.1 --namespace cert-manager --atomic --wait --timeout 10m \
-             --values /tmp/v.yaml --kube-context kind"
+             --values /tmp/v.yaml --labels trails-blueprint=platform,trails-environment=prod,\
+             trails-resource=cert-manager --kube-context kind"
         );
         let oci = install_args(
             &release("oci://registry.example/charts/"),

@@ -1,9 +1,10 @@
 //! Kafka topics, through the brokers' admin API (librdkafka via rdkafka).
 //!
-//! Topics carry no tags, so a topic is trails' by name: creating one that already exists brings
-//! it to the blueprint (partitions grow, configuration set) instead of failing, which is also how
-//! a run interrupted after the create call resumes. Kafka cannot remove partitions, so a topic
-//! with more than declared is a conflict for a human to settle.
+//! Topics carry no tags, and brokers refuse topic configuration keys they do not know, so the
+//! state is the record of which topics are trails': a topic that exists when trails would create
+//! it is refused, unless the environment's own interrupted create made it (its intent is in the
+//! state) or `trails import` names it. Kafka cannot remove partitions, so a topic with more than
+//! declared is a conflict for a human to settle.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Applied, Provider, ProviderError, Read, recorded_spec, spec};
 use crate::resources::dayone::Topic;
-use crate::state::Recorded;
+use crate::state::{Intent, Recorded};
 
 /// How long one admin request may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -162,9 +163,42 @@ impl Provider for TopicProvider {
         Ok(None)
     }
 
-    async fn create(
+    /// The topic an interrupted create made: its CreateTopics carried the declared
+    /// partitions and configuration.
+    async fn find_intended(
         &self,
         _address: &str,
+        desired: &Value,
+        _intent: &Intent,
+    ) -> Result<Option<Applied>, ProviderError> {
+        let topic: Topic = spec(desired)?;
+        let admin = admin(&topic.bootstrap_servers)?;
+        Ok(partitions(&admin, &topic.name, REQUEST_TIMEOUT)
+            .await?
+            .map(|_| applied(&topic)))
+    }
+
+    async fn import(
+        &self,
+        address: &str,
+        desired: &Value,
+        id: &str,
+    ) -> Result<Applied, ProviderError> {
+        let topic: Topic = spec(desired)?;
+        if topic.name != id {
+            return Err(ProviderError::Invalid(format!(
+                "{address} is topic `{}` in the blueprint, not `{id}`",
+                topic.name
+            )));
+        }
+        let admin = admin(&topic.bootstrap_servers)?;
+        converge(&admin, &topic, true).await?;
+        Ok(applied(&topic))
+    }
+
+    async fn create(
+        &self,
+        address: &str,
         desired: &Value,
         _token: &str,
     ) -> Result<Applied, ProviderError> {
@@ -191,7 +225,13 @@ impl Provider for TopicProvider {
             match result {
                 Ok(_) => {}
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    converge(&admin, &topic, !topic.config.is_empty()).await?;
+                    return Err(ProviderError::Conflict(format!(
+                        "Kafka topic {name} already exists and this environment did not \
+                         record making it: trails does not take it over. Rename it in the \
+                         blueprint, delete it, or adopt it explicitly with `trails import \
+                         {address} {name}`",
+                        name = topic.name
+                    )));
                 }
                 Err((name, code)) => {
                     return Err(ProviderError::Api {

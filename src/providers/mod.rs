@@ -102,6 +102,63 @@ impl Observed {
     }
 }
 
+/// What a create may take over when something already exists under the resource's name, for
+/// what carries trails' mark in a label, an annotation or a comment instead of AWS tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Only what carries this resource's own mark: a create.
+    Marked,
+    /// Also what carries no trails mark at all: the object of a recorded resource written
+    /// before trails marked what it makes, or what `trails import` names. Never what is
+    /// marked for another blueprint, environment or address.
+    Unmarked,
+}
+
+/// Whether an existing thing that carries the mark `found` may be taken over by the resource
+/// marked `owner`; `what` names it and `id` is what `trails import` would take, for the
+/// refusal.
+pub fn may_take_over(
+    what: &str,
+    found: Option<&str>,
+    owner: &str,
+    takeover: Takeover,
+    id: &str,
+) -> Result<(), ProviderError> {
+    let import = match owner.splitn(3, '/').collect::<Vec<_>>()[..] {
+        [_, environment, address] => format!("trails import -e {environment} {address} {id}"),
+        _ => format!("trails import ADDRESS {id}"),
+    };
+    match found {
+        Some(found) if found == owner => Ok(()),
+        None if takeover == Takeover::Unmarked => Ok(()),
+        None => Err(ProviderError::Conflict(format!(
+            "{what} already exists and carries no trails mark: trails did not make it and does              not take it over. Rename it in the blueprint, delete it, or adopt it explicitly              with `{import}`"
+        ))),
+        Some(found) => Err(ProviderError::Conflict(format!(
+            "{what} already exists and belongs to {found}, not {owner}: rename it in the              blueprint, or delete it from the environment that made it"
+        ))),
+    }
+}
+
+/// Whether an existing thing that carries the mark `found` may be deleted by the resource
+/// marked `owner`: only when it carries that very mark.
+pub fn may_delete(
+    what: &str,
+    found: Option<&str>,
+    owner: &str,
+    address: &str,
+) -> Result<(), ProviderError> {
+    match found {
+        Some(found) if found == owner => Ok(()),
+        None => Err(ProviderError::Conflict(format!(
+            "{what} carries no trails mark, so it is left in place: someone else made it, or              trails recorded it before it marked what it makes. If it is this environment's,              `trails apply` marks it (then delete again); otherwise `trails state rm {address}`              forgets it"
+        ))),
+        Some(found) => Err(ProviderError::Conflict(format!(
+            "{what} belongs to {found}, not {owner}, so it is left in place; `trails state rm              {address}` forgets it"
+        ))),
+    }
+}
+
 /// What a pure [`Provider::read`] found where the resource lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Read {
@@ -170,6 +227,19 @@ pub trait Provider: Send + Sync {
         desired: &Value,
         token: &str,
     ) -> Result<Applied, ProviderError>;
+    /// Adopts `id`, which exists without trails' mark, as the resource at `address`
+    /// (`trails import`): marks it as this environment's and brings it to `desired`. Refuses
+    /// what another environment marked, and an `id` that is not what the blueprint names.
+    async fn import(
+        &self,
+        address: &str,
+        _desired: &Value,
+        _id: &str,
+    ) -> Result<Applied, ProviderError> {
+        Err(ProviderError::Invalid(format!(
+            "{address}: trails cannot import this type yet"
+        )))
+    }
     /// Changes an existing resource in place.
     async fn update(
         &self,
@@ -196,10 +266,20 @@ pub trait Provider: Send + Sync {
 /// run left, so there is nothing to find first, and an update is the same call.
 #[async_trait]
 pub trait Converging: Send + Sync {
-    /// Brings the resource to `desired`, whatever exists now.
-    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError>;
-    /// Deletes the resource; one already gone is success.
-    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError>;
+    /// Brings the resource to `desired`: what exists now is taken over as `takeover` allows
+    /// (types that carry no mark yet, OpenSearch templates and policies and ClickHouse
+    /// databases, take over whatever exists).
+    async fn converge(&self, desired: &Value, takeover: Takeover)
+    -> Result<Applied, ProviderError>;
+    /// The name the blueprint gives what `desired` makes, as `trails import` takes it.
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError>;
+    /// See [`Provider::find_intended`]: for a type whose mark is not set in the same call that
+    /// makes it.
+    async fn find_intended(&self, _desired: &Value) -> Result<Option<Applied>, ProviderError> {
+        Ok(None)
+    }
+    /// Deletes the resource at `address`; one already gone is success.
+    async fn remove(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError>;
     /// Reads the resource back (see [`Provider::observe`]).
     async fn observe(&self, _recorded: &Recorded) -> Result<Observed, ProviderError> {
         Ok(Observed::NotChecked)
@@ -216,13 +296,37 @@ impl<T: Converging> Provider for T {
         Ok(None)
     }
 
+    async fn find_intended(
+        &self,
+        _address: &str,
+        desired: &Value,
+        _intent: &Intent,
+    ) -> Result<Option<Applied>, ProviderError> {
+        Converging::find_intended(self, desired).await
+    }
+
     async fn create(
         &self,
         _address: &str,
         desired: &Value,
         _token: &str,
     ) -> Result<Applied, ProviderError> {
-        self.converge(desired).await
+        self.converge(desired, Takeover::Marked).await
+    }
+
+    async fn import(
+        &self,
+        address: &str,
+        desired: &Value,
+        id: &str,
+    ) -> Result<Applied, ProviderError> {
+        let named = self.id_of(desired)?;
+        if named != id {
+            return Err(ProviderError::Invalid(format!(
+                "{address} is `{named}` in the blueprint, not `{id}`"
+            )));
+        }
+        self.converge(desired, Takeover::Unmarked).await
     }
 
     async fn update(
@@ -231,11 +335,13 @@ impl<T: Converging> Provider for T {
         _recorded: &Recorded,
         desired: &Value,
     ) -> Result<Applied, ProviderError> {
-        self.converge(desired).await
+        // A recorded resource is this environment's: one recorded before trails marked what
+        // it makes gets its mark now.
+        self.converge(desired, Takeover::Unmarked).await
     }
 
-    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        self.remove(recorded).await
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        self.remove(address, recorded).await
     }
 
     async fn observe(
@@ -327,4 +433,33 @@ pub fn recorded_spec<T: serde::de::DeserializeOwned>(
     recorded: &Recorded,
 ) -> Result<T, ProviderError> {
     spec(&Value::Object(recorded.attributes.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_own_mark_is_taken_over_or_deleted_and_unmarked_only_when_allowed() {
+        let owner = "platform/dev/k8s.namespace.web";
+        let other = "platform/prod/k8s.namespace.web";
+        assert!(may_take_over("ns", Some(owner), owner, Takeover::Marked, "web").is_ok());
+        let refused = may_take_over("ns", None, owner, Takeover::Marked, "web")
+            .expect_err("unmarked is refused on create");
+        assert!(
+            refused
+                .to_string()
+                .contains("trails import -e dev k8s.namespace.web web"),
+            "{refused}"
+        );
+        assert!(may_take_over("ns", None, owner, Takeover::Unmarked, "web").is_ok());
+        for takeover in [Takeover::Marked, Takeover::Unmarked] {
+            let refused = may_take_over("ns", Some(other), owner, takeover, "web")
+                .expect_err("another environment's is never taken over");
+            assert!(refused.to_string().contains(other), "{refused}");
+        }
+        assert!(may_delete("ns", Some(owner), owner, "k8s.namespace.web").is_ok());
+        assert!(may_delete("ns", None, owner, "k8s.namespace.web").is_err());
+        assert!(may_delete("ns", Some(other), owner, "k8s.namespace.web").is_err());
+    }
 }

@@ -19,7 +19,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::http::{self, Answer, Server, Shared};
-use super::{Applied, Converging, Observed, Provider, ProviderError, recorded_spec, spec};
+use super::{
+    Applied, Converging, Observed, Provider, ProviderError, Takeover, recorded_spec, spec,
+};
 use crate::resources::dayone::{IndexTemplate, IsmPolicy, Migration};
 use crate::state::Recorded;
 
@@ -277,11 +279,20 @@ impl TemplateProvider {
 
 #[async_trait]
 impl Converging for TemplateProvider {
-    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
+    // Not marked yet: what exists under the name is taken over (see the trait).
+    async fn converge(
+        &self,
+        desired: &Value,
+        _takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
         self.put(desired).await
     }
 
-    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError> {
+        Ok(spec::<IndexTemplate>(desired)?.name)
+    }
+
+    async fn remove(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         if self.0.release_goes(recorded) {
             return Ok(());
         }
@@ -345,11 +356,20 @@ impl PolicyProvider {
 
 #[async_trait]
 impl Converging for PolicyProvider {
-    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
+    // Not marked yet: what exists under the name is taken over (see the trait).
+    async fn converge(
+        &self,
+        desired: &Value,
+        _takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
         self.put(desired).await
     }
 
-    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError> {
+        Ok(spec::<IsmPolicy>(desired)?.name)
+    }
+
+    async fn remove(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         if self.0.release_goes(recorded) {
             return Ok(());
         }

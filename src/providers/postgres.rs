@@ -27,7 +27,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config};
 
-use super::{Applied, Converging, Provider, ProviderError, recorded_spec, spec};
+use super::{
+    Applied, Converging, Provider, ProviderError, Takeover, may_delete, may_take_over,
+    recorded_spec, spec,
+};
 use crate::error_chain;
 use crate::ingest::keys::MIGRATION_LOCK;
 use crate::resources::dayone::PostgresDatabase;
@@ -71,6 +74,30 @@ struct DatabaseProvider {
 /// `name` as a quoted SQL identifier.
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// How a database's comment says which resource made it.
+const MARK: &str = "managed by trails: ";
+
+/// `text` as a quoted SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `None` when the database does not exist, else the mark its comment carries, if any.
+async fn mark_of(admin: &Client, name: &str) -> Result<Option<Option<String>>, ProviderError> {
+    let row = admin
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_catalog.pg_database \
+             WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|error| sql_error("look up the database", error))?;
+    Ok(row.map(|row| {
+        row.get::<_, Option<String>>(0)
+            .and_then(|comment| comment.strip_prefix(MARK).map(str::to_string))
+    }))
 }
 
 /// `sha256:...` of a file's bytes, as the plan records it.
@@ -171,23 +198,37 @@ impl DatabaseProvider {
             })
     }
 
-    /// Creates what is missing and runs the migrations not yet run.
-    async fn apply_database(&self, database: &PostgresDatabase) -> Result<Applied, ProviderError> {
+    /// Creates what is missing, marks the database as this environment's and runs the
+    /// migrations not yet run; an existing database is taken over as `takeover` allows.
+    async fn apply_database(
+        &self,
+        database: &PostgresDatabase,
+        takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
         let admin = self.connect(database, "postgres").await?;
-        let exists = admin
-            .query_opt(
-                "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
-                &[&database.name],
-            )
-            .await
-            .map_err(|error| sql_error("look up the database", error))?
-            .is_some();
-        if !exists {
-            admin
+        match mark_of(&admin, &database.name).await? {
+            Some(found) => may_take_over(
+                &format!("PostgreSQL database {}", database.name),
+                found.as_deref(),
+                &database.owner,
+                takeover,
+                &database.name,
+            )?,
+            None => admin
                 .batch_execute(&format!("CREATE DATABASE {}", quoted(&database.name)))
                 .await
-                .map_err(|error| sql_error(&format!("CREATE DATABASE {}", database.name), error))?;
+                .map_err(|error| sql_error(&format!("CREATE DATABASE {}", database.name), error))?,
         }
+        // CREATE DATABASE cannot run in a transaction: a run killed before this comment
+        // leaves an unmarked database, which its intent lets the next run adopt.
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS {}",
+                quoted(&database.name),
+                literal(&format!("{MARK}{}", database.owner))
+            ))
+            .await
+            .map_err(|error| sql_error(&format!("mark database {}", database.name), error))?;
         drop(admin);
         let mut client = self.connect(database, &database.name).await?;
         for schema in &database.schemas {
@@ -306,11 +347,33 @@ fn sql_error(operation: &str, error: tokio_postgres::Error) -> ProviderError {
 
 #[async_trait]
 impl Converging for DatabaseProvider {
-    async fn converge(&self, desired: &Value) -> Result<Applied, ProviderError> {
-        self.apply_database(&spec(desired)?).await
+    async fn converge(
+        &self,
+        desired: &Value,
+        takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
+        self.apply_database(&spec(desired)?, takeover).await
     }
 
-    async fn remove(&self, recorded: &Recorded) -> Result<(), ProviderError> {
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError> {
+        Ok(spec::<PostgresDatabase>(desired)?.name)
+    }
+
+    /// The database an interrupted create made, marked or not yet (it was killed between
+    /// `CREATE DATABASE` and the comment), finished; another environment's is refused.
+    async fn find_intended(&self, desired: &Value) -> Result<Option<Applied>, ProviderError> {
+        let database: PostgresDatabase = spec(desired)?;
+        let admin = self.connect(&database, "postgres").await?;
+        if mark_of(&admin, &database.name).await?.is_none() {
+            return Ok(None);
+        }
+        drop(admin);
+        self.apply_database(&database, Takeover::Unmarked)
+            .await
+            .map(Some)
+    }
+
+    async fn remove(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         // The engine put the master password back into the recorded attributes.
         let database: PostgresDatabase = recorded_spec(recorded)?;
         let instance = crate::resources::address::<DbInstance>(&database.instance);
@@ -318,6 +381,15 @@ impl Converging for DatabaseProvider {
             return Ok(());
         }
         let admin = self.connect(&database, "postgres").await?;
+        let Some(found) = mark_of(&admin, &database.name).await? else {
+            return Ok(());
+        };
+        may_delete(
+            &format!("PostgreSQL database {}", database.name),
+            found.as_deref(),
+            &database.owner,
+            address,
+        )?;
         // FORCE ends the sessions still open on it (PostgreSQL 13 and later).
         admin
             .batch_execute(&format!(

@@ -81,6 +81,9 @@ pub struct PostgresDatabase {
     pub schemas: Vec<String>,
     /// Migrations in order.
     pub migrations: Vec<Migration>,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for PostgresDatabase {
@@ -205,9 +208,11 @@ pub fn expand(builder: &mut Builder<'_>) {
     for (instance, spec) in &doc.postgres {
         for (database, db) in &spec.databases {
             let migrations = migrations(builder, &db.migrations);
+            let name = format!("{instance}-{}", address_name(database));
             builder.add(
-                &format!("{instance}-{}", address_name(database)),
+                &name,
                 &PostgresDatabase {
+                    owner: builder.owner::<PostgresDatabase>(&name),
                     instance: instance.clone(),
                     host: output::<DbInstance>(instance, "address"),
                     port: output::<DbInstance>(instance, "port"),

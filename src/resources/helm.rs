@@ -34,6 +34,9 @@ pub struct Release {
     pub values: BTreeMap<String, Value>,
     /// Minutes helm may wait for readiness.
     pub timeout_minutes: u32,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for Release {
@@ -70,6 +73,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         let address = builder.add(
             name,
             &Release {
+                owner: builder.owner::<Release>(name),
                 name: name.clone(),
                 chart: release.chart.clone(),
                 repository: release.repository.clone(),

@@ -31,6 +31,7 @@ pub fn expand(builder: &mut Builder<'_>) {
     let secret = builder.add(
         ENV_SECRET,
         &Secret {
+            owner: builder.owner::<Secret>(ENV_SECRET),
             name: ENV_SECRET.to_string(),
             namespace: ingest.namespace.clone(),
             data: sorted(&ingest.env),
@@ -87,9 +88,11 @@ pub fn expand(builder: &mut Builder<'_>) {
             continue;
         }
         let path = format!("ingest/{template}");
+        let name = format!("ingest-{stem}");
         let address = builder.add(
-            &format!("ingest-{stem}"),
+            &name,
             &Manifest {
+                owner: builder.owner::<Manifest>(&name),
                 template: path.clone(),
                 template_digest: file_digest(loaded, &path),
                 namespace: Some(ingest.namespace.clone()),

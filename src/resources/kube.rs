@@ -17,6 +17,9 @@ pub struct Namespace {
     pub name: String,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for Namespace {
@@ -48,6 +51,9 @@ pub struct StorageClass {
     pub allow_volume_expansion: bool,
     /// Cluster default.
     pub default: bool,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for StorageClass {
@@ -84,6 +90,9 @@ pub struct RoleBinding {
     pub group: String,
     /// Cluster role.
     pub cluster_role: String,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for RoleBinding {
@@ -110,6 +119,9 @@ pub struct Secret {
     pub namespace: String,
     /// Keys and values.
     pub data: BTreeMap<String, String>,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for Secret {
@@ -135,6 +147,9 @@ pub struct Manifest {
     pub namespace: Option<String>,
     /// Template values.
     pub values: BTreeMap<String, Value>,
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS` (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl Spec for Manifest {
@@ -178,6 +193,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         let address = builder.add(
             name,
             &Namespace {
+                owner: builder.owner::<Namespace>(name),
                 name: name.clone(),
                 labels: sorted(&namespace.labels),
             },
@@ -189,6 +205,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         let address = builder.add(
             name,
             &StorageClass {
+                owner: builder.owner::<StorageClass>(name),
                 name: name.clone(),
                 provisioner: class.provisioner.clone(),
                 parameters: sorted(&class.parameters),
@@ -205,6 +222,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         let address = builder.add(
             name,
             &RoleBinding {
+                owner: builder.owner::<RoleBinding>(name),
                 name: name.clone(),
                 namespace: binding.namespace.clone(),
                 group: binding.group.clone(),
@@ -218,6 +236,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         let address = builder.add(
             name,
             &Secret {
+                owner: builder.owner::<Secret>(name),
                 name: name.clone(),
                 namespace: secret.namespace.clone(),
                 data: sorted(&secret.data),
@@ -231,6 +250,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         let address = builder.add(
             name,
             &Manifest {
+                owner: builder.owner::<Manifest>(name),
                 template: manifest.template.clone(),
                 template_digest: file_digest(loaded, &manifest.template),
                 namespace: manifest.namespace.clone(),

@@ -7,7 +7,10 @@ use super::State;
 /// recorded resources still refer to what was forgotten.
 pub fn remove(state: &mut State, addresses: &[String]) -> Result<String, String> {
     for address in addresses {
-        if !state.resources.contains_key(address) && !state.intents.contains_key(address) {
+        if !state.resources.contains_key(address)
+            && !state.intents.contains_key(address)
+            && !state.imports.contains_key(address)
+        {
             return Err(format!(
                 "no resource `{address}` is recorded; `trails state list` shows what is"
             ));
@@ -16,6 +19,7 @@ pub fn remove(state: &mut State, addresses: &[String]) -> Result<String, String>
     for address in addresses {
         state.resources.shift_remove(address);
         state.intents.shift_remove(address);
+        state.imports.shift_remove(address);
     }
     let users: Vec<String> = state
         .resources
@@ -79,6 +83,25 @@ pub fn rename(state: &mut State, from: &str, to: &str) -> Result<String, String>
         }
     }
     Ok(format!("moved {from} to {to}"))
+}
+
+/// Names `id` for adoption at `address` (`trails import`): the next apply adopts and marks it
+/// instead of creating. Refuses an address already recorded.
+pub fn import(state: &mut State, address: &str, id: &str) -> Result<String, String> {
+    if let Some(recorded) = state.resources.get(address) {
+        return Err(format!(
+            "`{address}` is recorded already (as {}); there is nothing to import",
+            recorded.id.as_deref().unwrap_or("-")
+        ));
+    }
+    if id.trim().is_empty() {
+        return Err("the id to import is empty".to_string());
+    }
+    state.imports.insert(address.to_string(), id.to_string());
+    Ok(format!(
+        "{address} will adopt {id} on the next apply, which marks it as this environment's \
+         (`trails plan` shows it as an import; `trails state rm {address}` takes it back)"
+    ))
 }
 
 #[cfg(test)]

@@ -43,6 +43,10 @@ pub struct State {
     /// that a run killed in between finds what it made and finishes it (see [`Intent`]).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub intents: IndexMap<String, Intent>,
+    /// What `trails import` named for adoption, by address: the id of something that exists
+    /// without trails' mark, which the next apply adopts instead of creating.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub imports: IndexMap<String, String>,
     /// When the state was first written, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -128,6 +132,7 @@ impl State {
             resources: IndexMap::new(),
             protected: false,
             intents: IndexMap::new(),
+            imports: IndexMap::new(),
             created_at: None,
             updated_at: None,
             ephemeral: false,

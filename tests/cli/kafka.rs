@@ -69,3 +69,85 @@ fn a_configured_topic_diffs_clean_and_one_deleted_by_hand_is_drift_a_refreshed_a
     let clean = trails(&["diff", "--detailed-exitcode"]);
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
 }
+
+#[test]
+fn a_topic_made_outside_trails_is_refused_survives_destroy_and_import_adopts_it() {
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    let tansu = Tansu::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("topics.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "blueprint: topics\nregion: us-east-1\nenvironments: {{ dev: {{}} }}\nkafka:\n  \
+             bootstrap_servers: {}\n  topics:\n    billing.v1: {{ partitions: 2, \
+             replication_factor: 1 }}\n    audit.events.v1: {{ partitions: 1, \
+             replication_factor: 1 }}\n",
+            tansu.brokers
+        ),
+    )
+    .expect("write blueprint");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.brokers)
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let made = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new("billing.v1", 2, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("a topic made by hand");
+    assert!(made.iter().all(Result::is_ok), "{made:?}");
+    let exists = |name: &str| {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(name), std::time::Duration::from_secs(10))
+            .expect("metadata");
+        metadata
+            .topics()
+            .iter()
+            .any(|topic| topic.name() == name && topic.error().is_none())
+    };
+    let path = file.to_str().expect("utf-8 path");
+    let trails = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["-f", path]);
+        run_in(None, &full)
+    };
+
+    let refused = trails(&["apply", "--yes"]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        said.contains("Kafka topic billing.v1 already exists")
+            && said.contains("trails import kafka.topic.billing-v1 billing.v1"),
+        "{said}"
+    );
+    let destroyed = trails(&["destroy", "--yes"]);
+    assert_eq!(
+        destroyed.code, 0,
+        "{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    assert!(exists("billing.v1"), "their topic survives the destroy");
+    assert!(!exists("audit.events.v1"), "trails' own topic is deleted");
+
+    let imported = trails(&["import", "kafka.topic.billing-v1", "billing.v1"]);
+    assert_eq!(imported.code, 0, "{}\n{}", imported.stdout, imported.stderr);
+    let adopted = trails(&["apply", "--yes"]);
+    assert_eq!(adopted.code, 0, "{}\n{}", adopted.stdout, adopted.stderr);
+    let listed = trails(&["state", "list"]);
+    assert!(
+        listed.stdout.contains("kafka.topic.billing-v1"),
+        "{}",
+        listed.stdout
+    );
+    let destroyed = trails(&["destroy", "--yes"]);
+    assert_eq!(
+        destroyed.code, 0,
+        "{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    assert!(!exists("billing.v1"), "imported, it is trails' to delete");
+}

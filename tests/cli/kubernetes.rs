@@ -1141,3 +1141,251 @@ fn eks_token_prints_an_exec_credential_for_kubeconfigs() {
         "the secret key was printed"
     );
 }
+
+/// Only namespaces and a Helm release: what the ownership test needs.
+const OWNED: &str = r#"
+blueprint: trails-owned
+region: us-east-1
+templates: templates
+
+environments:
+  dev: {}
+
+kubernetes:
+  context: double
+  namespaces:
+    team-a: {}
+    team-b: {}
+
+helm:
+  metrics-server:
+    chart: metrics-server
+    repository: https://kubernetes-sigs.github.io/metrics-server
+    version: 3.12.2
+    namespace: kube-system
+    values_template: helm/metrics-server.yaml
+"#;
+
+#[test]
+fn a_namespace_and_a_release_made_outside_trails_are_refused_survive_destroy_and_import_adopts_them()
+ {
+    let platform = Platform::start();
+    std::fs::write(&platform.file, OWNED).expect("blueprint");
+    // Someone else's: a namespace applied by another manager, a release installed by hand.
+    let namespace = "/api/v1/namespaces/team-a";
+    let theirs = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "team-a", "labels": {"owner": "someone"}}});
+    apply_by_hand(&platform.api, namespace, &theirs);
+    let helm = std::process::Command::new(repo("tests/fixtures/fake-helm"))
+        .args([
+            "upgrade",
+            "--install",
+            "metrics-server",
+            "metrics-server",
+            "--version",
+            "3.12.2",
+            "--namespace",
+            "kube-system",
+            "--values",
+            "/dev/null",
+        ])
+        .envs(platform.env())
+        .output()
+        .expect("fake helm");
+    assert!(helm.status.success(), "{helm:?}");
+    let by_hand = platform.events().len();
+
+    let run = platform.trails(&[], &["apply", "--yes"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        said.contains("v1 Namespace team-a already exists and carries no trails mark"),
+        "{said}"
+    );
+    assert!(
+        said.contains("trails import -e dev k8s.namespace.team-a team-a"),
+        "{said}"
+    );
+    assert!(
+        said.contains("helm release kube-system/metrics-server already exists"),
+        "{said}"
+    );
+    // Neither was touched: no apply of trails' own to the namespace, no helm upgrade.
+    let live = platform
+        .api
+        .get("v1", "Namespace", None, "team-a")
+        .expect("their namespace");
+    assert_eq!(
+        live["metadata"]["annotations"]["trails.dev/owner"],
+        Value::Null
+    );
+    let after: Vec<String> = platform.events()[by_hand..].to_vec();
+    assert!(
+        !after
+            .iter()
+            .any(|event| event.contains("team-a")
+                || event.starts_with("helm upgrade metrics-server")),
+        "{after:#?}"
+    );
+    // The one trails made carries its mark.
+    let made = platform
+        .api
+        .get("v1", "Namespace", None, "team-b")
+        .expect("team-b");
+    assert_eq!(
+        made["metadata"]["annotations"]["trails.dev/owner"],
+        json!("trails-owned/dev/k8s.namespace.team-b")
+    );
+
+    // A destroy deletes what trails made and nothing else.
+    let run = platform.trails(&[], &["destroy", "--yes"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        platform
+            .api
+            .get("v1", "Namespace", None, "team-b")
+            .is_none()
+    );
+    assert!(
+        platform
+            .api
+            .get("v1", "Namespace", None, "team-a")
+            .is_some()
+    );
+    assert!(
+        platform
+            .dir
+            .path()
+            .join("helm/releases/kube-system.metrics-server")
+            .exists(),
+        "their release survives the destroy"
+    );
+
+    // Adopted explicitly, they are trails' from then on.
+    let run = platform.trails(&[], &["import", "k8s.namespace.team-a", "team-b"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = platform.trails(&[], &["apply", "--yes"]);
+    assert_eq!(run.code, 1, "an id that is not the blueprint's is refused");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("is `team-a` in the blueprint"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let run = platform.trails(&[], &["import", "k8s.namespace.nope", "x"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("not declared in the blueprint"),
+        "{}",
+        run.stderr
+    );
+    for (address, id) in [
+        ("k8s.namespace.team-a", "team-a"),
+        ("helm.release.metrics-server", "kube-system/metrics-server"),
+    ] {
+        let run = platform.trails(&[], &["import", address, id]);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    }
+    let run = platform.trails(&[], &["plan"]);
+    assert!(
+        run.stdout
+            .contains("k8s.namespace.team-a (import team-a: adopted and marked, not created)"),
+        "{}",
+        run.stdout
+    );
+    let run = platform.trails(&[], &["apply", "--yes"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let live = platform
+        .api
+        .get("v1", "Namespace", None, "team-a")
+        .expect("team-a");
+    assert_eq!(
+        live["metadata"]["annotations"]["trails.dev/owner"],
+        json!("trails-owned/dev/k8s.namespace.team-a")
+    );
+    let labels = std::fs::read_to_string(
+        platform
+            .dir
+            .path()
+            .join("helm/labels/kube-system.metrics-server"),
+    )
+    .expect("release labels");
+    assert!(
+        labels.contains("trails-environment=dev")
+            && labels.contains("trails-resource=metrics-server"),
+        "{labels}"
+    );
+    let run = platform.trails(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let run = platform.trails(&[], &["destroy", "--yes"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        platform
+            .api
+            .get("v1", "Namespace", None, "team-a")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_sensitive_variable_reaches_helm_but_neither_the_plan_nor_the_state() {
+    let platform = Platform::start();
+    let secret = "s3cr3t-Grafana-9f2";
+    std::fs::write(
+        platform.dir.path().join("templates/test/grafana.yaml"),
+        "adminPassword: {{ values.admin_password }}\nreplicas: {{ values.replicas }}\n",
+    )
+    .expect("values template");
+    let blueprint = r#"
+blueprint: trails-secretive
+region: us-east-1
+templates: templates
+variables:
+  grafana_password: { sensitive: true, description: Grafana's admin password }
+  replicas: "2"
+environments:
+  dev: {}
+kubernetes:
+  context: double
+helm:
+  grafana:
+    chart: grafana
+    repository: https://grafana.github.io/helm-charts
+    version: 8.5.1
+    namespace: monitoring
+    values_template: test/grafana.yaml
+    values: { admin_password: "${var.grafana_password}", replicas: "${var.replicas}" }
+"#;
+    std::fs::write(&platform.file, blueprint).expect("blueprint");
+    let missing = platform.trails(&[], &["plan"]);
+    assert_eq!(missing.code, 1, "{}", missing.stdout);
+    assert!(
+        missing
+            .stderr
+            .contains("variable `grafana_password` has no value"),
+        "{}",
+        missing.stderr
+    );
+    let env = [("TRAILS_VAR_grafana_password", secret.to_string())];
+    for args in [&["plan"][..], &["plan", "--json"]] {
+        let run = platform.trails(&env, args);
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        assert!(!run.stdout.contains(secret), "{}", run.stdout);
+        assert!(run.stdout.contains("sensitive"), "{}", run.stdout);
+    }
+    let run = platform.trails(&env, &["apply", "--yes"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!format!("{}{}", run.stdout, run.stderr).contains(secret));
+    let values = std::fs::read_to_string(platform.dir.path().join("helm/values-grafana.yaml"))
+        .expect("values helm got");
+    assert!(values.contains(secret), "helm gets the value: {values}");
+    let state =
+        std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json")).expect("state");
+    assert!(!state.contains(secret), "{state}");
+    let run = platform.trails(&env, &["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "unchanged: {}{}", run.stdout, run.stderr);
+    let changed = [("TRAILS_VAR_grafana_password", "rotated-0451".to_string())];
+    let run = platform.trails(&changed, &["plan", "--detailed-exitcode"]);
+    assert_eq!(run.code, 2, "a new value is a change: {}", run.stdout);
+    assert!(!run.stdout.contains("rotated-0451"), "{}", run.stdout);
+}

@@ -189,7 +189,7 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
             "postgres",
             "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'turia_trails'"
         ),
-        [master],
+        std::slice::from_ref(&master),
         "the database belongs to the master user"
     );
     assert_eq!(
@@ -217,6 +217,57 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
     // Nothing changed: no change is planned.
     let again = setup.trails("trails.yaml", &["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
+    // The database carries trails' mark; one made by someone else is refused, not adopted,
+    // until `trails import` names it.
+    let mark = |name: &str| {
+        setup.query(
+            "postgres",
+            &format!(
+                "SELECT coalesce(shobj_description(oid, 'pg_database'), '(none)') \
+                 FROM pg_database WHERE datname = '{name}'"
+            ),
+        )
+    };
+    assert_eq!(
+        mark("turia_trails"),
+        ["managed by trails: trails-local/local/postgres.database.main-turia-trails"]
+    );
+    // Made by hand by the master user (a database only its owner may mark).
+    setup.query(
+        "postgres",
+        &format!("CREATE DATABASE legacy_reports OWNER \"{master}\""),
+    );
+    setup.write_blueprint(&format!(
+        "{databases}      legacy_reports:\n        schemas: [public]\n"
+    ));
+    let refused = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    let output = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        output.contains(
+            "PostgreSQL database legacy_reports already exists and carries no trails mark"
+        ) && output.contains(
+            "trails import -e local postgres.database.main-legacy-reports legacy_reports"
+        ),
+        "{output}"
+    );
+    assert_eq!(mark("legacy_reports"), ["(none)"], "it was not touched");
+    let import = setup.trails(
+        "trails.yaml",
+        &[
+            "import",
+            "postgres.database.main-legacy-reports",
+            "legacy_reports",
+        ],
+    );
+    assert_eq!(import.code, 0, "{}{}", import.stdout, import.stderr);
+    let adopted = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(adopted.code, 0, "{}{}", adopted.stdout, adopted.stderr);
+    assert_eq!(
+        mark("legacy_reports"),
+        ["managed by trails: trails-local/local/postgres.database.main-legacy-reports"]
+    );
 
     // An applied migration edited in place is planned (its digest changed) but never re-run.
     setup.write_migration(

@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 pub use connect::{Target, eks_token};
 use objects::ObjectRef;
 
-use super::{Applied, Observed, Provider, ProviderError, aws};
+use super::{Applied, Observed, Provider, ProviderError, Takeover, aws, may_delete, may_take_over};
 use crate::state::Recorded;
 
 /// The field manager that owns what trails applies.
@@ -278,20 +278,41 @@ struct ObjectsProvider {
 }
 
 impl ObjectsProvider {
+    /// Applies the objects of `desired`: one that exists already is taken over only if it
+    /// carries this resource's mark, if it is one of the `previous` objects the resource
+    /// recorded, or as `takeover` allows. Every object is checked before any is applied.
     async fn converge(
         &self,
         address: &str,
         desired: &Value,
         previous: &[ObjectRef],
+        takeover: Takeover,
     ) -> Result<Applied, ProviderError> {
         let wanted = objects::build(self.kind, address, desired, self.cluster.settings())?;
+        let owner = objects::owner(desired);
+        for (object, _) in &wanted {
+            if let Some(live) = self.cluster.read(object).await? {
+                let takeover = if previous.contains(object) {
+                    Takeover::Unmarked
+                } else {
+                    takeover
+                };
+                may_take_over(
+                    &object.to_string(),
+                    objects::mark_of(&live),
+                    owner,
+                    takeover,
+                    &object.name,
+                )?;
+            }
+        }
         for (object, body) in &wanted {
             self.cluster.apply(object, body).await?;
         }
         // Objects the resource no longer renders go, last first.
         for stale in previous.iter().rev() {
             if !wanted.iter().any(|(object, _)| object == stale) {
-                self.cluster.delete(stale).await?;
+                self.delete_own(stale, owner, address).await?;
             }
         }
         let refs: Vec<&ObjectRef> = wanted.iter().map(|(object, _)| object).collect();
@@ -310,6 +331,22 @@ impl ObjectsProvider {
                 .unwrap_or_else(|| address.to_string()),
             outputs,
         })
+    }
+}
+
+impl ObjectsProvider {
+    /// Deletes `object` if it carries the mark `owner`; one already gone is fine.
+    async fn delete_own(
+        &self,
+        object: &ObjectRef,
+        owner: &str,
+        address: &str,
+    ) -> Result<(), ProviderError> {
+        let Some(live) = self.cluster.read(object).await? else {
+            return Ok(());
+        };
+        may_delete(&object.to_string(), objects::mark_of(&live), owner, address)?;
+        self.cluster.delete(object).await
     }
 }
 
@@ -346,7 +383,29 @@ impl Provider for ObjectsProvider {
         desired: &Value,
         _token: &str,
     ) -> Result<Applied, ProviderError> {
-        self.converge(address, desired, &[]).await
+        self.converge(address, desired, &[], Takeover::Marked).await
+    }
+
+    /// `id` is the name of the resource's first object (a namespace's name, say), or that
+    /// object as the state records it (`v1 Namespace web`).
+    async fn import(
+        &self,
+        address: &str,
+        desired: &Value,
+        id: &str,
+    ) -> Result<Applied, ProviderError> {
+        let wanted = objects::build(self.kind, address, desired, self.cluster.settings())?;
+        let Some((first, _)) = wanted.first() else {
+            return Err(ProviderError::Invalid(format!("{address} makes no object")));
+        };
+        if first.name != id && first.to_string() != id {
+            return Err(ProviderError::Invalid(format!(
+                "{address} is `{}` in the blueprint, not `{id}`",
+                first.name
+            )));
+        }
+        self.converge(address, desired, &[], Takeover::Unmarked)
+            .await
     }
 
     async fn update(
@@ -355,13 +414,24 @@ impl Provider for ObjectsProvider {
         recorded: &Recorded,
         desired: &Value,
     ) -> Result<Applied, ProviderError> {
-        self.converge(address, desired, &recorded_objects(recorded)?)
-            .await
+        self.converge(
+            address,
+            desired,
+            &recorded_objects(recorded)?,
+            Takeover::Marked,
+        )
+        .await
     }
 
-    async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+    /// Deletes only what carries the recorded mark; one without it is left, and said.
+    async fn delete(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let owner = recorded
+            .attributes
+            .get("owner")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         for object in recorded_objects(recorded)?.iter().rev() {
-            self.cluster.delete(object).await?;
+            self.delete_own(object, owner, address).await?;
         }
         Ok(())
     }

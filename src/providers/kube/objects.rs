@@ -164,7 +164,7 @@ pub fn build(
                 &manifest.template,
                 &manifest.values,
             )?;
-            return documents(&text, &manifest, address);
+            return documents(&text, &manifest, address, &manifest.owner);
         }
         other => {
             return Err(ProviderError::Invalid(format!(
@@ -178,9 +178,28 @@ pub fn build(
             let object = ObjectRef::of(&body, None).ok_or_else(|| {
                 ProviderError::Invalid(format!("{address}: built an object without a name"))
             })?;
-            Ok((object, mark(body, address)))
+            Ok((object, mark(body, address, owner(desired))))
         })
         .collect()
+}
+
+/// trails' mark in a resource's desired or recorded attributes (empty when recorded before
+/// marks).
+pub fn owner(attributes: &Value) -> &str {
+    attributes
+        .get("owner")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The annotation that carries trails' mark, `BLUEPRINT/ENVIRONMENT/ADDRESS`.
+pub const OWNER_ANNOTATION: &str = "trails.dev/owner";
+
+/// The mark a live object carries, if any.
+pub fn mark_of(live: &Value) -> Option<&str> {
+    live.pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(OWNER_ANNOTATION))
+        .and_then(Value::as_str)
 }
 
 /// The objects of a rendered template: every YAML document that is not empty.
@@ -188,6 +207,7 @@ fn documents(
     text: &str,
     manifest: &Manifest,
     address: &str,
+    owner: &str,
 ) -> Result<Vec<(ObjectRef, Value)>, ProviderError> {
     let mut objects = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -208,13 +228,13 @@ fn documents(
                 index + 1
             ))
         })?;
-        objects.push((object, mark(body, address)));
+        objects.push((object, mark(body, address, owner)));
     }
     Ok(objects)
 }
 
-/// Labels an object as trails' and names the resource it belongs to.
-fn mark(mut body: Value, address: &str) -> Value {
+/// Labels an object as trails' and names the resource it belongs to and its `owner`.
+fn mark(mut body: Value, address: &str, owner: &str) -> Value {
     if let Some(metadata) = body.get_mut("metadata").and_then(Value::as_object_mut) {
         let labels = metadata.entry("labels").or_insert_with(|| json!({}));
         if let Some(labels) = labels.as_object_mut() {
@@ -223,6 +243,9 @@ fn mark(mut body: Value, address: &str) -> Value {
         let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
         if let Some(annotations) = annotations.as_object_mut() {
             annotations.insert("trails.dev/address".into(), json!(address));
+            if !owner.is_empty() {
+                annotations.insert(OWNER_ANNOTATION.into(), json!(owner));
+            }
         }
     }
     body

@@ -11,6 +11,9 @@
 //! - With `PGSSLROOTCERT` set, the default `sslmode=prefer` becomes `require` (libpq's
 //!   `verify-full`, as the certificate and host name are verified): a server, or anyone in the
 //!   path, that answers without TLS is refused instead of being sent the password in clear.
+//! - Without it, `prefer` still becomes `require` for a server that is not on this machine
+//!   (encrypted, the certificate unverified, as libpq's `require`): only a loopback address or
+//!   a Unix socket may be answered in clear.
 //! - `sslmode=disable` connects in clear.
 
 use std::sync::Arc;
@@ -40,12 +43,38 @@ fn verifying() -> bool {
     std::env::var_os(ROOT_CERT_VARIABLE).is_some_and(|path| !path.is_empty())
 }
 
-/// `config` as trails connects with it: with a CA named, `prefer` (the default) becomes
-/// `require`, so the connection cannot be downgraded to clear text.
+/// `config` as trails connects with it: `prefer` (the default) becomes `require` with a CA
+/// named, or for any server not on this machine, so the connection cannot be downgraded to
+/// clear text and the password never crosses a network in clear. A server on a loopback
+/// address or a Unix socket (a local server, a tunnel's end) keeps `prefer`.
 pub fn harden(config: &mut tokio_postgres::Config) {
-    if verifying() && config.get_ssl_mode() == SslMode::Prefer {
-        config.ssl_mode(SslMode::Require);
+    let mode = hardened(config.get_ssl_mode(), verifying(), local_only(config));
+    config.ssl_mode(mode);
+}
+
+fn hardened(mode: SslMode, verifying: bool, local: bool) -> SslMode {
+    if mode == SslMode::Prefer && (verifying || !local) {
+        SslMode::Require
+    } else {
+        mode
     }
+}
+
+/// Whether every host of `config` is this machine.
+fn local_only(config: &tokio_postgres::Config) -> bool {
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts.iter().all(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|address| address.is_loopback())
+            }
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => true,
+        })
 }
 
 /// The TLS connector for a connection made with `config`.
@@ -139,4 +168,35 @@ impl ServerCertVerifier for Unverified {
 /// Whether a connection error is a certificate that did not verify.
 pub fn is_verify_failure(message: &str) -> bool {
     message.contains("invalid peer certificate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(url: &str) -> bool {
+        local_only(&url.parse().expect("a URL"))
+    }
+
+    #[test]
+    fn only_a_server_on_this_machine_may_be_answered_in_clear() {
+        assert!(!local("postgres://u@db.example.com/x"));
+        assert!(!local("postgres://u@10.0.3.7:5432/x"));
+        assert!(local("postgres://u@127.0.0.1:5432/x"));
+        assert!(local("postgres://u@localhost/x"));
+        assert!(local("postgres://u@[::1]:5432/x"));
+        assert!(local("host=/var/run/postgresql user=u dbname=x"));
+        assert_eq!(
+            hardened(SslMode::Prefer, false, false),
+            SslMode::Require,
+            "remote"
+        );
+        assert_eq!(hardened(SslMode::Prefer, false, true), SslMode::Prefer);
+        assert_eq!(
+            hardened(SslMode::Prefer, true, true),
+            SslMode::Require,
+            "a CA named"
+        );
+        assert_eq!(hardened(SslMode::Disable, true, false), SslMode::Disable);
+    }
 }

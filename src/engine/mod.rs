@@ -72,8 +72,9 @@ pub enum EngineError {
 
 /// What one finished task tells the scheduler.
 enum Effect {
-    /// The resource exists as desired; record it.
-    Applied(Applied),
+    /// The resource exists as desired; record it, with the version of each secret whose value
+    /// went into it.
+    Applied(Applied, BTreeMap<String, String>),
     /// The resource is gone; forget it.
     Deleted,
 }
@@ -439,24 +440,23 @@ impl Task {
         matches!(self.action, Action::Create | Action::Replace)
     }
 
-    async fn run(self, providers: &Providers) -> Result<Effect, ProviderError> {
+    async fn run(mut self, providers: &Providers) -> Result<Effect, ProviderError> {
         let provider = providers.get(&self.kind).ok_or_else(|| {
             ProviderError::Invalid(format!(
                 "no provider for {} (preflight should have said)",
                 self.kind
             ))
         })?;
-        let mut desired = self.desired.unwrap_or(Value::Null);
-        providers
-            .secrets()
-            .reveal(&mut desired, &self.sealed?)
-            .await?;
-        let recorded = match self.recorded {
+        let mut desired = self.desired.take().unwrap_or(Value::Null);
+        let sealed = std::mem::replace(&mut self.sealed, Ok(Vec::new()))?;
+        let versions = providers.secrets().reveal(&mut desired, &sealed).await?;
+        let recorded_sealed = std::mem::replace(&mut self.recorded_sealed, Ok(Vec::new()))?;
+        let recorded = match self.recorded.take() {
             Some(mut recorded) => {
                 let mut attributes = Value::Object(std::mem::take(&mut recorded.attributes));
                 providers
                     .secrets()
-                    .reveal(&mut attributes, &self.recorded_sealed?)
+                    .reveal(&mut attributes, &recorded_sealed)
                     .await?;
                 if let Value::Object(attributes) = attributes {
                     recorded.attributes = attributes;
@@ -465,6 +465,19 @@ impl Task {
             }
             None => None,
         };
+        Ok(match self.act(provider, desired, recorded).await? {
+            Effect::Applied(applied, _) => Effect::Applied(applied, versions),
+            deleted => deleted,
+        })
+    }
+
+    /// Carries out the change with the secrets' values in place.
+    async fn act(
+        &self,
+        provider: &dyn crate::providers::Provider,
+        desired: Value,
+        recorded: Option<Recorded>,
+    ) -> Result<Effect, ProviderError> {
         match (self.action, recorded) {
             (Action::Delete, Some(recorded)) => {
                 provider.delete(&self.address, &recorded).await?;
@@ -489,6 +502,7 @@ impl Task {
                                 attributes: attributes.clone(),
                                 outputs: found.outputs,
                                 depends_on: intent.depends_on.clone(),
+                                secret_versions: Default::default(),
                             };
                             provider.delete(&self.address, &made).await?;
                         }
@@ -501,7 +515,7 @@ impl Task {
                 }
                 Ok(Effect::Deleted)
             }
-            (Action::Update, Some(recorded)) => Ok(Effect::Applied(
+            (Action::Update, Some(recorded)) => Ok(applied(
                 provider.update(&self.address, &recorded, &desired).await?,
             )),
             (Action::Replace, Some(recorded)) => {
@@ -512,9 +526,9 @@ impl Task {
                         .find_intended(&self.address, &desired, intent)
                         .await?
                 {
-                    return Ok(Effect::Applied(found));
+                    return Ok(applied(found));
                 }
-                Ok(Effect::Applied(
+                Ok(applied(
                     provider
                         .create(&self.address, &desired, &self.token)
                         .await?,
@@ -522,9 +536,7 @@ impl Task {
             }
             _ => {
                 if let Some(id) = &self.import {
-                    return Ok(Effect::Applied(
-                        provider.import(&self.address, &desired, id).await?,
-                    ));
+                    return Ok(applied(provider.import(&self.address, &desired, id).await?));
                 }
                 // Adopt what an interrupted run created but never recorded.
                 let found = match &self.intent {
@@ -536,9 +548,9 @@ impl Task {
                     None => provider.find(&self.address, &desired).await?,
                 };
                 if let Some(found) = found {
-                    return Ok(Effect::Applied(found));
+                    return Ok(applied(found));
                 }
-                Ok(Effect::Applied(
+                Ok(applied(
                     provider
                         .create(&self.address, &desired, &self.token)
                         .await?,
@@ -546,6 +558,11 @@ impl Task {
             }
         }
     }
+}
+
+/// What a change made, before the secrets' versions are added.
+fn applied(applied: Applied) -> Effect {
+    Effect::Applied(applied, BTreeMap::new())
 }
 
 /// Writes a completed change to the state.
@@ -565,7 +582,7 @@ async fn record(
                 })
                 .await
         }
-        Effect::Applied(applied) => {
+        Effect::Applied(applied, secret_versions) => {
             let Some(resource) = graph.get(&change.address) else {
                 return Ok(());
             };
@@ -576,6 +593,7 @@ async fn record(
                 attributes,
                 outputs: applied.outputs,
                 depends_on: resource.depends_on.clone(),
+                secret_versions,
             };
             store
                 .update(|state| {

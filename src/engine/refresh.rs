@@ -1,6 +1,8 @@
 //! Reads recorded resources back from where they live, for `plan --refresh`, `apply --refresh`
 //! and `trails diff`: what was deleted or changed outside trails. Reading never writes: each
-//! type's [`Provider::read`] makes only Describe/Get/List/Head calls.
+//! type's [`Provider::read`] makes only Describe/Get/List/Head calls. A resource that holds a
+//! copy of a secret (a Kubernetes Secret with the RDS master password) has drifted when the
+//! secret was rotated since: its recorded version is no longer the current one.
 
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Map, Value};
@@ -30,6 +32,14 @@ pub async fn observe(
                 Some(provider) => read_back(provider, address, recorded).await,
                 None => Ok((Observed::NotChecked, None)),
             };
+            let found = match found {
+                Ok(found) if !recorded.secret_versions.is_empty() => providers
+                    .secrets()
+                    .rotated(&recorded.secret_versions)
+                    .await
+                    .map(|rotated| with_rotated(found, rotated)),
+                other => other,
+            };
             (address.clone(), found)
         })
         .buffer_unordered(parallelism.max(1))
@@ -58,6 +68,23 @@ pub async fn observe(
 
 /// What one resource looks like, and the attributes to repair it from when it drifted.
 type Found = (Observed, Option<Map<String, Value>>);
+
+/// `found` with the secrets rotated since the resource was applied: a resource that holds an
+/// old copy of a secret's value has drifted, and its update copies the current one.
+fn with_rotated((observed, live): Found, rotated: Vec<String>) -> Found {
+    if rotated.is_empty() {
+        return (observed, live);
+    }
+    let observed = match observed {
+        Observed::Gone => Observed::Gone,
+        Observed::Changed(mut differences) => {
+            differences.extend(rotated);
+            Observed::Changed(differences)
+        }
+        Observed::NotChecked | Observed::Matches | Observed::Exists => Observed::Changed(rotated),
+    };
+    (observed, live)
+}
 
 async fn read_back(
     provider: &dyn Provider,

@@ -283,6 +283,7 @@ fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
                 attributes: serde_json::Map::new(),
                 outputs: serde_json::Map::new(),
                 depends_on: intent.depends_on.clone(),
+                secret_versions: Default::default(),
             };
             (address.clone(), recorded)
         })

@@ -318,6 +318,7 @@ mod tests {
             attributes: serde_json::Map::new(),
             outputs: serde_json::Map::new(),
             depends_on: ["helm.release.opensearch-data".to_string()].into(),
+            secret_versions: Default::default(),
         };
         assert!(!shared.release_goes(&recorded));
         shared.deleting.insert("helm.release.other".into());

@@ -2,7 +2,7 @@
 //! the plan: attributes that reference them keep the reference, and the value is read from
 //! Secrets Manager only when a change runs, straight into the provider call.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -112,14 +112,16 @@ impl Secrets {
         Self { client }
     }
 
-    /// Replaces every sealed reference in `desired` with the secret's value.
+    /// Replaces every sealed reference in `desired` with the secret's value; returns the
+    /// version read of each secret, by ARN.
     pub async fn reveal(
         &self,
         desired: &mut Value,
         sealed: &[Sealed],
-    ) -> Result<(), ProviderError> {
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        let mut versions = BTreeMap::new();
         if sealed.is_empty() {
-            return Ok(());
+            return Ok(versions);
         }
         let mut secrets: HashMap<&str, String> = HashMap::new();
         let mut values: Vec<(&str, String)> = Vec::new();
@@ -136,6 +138,9 @@ impl Secrets {
                     &item.arn,
                     read.secret_string().unwrap_or_default().to_string(),
                 );
+                if let Some(version) = read.version_id() {
+                    versions.insert(item.arn.clone(), version.to_string());
+                }
             }
             let text = secrets.get(item.arn.as_str()).cloned().unwrap_or_default();
             let value = match item.field {
@@ -153,7 +158,40 @@ impl Secrets {
             values.push((item.reference.as_str(), value));
         }
         substitute(desired, &values);
-        Ok(())
+        Ok(versions)
+    }
+
+    /// For each secret whose recorded version is no longer the current one (it was rotated):
+    /// `ARN: VERSION -> VERSION`. Reads only metadata (DescribeSecret), never a value.
+    pub async fn rotated(
+        &self,
+        recorded: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, ProviderError> {
+        let mut rotated = Vec::new();
+        for (arn, version) in recorded {
+            let described = self
+                .client
+                .describe_secret()
+                .secret_id(arn)
+                .send()
+                .await
+                .map_err(|error| ProviderError::api("DescribeSecret", error))?;
+            let current = described.version_ids_to_stages().and_then(|stages| {
+                stages
+                    .iter()
+                    .find(|(_, stages)| stages.iter().any(|stage| stage == "AWSCURRENT"))
+                    .map(|(id, _)| id.clone())
+            });
+            if let Some(current) = current
+                && &current != version
+            {
+                rotated.push(format!(
+                    "secret {arn} was rotated (version {version} -> {current}): the copy of its \
+                     value is updated"
+                ));
+            }
+        }
+        Ok(rotated)
     }
 }
 

@@ -116,6 +116,7 @@ mod tests {
             attributes: serde_json::Map::new(),
             outputs: serde_json::Map::new(),
             depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+            secret_versions: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ pub mod local;
 pub mod s3;
 pub mod store;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -118,6 +118,11 @@ pub struct Recorded {
     /// Addresses it depended on when applied, for ordering its deletion.
     #[serde(default)]
     pub depends_on: BTreeSet<String>,
+    /// The version of each Secrets Manager secret (by ARN) whose value went into the
+    /// resource when it was applied: a refresh that finds another version current (the
+    /// secret was rotated) updates the resource with the new value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: BTreeMap<String, String>,
 }
 
 impl State {

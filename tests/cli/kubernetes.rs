@@ -256,6 +256,44 @@ fn master_password(moto: &Moto) -> String {
     })
 }
 
+/// Puts a new master password into the instance's secret, as RDS's rotation does; returns it.
+fn rotate_master_password(moto: &Moto) -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let instances = moto
+            .rds()
+            .describe_db_instances()
+            .send()
+            .await
+            .expect("DescribeDBInstances");
+        let arn = instances
+            .db_instances()
+            .iter()
+            .find_map(|db| db.master_user_secret().and_then(|s| s.secret_arn()))
+            .expect("a managed master secret")
+            .to_string();
+        let secrets = moto.secrets();
+        let current = secrets
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .expect("GetSecretValue");
+        let mut json: Value =
+            serde_json::from_str(current.secret_string().expect("text")).expect("json");
+        let rotated = "rotated-Pw-7c1e0b".to_string();
+        json["password"] = json!(rotated);
+        secrets
+            .put_secret_value()
+            .secret_id(&arn)
+            .secret_string(json.to_string())
+            .send()
+            .await
+            .expect("PutSecretValue");
+        rotated
+    })
+}
+
 #[test]
 fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     let platform = Platform::start();
@@ -355,6 +393,36 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     let state = std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json"))
         .expect("state beside the blueprint");
     assert!(!state.contains(&password), "the password is in the state");
+
+    // RDS rotates the master password: the copies in the cluster follow on the next refreshed
+    // apply, found by the secret's version (metadata only: diff reads no secret value).
+    let rotated = rotate_master_password(&platform.moto);
+    let run = platform.trails(&[], &["diff", "--detailed-exitcode"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    for copy in ["k8s.secret.postgres-credentials", "k8s.secret.ingest-env"] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|line| line.contains(copy) || line.contains("was rotated")),
+            "{copy}: {}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("was rotated"), "{}", run.stdout);
+    let run = platform.trails(&[], &["apply", "--refresh", "--yes"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        platform.decoded("postgres-credentials", "password"),
+        rotated
+    );
+    assert!(
+        platform
+            .decoded("ingest-env", "DATABASE_URL")
+            .contains(&rotated)
+    );
+    assert!(!run.stdout.contains(&rotated) && !run.stderr.contains(&rotated));
+    let run = platform.trails(&[], &["diff", "--detailed-exitcode"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 
     // The service: Deployment ready, and every object of its templates. The HPA owns the
     // replica count (trails does not set it), and scales to its minimum.

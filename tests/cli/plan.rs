@@ -48,6 +48,7 @@ fn applied(file: &Path, environment: Option<&str>) -> State {
                 attributes,
                 outputs,
                 depends_on: resource.depends_on.clone(),
+                secret_versions: Default::default(),
             },
         );
     }

@@ -118,6 +118,8 @@ pub async fn execute(
     }
     let waits_for = prerequisites(&changes, store);
     let mut pending: BTreeSet<usize> = (0..changes.len()).collect();
+    // Changes whose intent this run wrote (not an earlier run's).
+    let mut fresh_intents: BTreeSet<usize> = BTreeSet::new();
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut running: JoinSet<(usize, Duration, Result<Effect, ProviderError>)> = JoinSet::new();
     let mut report = Report::default();
@@ -154,6 +156,7 @@ pub async fn execute(
                             state.intents.insert(change.address.clone(), intent);
                         })
                         .await?;
+                    fresh_intents.insert(index);
                 }
                 progress.event(&Event::Started {
                     address: change.address.clone(),
@@ -235,6 +238,15 @@ pub async fn execute(
                 });
             }
             Err(error) => {
+                // Refused because what exists is not this environment's: this run's create
+                // made nothing, so its intent must not make a destroy adopt what exists.
+                if matches!(error, ProviderError::NotOurs(_)) && fresh_intents.contains(&index) {
+                    store
+                        .update(|state| {
+                            state.intents.shift_remove(&change.address);
+                        })
+                        .await?;
+                }
                 let message = error.to_string();
                 progress.event(&Event::Failed {
                     address: change.address.clone(),
@@ -491,7 +503,9 @@ impl Task {
                         .find_intended(&self.address, &desired, intent)
                         .await
                     {
-                        Err(ProviderError::Conflict(_)) => return Ok(Effect::Deleted),
+                        Err(ProviderError::Conflict(_) | ProviderError::NotOurs(_)) => {
+                            return Ok(Effect::Deleted);
+                        }
                         other => other?,
                     };
                     match found {

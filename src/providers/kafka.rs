@@ -192,7 +192,9 @@ impl Provider for TopicProvider {
             )));
         }
         let admin = admin(&topic.bootstrap_servers)?;
-        converge(&admin, &topic, true).await?;
+        // Overrides it has beyond the declared ones stay (a `diff` shows them); the declared
+        // configuration is set when there is one.
+        converge(&admin, &topic, !topic.config.is_empty()).await?;
         Ok(applied(&topic))
     }
 
@@ -225,7 +227,7 @@ impl Provider for TopicProvider {
             match result {
                 Ok(_) => {}
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    return Err(ProviderError::Conflict(format!(
+                    return Err(ProviderError::NotOurs(format!(
                         "Kafka topic {name} already exists and this environment did not \
                          record making it: trails does not take it over. Rename it in the \
                          blueprint, delete it, or adopt it explicitly with `trails import \

@@ -53,9 +53,14 @@ pub enum ProviderError {
         /// How long.
         seconds: u64,
     },
-    /// Something exists under the resource's name that trails did not create.
+    /// The resource cannot be brought to what is desired as things stand (a human must
+    /// settle it).
     #[error("{0}")]
     Conflict(String),
+    /// Something exists under the resource's name that is not this environment's (it lacks
+    /// the mark of this blueprint, environment and address), refused before any change.
+    #[error("{0}")]
+    NotOurs(String),
 }
 
 impl ProviderError {
@@ -131,10 +136,10 @@ pub fn may_take_over(
     match found {
         Some(found) if found == owner => Ok(()),
         None if takeover == Takeover::Unmarked => Ok(()),
-        None => Err(ProviderError::Conflict(format!(
+        None => Err(ProviderError::NotOurs(format!(
             "{what} already exists and carries no trails mark: trails did not make it and does              not take it over. Rename it in the blueprint, delete it, or adopt it explicitly              with `{import}`"
         ))),
-        Some(found) => Err(ProviderError::Conflict(format!(
+        Some(found) => Err(ProviderError::NotOurs(format!(
             "{what} already exists and belongs to {found}, not {owner}: rename it in the              blueprint, or delete it from the environment that made it"
         ))),
     }

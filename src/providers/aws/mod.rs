@@ -379,7 +379,7 @@ pub fn check_owns<'a>(
         Ok(())
     } else {
         let address = desired.get(ADDRESS_TAG).map(String::as_str).unwrap_or("?");
-        Err(ProviderError::Conflict(format!(
+        Err(ProviderError::NotOurs(format!(
             "{what} exists but was not created by trails for {address}"
         )))
     }

@@ -85,7 +85,7 @@ impl BucketProvider {
             &bucket.tags,
         );
         if !ours {
-            return Err(ProviderError::Conflict(format!(
+            return Err(ProviderError::NotOurs(format!(
                 "bucket {} exists but was not created by trails for {address} in this \
                  environment (its trails:blueprint, trails:environment and {ADDRESS_TAG} tags \
                  say otherwise); choose another name or delete it",
@@ -546,7 +546,7 @@ impl AwsProvider for BucketProvider {
             return Ok(None);
         };
         if tags.is_empty() {
-            return Err(ProviderError::Conflict(format!(
+            return Err(ProviderError::NotOurs(format!(
                 "bucket {} exists but was not created by trails for {address}; \
                  choose another name or delete it",
                 bucket.bucket

@@ -343,6 +343,20 @@ pub struct PostgresDatabase {
     /// SQL files under `templates/`, applied in order, each once.
     #[serde(default)]
     pub migrations: Vec<String>,
+    /// Login roles for applications, by name: each gets a password trails generates and keeps
+    /// in Secrets Manager, and only the privileges listed here (never the master user's).
+    #[serde(default)]
+    pub roles: Map<PostgresRole>,
+}
+
+/// A least-privilege login role of one database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresRole {
+    /// Privileges by table (`api_keys`, `schema.table`): `SELECT`, `INSERT`, `UPDATE`,
+    /// `DELETE`, `TRUNCATE`, `REFERENCES`, `TRIGGER`. A table made by a migration.
+    #[serde(default)]
+    pub tables: Map<Vec<String>>,
 }
 
 /// An ElastiCache Redis replication group.

@@ -1,6 +1,6 @@
 //! Semantic checks of a typed blueprint. Every check runs; all problems are reported together.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use ipnet::Ipv4Net;
@@ -525,6 +525,8 @@ impl Checker<'_> {
                     "a protected environment's database should have deletion protection",
                 );
             }
+            // A role belongs to the server, not to one database: one name, one role.
+            let mut roles: BTreeMap<&str, &str> = BTreeMap::new();
             for (database, spec) in &instance.databases {
                 let db_path = path.key("databases").key(database.clone());
                 if !naming::is_identifier(database) {
@@ -543,6 +545,51 @@ impl Checker<'_> {
                 }
                 for (index, file) in spec.migrations.iter().enumerate() {
                     self.file_exists(&db_path.key("migrations").index(index), file);
+                }
+                for (role, declared) in &spec.roles {
+                    let role_path = db_path.key("roles").key(role.clone());
+                    if let Some(first) = roles.insert(role, database) {
+                        self.error(
+                            &role_path,
+                            format!(
+                                "role `{role}` is also declared by database `{first}`; a role \
+                                 is shared by the whole instance, so declare it once"
+                            ),
+                        );
+                    }
+                    if !naming::is_identifier(role) {
+                        self.error(
+                            &role_path,
+                            format!("role name `{role}` must be a plain SQL identifier"),
+                        );
+                    }
+                    for (table, privileges) in &declared.tables {
+                        let table_path = role_path.key("tables").key(table.clone());
+                        if !table.split('.').all(naming::is_identifier)
+                            || table.split('.').count() > 2
+                        {
+                            self.error(
+                                &table_path,
+                                format!(
+                                    "`{table}` must be a table name, or `schema.table`, of plain \
+                                     SQL identifiers"
+                                ),
+                            );
+                        }
+                        for (index, privilege) in privileges.iter().enumerate() {
+                            let upper = privilege.to_uppercase();
+                            if !crate::resources::dayone::TABLE_PRIVILEGES.contains(&upper.as_str())
+                            {
+                                self.error(
+                                    &table_path.index(index),
+                                    format!(
+                                        "`{privilege}` is not a table privilege; expected one of {}",
+                                        crate::resources::dayone::TABLE_PRIVILEGES.join(", ")
+                                    ),
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -377,7 +377,13 @@ impl Providers {
         let mut by_kind: HashMap<&'static str, Box<dyn Provider>> = HashMap::new();
         aws::register(&aws, &mut by_kind);
         kafka::register(&mut by_kind);
-        postgres::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
+        postgres::register(
+            &cluster.templates_dir,
+            &endpoints,
+            deleting,
+            &aws.secrets,
+            &mut by_kind,
+        );
         opensearch::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
         clickhouse::register(&cluster.templates_dir, &endpoints, deleting, &mut by_kind);
         let cluster = kube::Cluster::new(cluster, aws.clone());

@@ -27,13 +27,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Config};
 
+use super::aws::generated::Generated;
 use super::{
     Applied, Converging, Provider, ProviderError, Takeover, may_delete, may_take_over,
     recorded_spec, spec,
 };
 use crate::error_chain;
 use crate::ingest::keys::MIGRATION_LOCK;
-use crate::resources::dayone::PostgresDatabase;
+use crate::resources::Spec;
+use crate::resources::dayone::{PostgresDatabase, PostgresRole};
 use crate::resources::rds::DbInstance;
 use crate::state::Recorded;
 
@@ -47,28 +49,68 @@ const CONNECT_RETRIES: usize = 4;
 /// Where trails records the migrations it ran.
 const MIGRATIONS_TABLE: &str = "public.trails_migrations";
 
-/// Registers the database provider.
+/// Registers the database and role providers; roles keep their passwords in `secrets`.
 /// `deleting` holds the addresses this run deletes.
 pub fn register(
     templates_dir: &Path,
     endpoints: &BTreeMap<String, String>,
     deleting: &BTreeSet<String>,
+    secrets: &aws_sdk_secretsmanager::Client,
     by_kind: &mut HashMap<&'static str, Box<dyn Provider>>,
 ) {
+    let server = DatabaseProvider {
+        templates_dir: templates_dir.to_path_buf(),
+        endpoints: endpoints.clone(),
+        deleting: deleting.clone(),
+    };
     by_kind.insert(
-        "postgres.database",
-        Box::new(DatabaseProvider {
-            templates_dir: templates_dir.to_path_buf(),
-            endpoints: endpoints.clone(),
-            deleting: deleting.clone(),
+        PostgresRole::KIND.name,
+        Box::new(RoleProvider {
+            server: server.clone(),
+            secrets: secrets.clone(),
         }),
     );
+    by_kind.insert(PostgresDatabase::KIND.name, Box::new(server));
 }
 
+#[derive(Clone)]
 struct DatabaseProvider {
     templates_dir: PathBuf,
     endpoints: BTreeMap<String, String>,
     deleting: BTreeSet<String>,
+}
+
+/// The instance and its master user, as a database's or a role's attributes carry them.
+struct Master<'a> {
+    instance: &'a str,
+    host: &'a str,
+    port: &'a str,
+    username: &'a str,
+    password: &'a str,
+}
+
+impl<'a> From<&'a PostgresDatabase> for Master<'a> {
+    fn from(spec: &'a PostgresDatabase) -> Self {
+        Self {
+            instance: &spec.instance,
+            host: &spec.host,
+            port: &spec.port,
+            username: &spec.username,
+            password: &spec.password,
+        }
+    }
+}
+
+impl<'a> From<&'a PostgresRole> for Master<'a> {
+    fn from(spec: &'a PostgresRole) -> Self {
+        Self {
+            instance: &spec.instance,
+            host: &spec.host,
+            port: &spec.port,
+            username: &spec.username,
+            password: &spec.password,
+        }
+    }
 }
 
 /// `name` as a quoted SQL identifier.
@@ -109,7 +151,7 @@ impl DatabaseProvider {
     /// Connection settings for `dbname` and a printable `host:port` (never the password).
     fn config(
         &self,
-        database: &PostgresDatabase,
+        database: &Master<'_>,
         dbname: &str,
     ) -> Result<(Config, String), ProviderError> {
         let name = format!("postgres.{}", database.instance);
@@ -125,15 +167,15 @@ impl DatabaseProvider {
                     ))
                 })?;
                 let mut config = Config::new();
-                config.host(&database.host).port(port);
+                config.host(database.host).port(port);
                 config
             }
         };
         if config.get_user().is_none() {
-            config.user(&database.username);
+            config.user(database.username);
         }
         if config.get_password().is_none() {
-            config.password(&database.password);
+            config.password(database.password);
         }
         config.dbname(dbname).connect_timeout(CONNECT_TIMEOUT);
         let host = match config.get_hosts().first() {
@@ -147,11 +189,7 @@ impl DatabaseProvider {
     }
 
     /// A session on `dbname`, retrying connection failures (not refusals by the server).
-    async fn connect(
-        &self,
-        database: &PostgresDatabase,
-        dbname: &str,
-    ) -> Result<Client, ProviderError> {
+    async fn connect(&self, database: &Master<'_>, dbname: &str) -> Result<Client, ProviderError> {
         let (mut config, place) = self.config(database, dbname)?;
         crate::pgtls::harden(&mut config);
         let tls = crate::pgtls::connector(&config).map_err(ProviderError::Invalid)?;
@@ -205,7 +243,7 @@ impl DatabaseProvider {
         database: &PostgresDatabase,
         takeover: Takeover,
     ) -> Result<Applied, ProviderError> {
-        let admin = self.connect(database, "postgres").await?;
+        let admin = self.connect(&database.into(), "postgres").await?;
         match mark_of(&admin, &database.name).await? {
             Some(found) => may_take_over(
                 &format!("PostgreSQL database {}", database.name),
@@ -230,7 +268,7 @@ impl DatabaseProvider {
             .await
             .map_err(|error| sql_error(&format!("mark database {}", database.name), error))?;
         drop(admin);
-        let mut client = self.connect(database, &database.name).await?;
+        let mut client = self.connect(&database.into(), &database.name).await?;
         for schema in &database.schemas {
             client
                 .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema)))
@@ -363,7 +401,7 @@ impl Converging for DatabaseProvider {
     /// `CREATE DATABASE` and the comment), finished; another environment's is refused.
     async fn find_intended(&self, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let database: PostgresDatabase = spec(desired)?;
-        let admin = self.connect(&database, "postgres").await?;
+        let admin = self.connect(&(&database).into(), "postgres").await?;
         if mark_of(&admin, &database.name).await?.is_none() {
             return Ok(None);
         }
@@ -380,7 +418,7 @@ impl Converging for DatabaseProvider {
         if self.deleting.contains(&instance) {
             return Ok(());
         }
-        let admin = self.connect(&database, "postgres").await?;
+        let admin = self.connect(&(&database).into(), "postgres").await?;
         let Some(found) = mark_of(&admin, &database.name).await? else {
             return Ok(());
         };
@@ -398,5 +436,232 @@ impl Converging for DatabaseProvider {
             ))
             .await
             .map_err(|error| sql_error(&format!("DROP DATABASE {}", database.name), error))
+    }
+}
+
+/// Login roles for applications: password generated into Secrets Manager, the role marked with
+/// a comment like a database, and exactly the table privileges the blueprint lists.
+struct RoleProvider {
+    server: DatabaseProvider,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+/// Where a role's password is kept.
+fn password_secret(role: &PostgresRole) -> Generated<'_> {
+    Generated {
+        name: role.secret_name.clone(),
+        description: format!(
+            "Password of PostgreSQL role {} on instance {}, generated by trails",
+            role.name, role.instance
+        ),
+        tags: &role.tags,
+    }
+}
+
+/// `None` when the role does not exist, else the mark its comment carries, if any.
+async fn role_mark_of(admin: &Client, name: &str) -> Result<Option<Option<String>>, ProviderError> {
+    let row = admin
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles \
+             WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|error| sql_error("look up the role", error))?;
+    Ok(row.map(|row| {
+        row.get::<_, Option<String>>(0)
+            .and_then(|comment| comment.strip_prefix(MARK).map(str::to_string))
+    }))
+}
+
+/// `schema.table` (or `table`, in `public`) as a quoted SQL name, and its quoted schema.
+fn table_name(table: &str) -> (String, String) {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    (
+        format!("{}.{}", quoted(schema), quoted(name)),
+        quoted(schema),
+    )
+}
+
+/// `REVOKE ALL` on every table of the connected database where `role` holds a privilege.
+async fn revoke_tables(client: &Client, role: &str) -> Result<String, ProviderError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, \
+             LATERAL aclexplode(c.relacl) AS acl \
+             WHERE acl.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)",
+            &[&role],
+        )
+        .await
+        .map_err(|error| sql_error(&format!("read the privileges of role {role}"), error))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            format!(
+                "REVOKE ALL ON TABLE {} FROM {};",
+                row.get::<_, String>(0),
+                quoted(role)
+            )
+        })
+        .collect())
+}
+
+impl RoleProvider {
+    async fn apply_role(
+        &self,
+        role: &PostgresRole,
+        takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
+        let what = format!("PostgreSQL role {}", role.name);
+        let admin = self.server.connect(&role.into(), "postgres").await?;
+        let found = role_mark_of(&admin, &role.name).await?;
+        if let Some(found) = &found {
+            may_take_over(&what, found.as_deref(), &role.owner, takeover, &role.name)?;
+        }
+        let (password, secret_arn) = password_secret(role).ensure(&self.secrets).await?;
+        // Only the SCRAM verifier goes to the server: the password is in no statement's text.
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+        let verb = if found.is_some() { "ALTER" } else { "CREATE" };
+        // The master user is no superuser (RDS gives it CREATEROLE through rds_superuser): it
+        // may create a role without the superuser, replication and RLS-bypass attributes, but
+        // not name those attributes when altering one (only a superuser could have set them).
+        let attributes = if found.is_some() {
+            "LOGIN NOCREATEDB NOCREATEROLE"
+        } else {
+            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+        };
+        let name = quoted(&role.name);
+        admin
+            .batch_execute(&format!(
+                "BEGIN; \
+                 {verb} ROLE {name} {attributes} PASSWORD {}; \
+                 COMMENT ON ROLE {name} IS {}; \
+                 GRANT CONNECT ON DATABASE {} TO {name}; \
+                 COMMIT;",
+                literal(&verifier),
+                literal(&format!("{MARK}{}", role.owner)),
+                quoted(&role.database),
+            ))
+            .await
+            .map_err(|error| sql_error(&format!("{verb} ROLE {}", role.name), error))?;
+        drop(admin);
+        // The privileges it holds become exactly the listed ones, in one transaction.
+        let client = self.server.connect(&role.into(), &role.database).await?;
+        let mut grants = revoke_tables(&client, &role.name).await?;
+        let mut schemas = BTreeSet::new();
+        for (table, privileges) in &role.tables {
+            let (table, schema) = table_name(table);
+            grants.push_str(&format!(
+                "GRANT {} ON TABLE {table} TO {name};",
+                privileges.join(", ")
+            ));
+            schemas.insert(schema);
+        }
+        for schema in schemas {
+            grants.push_str(&format!("GRANT USAGE ON SCHEMA {schema} TO {name};"));
+        }
+        client
+            .batch_execute(&format!("BEGIN; {grants} COMMIT;"))
+            .await
+            .map_err(|error| {
+                sql_error(
+                    &format!(
+                        "grant role {} its privileges in {}",
+                        role.name, role.database
+                    ),
+                    error,
+                )
+            })?;
+        Ok(Applied {
+            id: role.name.clone(),
+            outputs: [
+                ("username".to_string(), json!(role.name)),
+                ("password_secret_arn".to_string(), json!(secret_arn)),
+            ]
+            .into_iter()
+            .collect(),
+        })
+    }
+}
+
+#[async_trait]
+impl Converging for RoleProvider {
+    async fn converge(
+        &self,
+        desired: &Value,
+        takeover: Takeover,
+    ) -> Result<Applied, ProviderError> {
+        self.apply_role(&spec(desired)?, takeover).await
+    }
+
+    fn id_of(&self, desired: &Value) -> Result<String, ProviderError> {
+        Ok(spec::<PostgresRole>(desired)?.name)
+    }
+
+    /// Revokes what the role holds, drops it and deletes its password; a role without this
+    /// resource's mark is left alone (its generated password is still deleted when tagged
+    /// as this resource's).
+    async fn remove(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
+        let role: PostgresRole = recorded_spec(recorded)?;
+        let instance = crate::resources::address::<DbInstance>(&role.instance);
+        if !self.server.deleting.contains(&instance) {
+            let admin = self.server.connect(&(&role).into(), "postgres").await?;
+            if let Some(found) = role_mark_of(&admin, &role.name).await? {
+                may_delete(
+                    &format!("PostgreSQL role {}", role.name),
+                    found.as_deref(),
+                    &role.owner,
+                    address,
+                )?;
+                let name = quoted(&role.name);
+                if mark_of(&admin, &role.database).await?.is_some() {
+                    let client = self.server.connect(&(&role).into(), &role.database).await?;
+                    let revokes = revoke_tables(&client, &role.name).await?;
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN; {revokes} \
+                             REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {name}; COMMIT;"
+                        ))
+                        .await
+                        .map_err(|error| {
+                            sql_error(
+                                &format!("revoke the privileges of role {}", role.name),
+                                error,
+                            )
+                        })?;
+                    let schemas: Vec<String> = client
+                        .query(
+                            "SELECT quote_ident(nspname) FROM pg_catalog.pg_namespace \
+                             WHERE has_schema_privilege($1, oid, 'USAGE') \
+                             AND nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'",
+                            &[&role.name],
+                        )
+                        .await
+                        .map_err(|error| sql_error("read schema privileges", error))?
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
+                    let revokes: String = schemas
+                        .iter()
+                        .map(|schema| format!("REVOKE USAGE ON SCHEMA {schema} FROM {name};"))
+                        .collect();
+                    client
+                        .batch_execute(&revokes)
+                        .await
+                        .map_err(|error| sql_error("revoke schema usage", error))?;
+                    drop(client);
+                }
+                admin
+                    .batch_execute(&format!(
+                        "REVOKE ALL ON DATABASE {} FROM {name}; DROP ROLE IF EXISTS {name};",
+                        quoted(&role.database)
+                    ))
+                    .await
+                    .map_err(|error| sql_error(&format!("DROP ROLE {}", role.name), error))?;
+            }
+        }
+        password_secret(&role).delete(&self.secrets).await
     }
 }

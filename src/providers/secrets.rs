@@ -18,18 +18,19 @@ pub fn location(kind: &str, output: &str) -> Option<(&'static str, Option<&'stat
         ("aws.elasticache_replication_group", "auth_token") => {
             Some(("auth_token_secret_arn", None))
         }
+        ("postgres.role", "password") => Some(("password_secret_arn", None)),
         _ => None,
     }
 }
 
 /// Puts back into recorded `attributes` the sensitive references that deleting a resource of
-/// `kind` needs and that the state keeps only as digests: dropping a PostgreSQL database logs
-/// in as the instance's master user. Returns whether it put any back.
+/// `kind` needs and that the state keeps only as digests: dropping a PostgreSQL database or
+/// role logs in as the instance's master user. Returns whether it put any back.
 pub fn restore_for_delete(kind: &str, attributes: &mut serde_json::Map<String, Value>) -> bool {
     use crate::resources::Spec;
-    use crate::resources::dayone::PostgresDatabase;
+    use crate::resources::dayone::{PostgresDatabase, PostgresRole};
     use crate::resources::rds::DbInstance;
-    if kind != PostgresDatabase::KIND.name {
+    if kind != PostgresDatabase::KIND.name && kind != PostgresRole::KIND.name {
         return false;
     }
     let Some(instance) = attributes.get("instance").and_then(Value::as_str) else {

@@ -98,6 +98,61 @@ impl Spec for PostgresDatabase {
     };
 }
 
+/// A login role of a PostgreSQL database, for an application: its password is generated and
+/// kept in Secrets Manager, and it holds only the table privileges listed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PostgresRole {
+    /// trails' mark: `BLUEPRINT/ENVIRONMENT/ADDRESS`.
+    #[serde(default)]
+    pub owner: String,
+    /// The blueprint's name of the instance (`postgres.NAME`), for `--endpoint postgres.NAME=URL`.
+    pub instance: String,
+    /// Instance host.
+    pub host: String,
+    /// Instance port.
+    pub port: String,
+    /// Master user, who creates the role.
+    pub username: String,
+    /// Master password (a reference, never a value in the blueprint).
+    pub password: String,
+    /// The database whose tables it may use.
+    pub database: String,
+    /// Role name.
+    pub name: String,
+    /// Privileges by table.
+    pub tables: BTreeMap<String, Vec<String>>,
+    /// Where its password is kept in Secrets Manager.
+    pub secret_name: String,
+    /// Tags of that secret (trails' ownership tags among them).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Spec for PostgresRole {
+    const KIND: &'static Kind = &Kind {
+        name: "postgres.role",
+        summary: "PostgreSQL login role with generated password and table privileges",
+        replace_on: &[
+            ("name", "a role cannot be renamed"),
+            ("instance", "a role cannot move to another instance"),
+        ],
+        replace_check: None,
+        sensitive: &["password"],
+        outputs: &["username", "password_secret_arn"],
+        sensitive_outputs: &["password"],
+    };
+}
+
+/// Privileges a role may be given on a table.
+pub const TABLE_PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+];
+
 /// A ClickHouse database with migrations.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClickHouseDatabase {
@@ -227,6 +282,49 @@ pub fn expand(builder: &mut Builder<'_>) {
                     .key("databases")
                     .key(database.clone()),
             );
+            let database_address = address::<PostgresDatabase>(&name);
+            for (role, declared) in &db.roles {
+                let role_name = format!("{instance}-{}", address_name(role));
+                let prefix = crate::blueprint::naming::prefix(loaded);
+                let role_address = builder.add(
+                    &role_name,
+                    &PostgresRole {
+                        owner: builder.owner::<PostgresRole>(&role_name),
+                        instance: instance.clone(),
+                        host: output::<DbInstance>(instance, "address"),
+                        port: output::<DbInstance>(instance, "port"),
+                        username: output::<DbInstance>(instance, "username"),
+                        password: output::<DbInstance>(instance, "password"),
+                        database: database.clone(),
+                        name: role.clone(),
+                        tables: declared
+                            .tables
+                            .iter()
+                            .map(|(table, privileges)| {
+                                let mut privileges: Vec<String> =
+                                    privileges.iter().map(|p| p.to_uppercase()).collect();
+                                privileges.sort();
+                                privileges.dedup();
+                                (table.clone(), privileges)
+                            })
+                            .collect(),
+                        secret_name: format!("trails/{prefix}-{instance}/postgres-role/{role}"),
+                        tags: super::aws_tags(
+                            loaded,
+                            &address::<PostgresRole>(&role_name),
+                            &format!("{prefix}-{instance}-{role}"),
+                        ),
+                    },
+                    FieldPath::of("postgres")
+                        .key(instance.clone())
+                        .key("databases")
+                        .key(database.clone())
+                        .key("roles")
+                        .key(role.clone()),
+                );
+                // Its privileges are on tables the database's migrations make.
+                builder.depends(&role_address, &database_address);
+            }
         }
     }
     if let Some(clickhouse) = &doc.clickhouse {

@@ -53,6 +53,7 @@ pub static KINDS: &[&Kind] = &[
     helm::Release::KIND,
     dayone::Topic::KIND,
     dayone::PostgresDatabase::KIND,
+    dayone::PostgresRole::KIND,
     dayone::ClickHouseDatabase::KIND,
     dayone::IndexTemplate::KIND,
     dayone::IsmPolicy::KIND,

@@ -98,8 +98,10 @@ fn blueprint(templates: &Path, databases: &str) -> String {
     with_databases
 }
 
-#[test]
-fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed() {
+/// moto and a password-checking PostgreSQL; the bare instance applied from `examples/local.yaml`
+/// with the repository's first migration copied under the test's templates, and the master user
+/// added to the local server standing in for it. Returns the setup, that user and its password.
+fn started() -> (Setup, String, String) {
     let setup = Setup {
         moto: Moto::start(),
         postgres: Postgres::start_authenticating(),
@@ -113,19 +115,11 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
         migrations.join("001_api_keys.sql"),
     )
     .expect("copy migration");
-    setup.write_migration(
-        "002_alerts.sql",
-        "CREATE TABLE alerts.rules (id bigint PRIMARY KEY, name text NOT NULL);\n\
-         INSERT INTO alerts.rules VALUES (1, 'disk');\n",
-    );
-    let databases = "    databases:\n      turia_trails:\n        schemas: [public, auth, alerts]\n        migrations: [sql/postgres/001_api_keys.sql, sql/postgres/002_alerts.sql]\n";
     std::fs::write(
         setup.dir.path().join("bare.yaml"),
         blueprint(&setup.templates(), ""),
     )
     .expect("write");
-    setup.write_blueprint(databases);
-
     // The instance first, then its master user on the local server standing in for it.
     let bare = setup.trails("bare.yaml", &["apply", "--yes", "-q"]);
     assert_eq!(bare.code, 0, "apply failed:\n{}", bare.stderr);
@@ -134,6 +128,19 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
     let (master, password) = setup
         .runtime
         .block_on(async move { Postgres::add_master_user(&url, &rds, &secrets, INSTANCE).await });
+    (setup, master, password)
+}
+
+#[test]
+fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed() {
+    let (setup, master, password) = started();
+    setup.write_migration(
+        "002_alerts.sql",
+        "CREATE TABLE alerts.rules (id bigint PRIMARY KEY, name text NOT NULL);\n\
+         INSERT INTO alerts.rules VALUES (1, 'disk');\n",
+    );
+    let databases = "    databases:\n      turia_trails:\n        schemas: [public, auth, alerts]\n        migrations: [sql/postgres/001_api_keys.sql, sql/postgres/002_alerts.sql]\n";
+    setup.write_blueprint(databases);
 
     let mut config: tokio_postgres::Config = setup.postgres.url.parse().expect("URL");
     config.user(&master).password(&password);
@@ -367,6 +374,215 @@ fn apply_creates_the_database_runs_each_migration_once_and_drops_it_when_removed
     assert_eq!(destroyed.code, 0, "destroy failed:\n{}", destroyed.stderr);
     let left = setup.trails("trails.yaml", &["state", "list"]);
     assert_eq!(left.stdout.trim(), "", "still recorded: {}", left.stdout);
+}
+
+impl Setup {
+    /// What `sql` answers (first column, as text) or the server's refusal, logged in as `user`.
+    fn query_as(&self, user: &str, password: &str, sql: &str) -> Result<Vec<String>, String> {
+        let mut config: tokio_postgres::Config = self
+            .postgres
+            .url
+            .replace("/postgres", "/turia_trails")
+            .parse()
+            .expect("URL");
+        config.user(user).password(password);
+        let sql = sql.to_string();
+        self.runtime.block_on(async move {
+            let message = |error: tokio_postgres::Error| {
+                error
+                    .as_db_error()
+                    .map_or_else(|| error.to_string(), |db| db.message().to_string())
+            };
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(message)?;
+            tokio::spawn(connection);
+            let rows = client.simple_query(&sql).await.map_err(message)?;
+            Ok(rows
+                .iter()
+                .filter_map(|message| match message {
+                    tokio_postgres::SimpleQueryMessage::Row(row) => {
+                        Some(row.get(0).unwrap_or("NULL").to_string())
+                    }
+                    _ => None,
+                })
+                .collect())
+        })
+    }
+
+    /// The password trails generated for role `role`, from Secrets Manager.
+    fn role_password(&self, role: &str) -> Option<String> {
+        let secrets = self.moto.secrets();
+        let name = format!("trails/{INSTANCE}/postgres-role/{role}");
+        self.runtime.block_on(async move {
+            secrets
+                .get_secret_value()
+                .secret_id(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|value| value.secret_string().map(str::to_string))
+        })
+    }
+}
+
+#[test]
+fn a_role_logs_in_with_its_generated_password_holds_only_its_grants_and_goes_when_removed() {
+    let (setup, _master, master_password) = started();
+    let port_only = setup.endpoint();
+    let with_roles = |roles: &str| {
+        format!(
+            "    databases:\n      turia_trails:\n        schemas: [public]\n        \
+             migrations: [sql/postgres/001_api_keys.sql]\n        roles:\n{roles}"
+        )
+    };
+    setup.write_blueprint(&with_roles(
+        "          ingest: { tables: { api_keys: [select] } }\n",
+    ));
+    let applied = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    assert!(
+        applied.stdout.contains("postgres.role.main-ingest"),
+        "{}",
+        applied.stdout
+    );
+
+    // Its password was generated and kept in Secrets Manager; it is in no output and no state.
+    let password = setup.role_password("ingest").expect("the role's secret");
+    assert_eq!(password.len(), 64, "a 256-bit password");
+    let state =
+        std::fs::read_to_string(setup.dir.path().join(".trails/local.state.json")).expect("state");
+    let all = format!("{}{}", applied.stdout, applied.stderr);
+    for secret in [&password, &master_password] {
+        assert!(
+            !state.contains(secret.as_str()),
+            "a password is in the state"
+        );
+        assert!(!all.contains(secret.as_str()), "a password was printed");
+    }
+    // Only the SCRAM verifier reached the server.
+    assert_eq!(
+        setup.query(
+            "postgres",
+            "SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = 'ingest'"
+        ),
+        ["SCRAM-SHA-256$"]
+    );
+
+    // It logs in with that password, reads api_keys, and can do nothing else.
+    assert_eq!(
+        setup.query_as("ingest", &password, "SELECT count(*) FROM api_keys"),
+        Ok(vec!["0".to_string()])
+    );
+    assert!(
+        setup
+            .query_as("ingest", "not-the-password", "SELECT 1")
+            .is_err_and(|error| error.contains("password authentication failed")),
+        "a wrong password was accepted: {:?}",
+        setup.query_as("ingest", "not-the-password", "SELECT 1")
+    );
+    let refusals = [
+        "INSERT INTO api_keys (id, key_hash, tenant_id) VALUES (gen_random_uuid(), 'x', gen_random_uuid())",
+        "DELETE FROM api_keys",
+        "CREATE TABLE mine (id int)",
+        "SELECT count(*) FROM trails_migrations",
+        "CREATE ROLE other LOGIN",
+        "CREATE DATABASE other",
+    ];
+    for sql in refusals {
+        let answer = setup.query_as("ingest", &password, sql);
+        assert!(
+            answer
+                .as_ref()
+                .is_err_and(|error| error.contains("permission denied")),
+            "`{sql}` was not refused: {answer:?}"
+        );
+    }
+    assert_eq!(
+        setup.query(
+            "postgres",
+            "SELECT rolsuper::text || rolcreatedb::text || rolcreaterole::text \
+             || coalesce(shobj_description(oid, 'pg_authid'), '(none)') \
+             FROM pg_roles WHERE rolname = 'ingest'"
+        ),
+        ["falsefalsefalsemanaged by trails: trails-local/local/postgres.role.main-ingest"]
+    );
+    // The ingest service starts as this role: its own migration finds the table and stops.
+    let port = setup.endpoint();
+    let port = port.rsplit(':').next().expect("port");
+    let url = format!("postgres://ingest:{password}@127.0.0.1:{port}/turia_trails");
+    setup
+        .runtime
+        .block_on(async move {
+            let pool = trails::ingest::pool(&url)?;
+            trails::ingest::migrate(&pool).await
+        })
+        .expect("the ingest service's migration as the least-privilege role");
+
+    // Nothing changed: nothing is planned, and a second apply keeps the password.
+    let again = setup.trails("trails.yaml", &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+
+    // Privileges become exactly the listed ones: widened, then narrowed again.
+    setup.write_blueprint(&with_roles(
+        "          ingest: { tables: { api_keys: [SELECT, INSERT] } }\n",
+    ));
+    let widened = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(widened.code, 0, "{}{}", widened.stdout, widened.stderr);
+    assert_eq!(setup.role_password("ingest").as_ref(), Some(&password));
+    assert_eq!(
+        setup.query_as("ingest", &password, refusals[0]),
+        Ok(Vec::new())
+    );
+    setup.write_blueprint(&with_roles(
+        "          ingest: { tables: { api_keys: [SELECT] } }\n",
+    ));
+    let narrowed = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(narrowed.code, 0, "{}{}", narrowed.stdout, narrowed.stderr);
+    assert!(
+        setup
+            .query_as("ingest", &password, refusals[0])
+            .is_err_and(|error| error.contains("permission denied")),
+        "INSERT survived its removal from the blueprint"
+    );
+
+    // A role someone made by hand is refused, not taken over, and keeps its password.
+    setup.query("postgres", "CREATE ROLE reporting LOGIN PASSWORD 'by-hand'");
+    setup.write_blueprint(&with_roles(
+        "          ingest: { tables: { api_keys: [SELECT] } }\n          \
+         reporting: { tables: { api_keys: [SELECT] } }\n",
+    ));
+    let refused = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    let output = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        output.contains("PostgreSQL role reporting already exists and carries no trails mark"),
+        "{output}"
+    );
+    assert_eq!(
+        setup.query_as("reporting", "by-hand", "SELECT 1"),
+        Ok(vec!["1".to_string()]),
+        "the hand-made role was changed"
+    );
+    assert_eq!(setup.role_password("reporting"), None, "a secret was made");
+
+    // Out of the blueprint, trails' role is dropped and its secret deleted; the other stays.
+    setup.write_blueprint(&with_roles("          {}\n"));
+    let removed = setup.trails("trails.yaml", &["apply", "--yes", "--endpoint", &port_only]);
+    assert_eq!(removed.code, 0, "{}{}", removed.stdout, removed.stderr);
+    assert_eq!(
+        setup.query(
+            "postgres",
+            "SELECT rolname::text FROM pg_roles WHERE rolname IN ('ingest', 'reporting')"
+        ),
+        ["reporting"]
+    );
+    assert_eq!(
+        setup.role_password("ingest"),
+        None,
+        "the secret is still there"
+    );
 }
 
 /// Runs openssl in `dir`; panics with its output when it fails.

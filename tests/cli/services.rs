@@ -257,7 +257,8 @@ impl Postgres {
 
 impl Postgres {
     /// Gives this server the master user of RDS instance `identifier` in moto, with the
-    /// password RDS keeps in its managed secret and the CREATEDB right RDS gives it, so that
+    /// password RDS keeps in its managed secret and the CREATEDB and CREATEROLE rights RDS gives
+    /// it (through `rds_superuser`; never SUPERUSER itself), so that
     /// trails can log in as it would to the instance. Returns the user and password.
     pub async fn add_master_user(
         url: &str,
@@ -294,7 +295,7 @@ impl Postgres {
         execute(
             url,
             &format!(
-                "CREATE ROLE \"{user}\" LOGIN CREATEDB PASSWORD '{}'",
+                "CREATE ROLE \"{user}\" LOGIN CREATEDB CREATEROLE PASSWORD '{}'",
                 password.replace('\'', "''")
             ),
         )

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_elasticache::client::Waiters;
 use aws_sdk_elasticache::types::{ParameterNameValue, Tag};
-use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use serde_json::{Map, Value, json};
 
+use super::generated::Generated;
 use super::{
     AwsProvider, Context, Registration, check_owns, gone_is_fine, is_not_found, none_if_missing,
     recorded_output, recorded_spec, tag_changes,
@@ -458,91 +458,21 @@ pub fn secret_name(group_id: &str) -> String {
     format!("trails/{group_id}/auth-token")
 }
 
-/// 64 hex characters from the operating system's random source (two v4 UUIDs): within
-/// ElastiCache's 16 to 128 printable characters and free of the characters it forbids.
-fn generate_token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+/// The secret that keeps a group's AUTH token (64 hex characters: within ElastiCache's 16 to
+/// 128 printable characters and free of those it forbids).
+fn token_secret(group: &ReplicationGroup) -> Generated<'_> {
+    Generated {
+        name: secret_name(&group.id),
+        description: format!("AUTH token of the Redis replication group {}", group.id),
+        tags: &group.tags,
+    }
 }
 
 impl ReplicationGroupProvider {
     /// The group's token and the ARN of the secret that keeps it: an existing secret of this
     /// group (an apply interrupted after storing it) is reused, otherwise one is created.
     async fn token(&self, group: &ReplicationGroup) -> Result<(String, String), ProviderError> {
-        let name = secret_name(&group.id);
-        let secrets = &self.0.secrets;
-        match self.token_secret(group).await? {
-            Some(existing) => {
-                let value = secrets
-                    .get_secret_value()
-                    .secret_id(&name)
-                    .send()
-                    .await
-                    .map_err(|e| ProviderError::api("GetSecretValue", e))?;
-                let token = value.secret_string().unwrap_or_default().to_string();
-                Ok((token, existing.arn().unwrap_or_default().to_string()))
-            }
-            None => {
-                let token = generate_token();
-                let created = secrets
-                    .create_secret()
-                    .name(&name)
-                    .description(format!(
-                        "AUTH token of the Redis replication group {}",
-                        group.id
-                    ))
-                    .secret_string(&token)
-                    .set_tags(Some(
-                        group
-                            .tags
-                            .iter()
-                            .map(|(key, value)| {
-                                aws_sdk_secretsmanager::types::Tag::builder()
-                                    .key(key)
-                                    .value(value)
-                                    .build()
-                            })
-                            .collect(),
-                    ))
-                    .send()
-                    .await
-                    .map_err(|e| ProviderError::api("CreateSecret", e))?;
-                Ok((token, created.arn().unwrap_or_default().to_string()))
-            }
-        }
-    }
-
-    /// The secret that keeps the group's token, if there is one; refused when it does not
-    /// carry the group's ownership tags.
-    async fn token_secret(
-        &self,
-        group: &ReplicationGroup,
-    ) -> Result<Option<DescribeSecretOutput>, ProviderError> {
-        let name = secret_name(&group.id);
-        let existing = match self
-            .0
-            .secrets
-            .describe_secret()
-            .secret_id(&name)
-            .send()
-            .await
-        {
-            Ok(existing) => existing,
-            Err(error) if is_not_found(&error) => return Ok(None),
-            Err(error) => return Err(ProviderError::api("DescribeSecret", error)),
-        };
-        check_owns(
-            existing
-                .tags()
-                .iter()
-                .filter_map(|tag| tag.key().zip(tag.value())),
-            &group.tags,
-            &format!("secret {name}"),
-        )?;
-        Ok(Some(existing))
+        token_secret(group).ensure(&self.0.secrets).await
     }
 
     async fn secret_arn(&self, group: &ReplicationGroup) -> Result<String, ProviderError> {
@@ -712,19 +642,7 @@ impl AwsProvider for ReplicationGroupProvider {
         // The create stores the token before it creates the group: a run killed in between
         // leaves the secret alone. Deleted only if it carries this group's ownership tags.
         let group: ReplicationGroup = spec(desired)?;
-        let Some(existing) = self.token_secret(&group).await? else {
-            return Ok(());
-        };
-        gone_is_fine(
-            self.0
-                .secrets
-                .delete_secret()
-                .set_secret_id(existing.arn().map(str::to_string))
-                .force_delete_without_recovery(true)
-                .send()
-                .await,
-            "DeleteSecret",
-        )
+        token_secret(&group).delete(&self.0.secrets).await
     }
 
     async fn create(
@@ -856,17 +774,7 @@ impl AwsProvider for ReplicationGroupProvider {
                     ProviderError::api("waiting for ReplicationGroupDeleted", error)
                 })?;
         }
-        // The token is worth nothing once its group is gone: no recovery window, so that a new
-        // group of the same name can have its secret at once.
-        gone_is_fine(
-            self.0
-                .secrets
-                .delete_secret()
-                .secret_id(secret_name(&group.id))
-                .force_delete_without_recovery(true)
-                .send()
-                .await,
-            "DeleteSecret",
-        )
+        // The token is worth nothing once its group is gone.
+        token_secret(&group).delete(&self.0.secrets).await
     }
 }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod described;
 pub mod eks;
+pub mod generated;
 pub mod iam;
 pub mod network;
 pub mod rds;

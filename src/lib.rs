@@ -5,6 +5,7 @@ pub mod cli;
 pub mod engine;
 pub mod graph;
 pub mod ingest;
+pub mod kafkatls;
 pub mod pgtls;
 pub mod plan;
 pub mod providers;

@@ -618,8 +618,21 @@ pub struct Kafka {
     pub release: Option<String>,
     /// Bootstrap servers, `host:port,...`.
     pub bootstrap_servers: String,
+    /// TLS to the brokers (every trails client: apply, verify): absent means in clear.
+    #[serde(default)]
+    pub tls: Option<KafkaTls>,
     /// Topics by name.
     pub topics: Map<Topic>,
+}
+
+/// TLS to the Kafka brokers; `tls: {}` verifies them against the system's CA certificates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTls {
+    /// PEM file of the CA certificates that sign the brokers' certificates, relative to the
+    /// blueprint's directory.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// A Kafka topic.

@@ -968,6 +968,19 @@ impl Checker<'_> {
         if let Some(kafka) = &doc.kafka {
             let base = FieldPath::of("kafka");
             self.release_exists(&base.key("release"), &kafka.release);
+            if let Some(tls) = crate::resources::dayone::kafka_tls(self.loaded, kafka)
+                && let Some(file) = tls.ca_file
+                && !file.is_file()
+            {
+                self.error(
+                    &base.key("tls").key("ca_file"),
+                    format!(
+                        "CA file {} not found (a PEM file of the CA certificates that sign the \
+                         brokers'; the path is relative to the blueprint's directory)",
+                        file.display()
+                    ),
+                );
+            }
             if kafka.bootstrap_servers.trim().is_empty() {
                 self.error(
                     &base.key("bootstrap_servers"),

@@ -18,6 +18,9 @@ pub struct Config {
     pub redis_url: String,
     /// `KAFKA_BROKERS`: comma-separated bootstrap servers.
     pub kafka_brokers: String,
+    /// TLS to the brokers: `KAFKA_TLS_CA_FILE` (a PEM file of the CA certificates that sign the
+    /// brokers'), or `KAFKA_TLS=true` to verify against the system's; in clear otherwise.
+    pub kafka_tls: Option<crate::kafkatls::Tls>,
     /// `INGEST_TOPIC` (default `audit.events.v1`).
     pub topic: String,
     /// `INGEST_DLQ_TOPIC` (default `audit.events.dlq`).
@@ -46,6 +49,7 @@ impl std::fmt::Debug for Config {
             .field("database", &redact(&self.database_url))
             .field("redis", &redact(&self.redis_url))
             .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_tls", &self.kafka_tls)
             .field("topic", &self.topic)
             .field("dlq_topic", &self.dlq_topic)
             .field("node_name", &self.node_name)
@@ -101,6 +105,19 @@ impl Config {
             database_url: required("DATABASE_URL", "postgres://ingest@db:5432/turia_trails")?,
             redis_url: required("REDIS_URL", "redis://cache:6379")?,
             kafka_brokers: required("KAFKA_BROKERS", "broker-0:9092,broker-1:9092")?,
+            kafka_tls: match (lookup("KAFKA_TLS").as_deref(), lookup("KAFKA_TLS_CA_FILE")) {
+                (_, Some(file)) if !file.is_empty() => Some(crate::kafkatls::Tls {
+                    ca_file: Some(file.into()),
+                }),
+                (None | Some("" | "false"), _) => None,
+                (Some("true"), _) => Some(crate::kafkatls::Tls::default()),
+                (Some(other), _) => {
+                    return Err(ConfigError {
+                        variable: "KAFKA_TLS",
+                        message: format!("`{other}` is neither true nor false"),
+                    });
+                }
+            },
             topic: lookup("INGEST_TOPIC").unwrap_or_else(|| DEFAULT_TOPIC.to_string()),
             dlq_topic: lookup("INGEST_DLQ_TOPIC").unwrap_or_else(|| "audit.events.dlq".to_string()),
             node_name: lookup("INGEST_NODE_NAME")
@@ -155,6 +172,41 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(error.to_string().contains("`soon` is not a whole number"));
+        let error = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("KAFKA_TLS", "yes"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "KAFKA_TLS");
+    }
+
+    #[test]
+    fn kafka_tls_follows_its_two_variables() {
+        let tls = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(lookup(pairs)).expect("valid").kafka_tls
+        };
+        const BASE: [(&str, &str); 3] = [
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+        ];
+        assert_eq!(tls(&BASE), None);
+        assert_eq!(
+            tls(&[BASE[0], BASE[1], BASE[2], ("KAFKA_TLS", "false")]),
+            None
+        );
+        assert_eq!(
+            tls(&[BASE[0], BASE[1], BASE[2], ("KAFKA_TLS", "true")]),
+            Some(crate::kafkatls::Tls::default())
+        );
+        assert_eq!(
+            tls(&[BASE[0], BASE[1], BASE[2], ("KAFKA_TLS_CA_FILE", "/ca.pem")]),
+            Some(crate::kafkatls::Tls {
+                ca_file: Some("/ca.pem".into())
+            })
+        );
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     migrate(&database).await?;
     let producer = produce::EventProducer::new(
         &config.kafka_brokers,
+        config.kafka_tls.as_ref(),
         &config.topic,
         &config.dlq_topic,
         config.produce_timeout,

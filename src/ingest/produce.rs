@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -36,15 +35,15 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    /// An idempotent lz4 producer for `brokers`.
+    /// An idempotent lz4 producer for `brokers`, over TLS when `tls` is given.
     pub fn new(
         brokers: &str,
+        tls: Option<&crate::kafkatls::Tls>,
         topic: &str,
         dlq_topic: &str,
         timeout: Duration,
     ) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+        let producer: FutureProducer = crate::kafkatls::client(brokers, tls)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")

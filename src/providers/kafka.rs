@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{
     AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
     ResourceSpecifier, TopicReplication,
@@ -34,10 +33,12 @@ pub fn register(by_kind: &mut HashMap<&'static str, Box<dyn Provider>>) {
 
 struct TopicProvider;
 
-/// An admin client for one cluster.
-pub fn admin(bootstrap_servers: &str) -> Result<Arc<Admin>, ProviderError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap_servers)
+/// An admin client for one cluster, over TLS when `tls` is given.
+pub fn admin(
+    bootstrap_servers: &str,
+    tls: Option<&crate::kafkatls::Tls>,
+) -> Result<Arc<Admin>, ProviderError> {
+    crate::kafkatls::client(bootstrap_servers, tls)
         .set("socket.timeout.ms", "10000")
         .create()
         .map(Arc::new)
@@ -172,7 +173,7 @@ impl Provider for TopicProvider {
         _intent: &Intent,
     ) -> Result<Option<Applied>, ProviderError> {
         let topic: Topic = spec(desired)?;
-        let admin = admin(&topic.bootstrap_servers)?;
+        let admin = admin(&topic.bootstrap_servers, topic.tls.as_ref())?;
         Ok(partitions(&admin, &topic.name, REQUEST_TIMEOUT)
             .await?
             .map(|_| applied(&topic)))
@@ -191,7 +192,7 @@ impl Provider for TopicProvider {
                 topic.name
             )));
         }
-        let admin = admin(&topic.bootstrap_servers)?;
+        let admin = admin(&topic.bootstrap_servers, topic.tls.as_ref())?;
         // Overrides it has beyond the declared ones stay (a `diff` shows them); the declared
         // configuration is set when there is one.
         converge(&admin, &topic, !topic.config.is_empty()).await?;
@@ -205,7 +206,7 @@ impl Provider for TopicProvider {
         _token: &str,
     ) -> Result<Applied, ProviderError> {
         let topic: Topic = spec(desired)?;
-        let admin = admin(&topic.bootstrap_servers)?;
+        let admin = admin(&topic.bootstrap_servers, topic.tls.as_ref())?;
         let partitions = i32::try_from(topic.partitions)
             .map_err(|_| ProviderError::Invalid(format!("{} partitions", topic.partitions)))?;
         let replication = i32::try_from(topic.replication_factor).map_err(|_| {
@@ -254,14 +255,14 @@ impl Provider for TopicProvider {
     ) -> Result<Applied, ProviderError> {
         let topic: Topic = spec(desired)?;
         let before: Topic = recorded_spec(recorded)?;
-        let admin = admin(&topic.bootstrap_servers)?;
+        let admin = admin(&topic.bootstrap_servers, topic.tls.as_ref())?;
         converge(&admin, &topic, before.config != topic.config).await?;
         Ok(applied(&topic))
     }
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         let topic: Topic = recorded_spec(recorded)?;
-        let admin = admin(&topic.bootstrap_servers)?;
+        let admin = admin(&topic.bootstrap_servers, topic.tls.as_ref())?;
         let results = admin
             .delete_topics(&[topic.name.as_str()], &options())
             .await
@@ -289,7 +290,7 @@ impl Provider for TopicProvider {
         recorded: &Recorded,
     ) -> Result<Option<Read>, ProviderError> {
         let topic: Topic = recorded_spec(recorded)?;
-        let admin = admin(&topic.bootstrap_servers)?;
+        let admin = admin(&topic.bootstrap_servers, topic.tls.as_ref())?;
         let Some(partitions) = partitions(&admin, &topic.name, REQUEST_TIMEOUT).await? else {
             return Ok(Some(Read::Gone));
         };

@@ -26,6 +26,9 @@ pub struct Topic {
     pub config: BTreeMap<String, String>,
     /// Bootstrap servers.
     pub bootstrap_servers: String,
+    /// TLS to them (absent: in clear).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::kafkatls::Tls>,
 }
 
 impl Spec for Topic {
@@ -38,6 +41,17 @@ impl Spec for Topic {
         outputs: &["name", "partitions"],
         sensitive_outputs: &[],
     };
+}
+
+/// The blueprint's Kafka TLS, its CA file relative to the blueprint's directory.
+pub fn kafka_tls(
+    loaded: &crate::blueprint::load::Loaded,
+    kafka: &crate::blueprint::schema::Kafka,
+) -> Option<crate::kafkatls::Tls> {
+    let base = loaded.file.parent().unwrap_or(std::path::Path::new("."));
+    kafka.tls.as_ref().map(|tls| crate::kafkatls::Tls {
+        ca_file: tls.ca_file.as_ref().map(|file| base.join(file)),
+    })
 }
 
 fn topic_replacement(attribute: &str, before: &Value, after: &Value) -> Option<String> {
@@ -254,6 +268,7 @@ pub fn expand(builder: &mut Builder<'_>) {
                     replication_factor: topic.replication_factor,
                     config: sorted(&topic.config),
                     bootstrap_servers: kafka.bootstrap_servers.clone(),
+                    tls: kafka_tls(loaded, kafka),
                 },
                 FieldPath::of("kafka.topics").key(name.clone()),
             );

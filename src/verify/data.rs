@@ -12,7 +12,6 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -158,12 +157,21 @@ pub fn checks(
         .get("kafka")
         .cloned()
         .or_else(|| document.kafka.as_ref().map(|k| k.bootstrap_servers.clone()));
+    let kafka_tls = document
+        .kafka
+        .as_ref()
+        .and_then(|kafka| crate::resources::dayone::kafka_tls(loaded, kafka));
     if let Some(kafka) = &document.kafka {
         let servers = bootstrap.clone().unwrap_or_default();
         for (topic, declared) in &kafka.topics {
             chains.push(vec![Check::run(
                 format!("kafka.topic.{topic}"),
-                topic_check(servers.clone(), topic.clone(), declared.partitions as usize),
+                topic_check(
+                    servers.clone(),
+                    kafka_tls.clone(),
+                    topic.clone(),
+                    declared.partitions as usize,
+                ),
             )]);
         }
     }
@@ -258,6 +266,7 @@ pub fn checks(
                     url: url.clone(),
                     api_key: access.api_key.clone(),
                     bootstrap,
+                    tls: kafka_tls,
                     topic,
                     subject: format!("{}/{}", owner.blueprint, owner.environment),
                 };
@@ -612,8 +621,13 @@ async fn redis_policy(source: RedisSource, declared: String) -> Result<String, S
     }
 }
 
-async fn topic_check(servers: String, topic: String, declared: usize) -> Result<String, String> {
-    let admin = kafka::admin(&servers).map_err(|error| error.to_string())?;
+async fn topic_check(
+    servers: String,
+    tls: Option<crate::kafkatls::Tls>,
+    topic: String,
+    declared: usize,
+) -> Result<String, String> {
+    let admin = kafka::admin(&servers, tls.as_ref()).map_err(|error| error.to_string())?;
     match kafka::partitions(&admin, &topic, CONNECT_TIMEOUT).await {
         Ok(Some(found)) if found == declared => {
             Ok(format!("{topic} on {servers}: {found} partitions"))
@@ -622,7 +636,20 @@ async fn topic_check(servers: String, topic: String, declared: usize) -> Result<
             "{topic} on {servers} has {found} partitions; the blueprint declares {declared}"
         )),
         Ok(None) => Err(format!("topic {topic} does not exist on {servers}")),
-        Err(error) => Err(format!("{servers}: {error}")),
+        // librdkafka reports a failed handshake only as a transport failure: say what TLS
+        // was asked of the brokers.
+        Err(error) => Err(match &tls {
+            Some(tls) => format!(
+                "{servers}: {error} (over TLS, the brokers' certificate verified against {}: \
+                 a certificate it did not sign, or a listener in clear, fails like this)",
+                tls.ca_file
+                    .as_ref()
+                    .map_or("the system's CA certificates".to_string(), |file| file
+                        .display()
+                        .to_string())
+            ),
+            None => format!("{servers}: {error}"),
+        }),
     }
 }
 
@@ -654,14 +681,18 @@ struct EndToEnd {
     url: String,
     api_key: Option<String>,
     bootstrap: Option<String>,
+    tls: Option<crate::kafkatls::Tls>,
     topic: String,
     subject: String,
 }
 
 /// A consumer positioned at the end of every partition of `topic`.
-fn tail(servers: &str, topic: &str) -> Result<BaseConsumer, String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", servers)
+fn tail(
+    servers: &str,
+    tls: Option<&crate::kafkatls::Tls>,
+    topic: &str,
+) -> Result<BaseConsumer, String> {
+    let consumer: BaseConsumer = crate::kafkatls::client(servers, tls)
         .set(
             "group.id",
             format!("trails-verify-{}", uuid::Uuid::new_v4()),
@@ -727,8 +758,8 @@ async fn end_to_end(check: EndToEnd) -> Result<String, String> {
         .ok_or("no Kafka bootstrap servers to read the event back from: declare `kafka` or pass --endpoint kafka=HOST:PORT")?;
     let topic = check.topic.clone();
     let consumer = {
-        let (servers, topic) = (servers.clone(), topic.clone());
-        tokio::task::spawn_blocking(move || tail(&servers, &topic))
+        let (servers, topic, tls) = (servers.clone(), topic.clone(), check.tls.clone());
+        tokio::task::spawn_blocking(move || tail(&servers, tls.as_ref(), &topic))
             .await
             .map_err(|error| format!("consumer task: {error}"))??
     };

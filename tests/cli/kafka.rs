@@ -7,7 +7,7 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
 use super::run_in;
-use super::services::Tansu;
+use super::services::{Tansu, TlsProxy, certificates, free_port};
 
 #[test]
 fn a_configured_topic_diffs_clean_and_one_deleted_by_hand_is_drift_a_refreshed_apply_repairs() {
@@ -150,4 +150,111 @@ fn a_topic_made_outside_trails_is_refused_survives_destroy_and_import_adopts_it(
         destroyed.stdout, destroyed.stderr
     );
     assert!(!exists("billing.v1"), "imported, it is trails' to delete");
+}
+
+#[test]
+fn a_tls_only_listener_is_reached_by_apply_verify_and_the_ingest_producer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "kafka", true);
+    certificates(dir.path(), "other", false);
+    // The broker is reachable only through the TLS front, which it advertises.
+    let front = free_port();
+    let tansu = Tansu::start_behind(front);
+    let proxy = TlsProxy::start(
+        front,
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+        tansu.port(),
+    );
+    let write = |tls: &str| {
+        std::fs::write(
+            dir.path().join("topics.yaml"),
+            format!(
+                "blueprint: topics\nregion: us-east-1\nenvironments: {{ dev: {{}} }}\nkafka:\n  \
+                 bootstrap_servers: 127.0.0.1:{front}\n{tls}  topics:\n    \
+                 audit.events.v1: {{ partitions: 2, replication_factor: 1 }}\n"
+            ),
+        )
+        .expect("write blueprint");
+    };
+    let path = dir.path().join("topics.yaml");
+    let path = path.to_str().expect("utf-8 path");
+    let trails = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["-f", path]);
+        run_in(None, &full)
+    };
+
+    // Verified against the CA that signed the listener's certificate (relative to the
+    // blueprint), everything works.
+    write("  tls: { ca_file: kafka-ca.pem }\n");
+    let applied = trails(&["apply", "--yes"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    assert!(
+        proxy.handshakes.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "apply never completed a TLS handshake"
+    );
+    let clean = trails(&["diff", "--detailed-exitcode"]);
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    let verified = trails(&["verify"]);
+    assert_eq!(verified.code, 0, "{}\n{}", verified.stdout, verified.stderr);
+    assert!(
+        verified.stdout.contains("2 partitions"),
+        "{}",
+        verified.stdout
+    );
+
+    // The ingest service's producer, over TLS, delivers to the topic.
+    // `Ok(true)`: the broker answered over TLS and the event reached the topic itself.
+    let producer = |env: Vec<(&str, String)>| -> Result<bool, String> {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let brokers = format!("127.0.0.1:{front}");
+        let lookup = move |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| match name {
+                    "DATABASE_URL" => Some("postgres://unused".to_string()),
+                    "REDIS_URL" => Some("redis://unused".to_string()),
+                    "KAFKA_BROKERS" => Some(brokers.clone()),
+                    _ => None,
+                })
+        };
+        let config = trails::ingest::config::Config::from_lookup(lookup).expect("config");
+        runtime.block_on(async move {
+            let producer = trails::ingest::produce::EventProducer::new(
+                &config.kafka_brokers,
+                config.kafka_tls.as_ref(),
+                "audit.events.v1",
+                "audit.events.v1",
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(|error| error.to_string())?;
+            producer.check().await?;
+            Ok(matches!(
+                producer.store("tls-test", b"{}").await,
+                trails::ingest::produce::Stored::Topic
+            ))
+        })
+    };
+    let ca = dir.path().join("kafka-ca.pem").display().to_string();
+    assert_eq!(producer(vec![("KAFKA_TLS_CA_FILE", ca)]), Ok(true));
+
+    // In clear, or against a CA that did not sign the certificate, nothing gets through, and
+    // the error says why.
+    let other = dir.path().join("other-ca.pem").display().to_string();
+    assert!(producer(vec![("KAFKA_TLS_CA_FILE", other)]).is_err());
+    assert!(producer(Vec::new()).is_err());
+    write("  tls: { ca_file: other-ca.pem }\n");
+    let refused = trails(&["verify"]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stdout
+            .contains("over TLS, the brokers' certificate verified against")
+            && refused.stdout.contains("other-ca.pem"),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::moto::Moto;
-use super::services::Postgres;
+use super::services::{Postgres, certificates};
 use super::{Run, repo, run_with};
 
 const INSTANCE: &str = "trails-local-local-main";
@@ -583,87 +583,6 @@ fn a_role_logs_in_with_its_generated_password_holds_only_its_grants_and_goes_whe
         None,
         "the secret is still there"
     );
-}
-
-/// Runs openssl in `dir`; panics with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run openssl ({error}); ./scripts/test installs it"));
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA (`NAME-ca.pem`), and when `server` a server certificate it signed for 127.0.0.1
-/// (`server.pem`, `server.key`).
-fn certificates(dir: &Path, name: &str, server: bool) {
-    let ca_key = format!("{name}-ca.key");
-    let ca = format!("{name}-ca.pem");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &ca_key,
-            "-out",
-            &ca,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-        ],
-    );
-    if server {
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-        )
-        .expect("write extensions");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                &ca,
-                "-CAkey",
-                &ca_key,
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
-    }
 }
 
 #[test]

@@ -396,6 +396,8 @@ fn tansu_binary() -> PathBuf {
 pub struct Tansu {
     child: Option<Child>,
     port: u16,
+    /// The port it tells clients to use, when not its own (a TLS front's).
+    advertised: u16,
     dir: tempfile::TempDir,
     storage: String,
     env: Vec<(String, String)>,
@@ -411,11 +413,22 @@ impl Tansu {
 
     /// Starts a broker storing in `storage` (e.g. `s3://bucket/`), with `env` for the store.
     pub fn start_on(storage: &str, env: Vec<(String, String)>) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
+        Self::launch(storage, env, port, port)
+    }
+
+    /// Starts a broker that tells its clients to connect to `advertised` (a [`TlsProxy`] in
+    /// front of it), not to its own port.
+    pub fn start_behind(advertised: u16) -> Self {
+        Self::launch("memory://tansu/", Vec::new(), free_port(), advertised)
+    }
+
+    fn launch(storage: &str, env: Vec<(String, String)>, port: u16, advertised: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
         let mut tansu = Self {
             child: None,
             port,
+            advertised,
             dir,
             storage: storage.to_string(),
             env,
@@ -423,6 +436,11 @@ impl Tansu {
         };
         tansu.restart();
         tansu
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Stops the broker (what it stored in memory is gone with it).
@@ -436,11 +454,17 @@ impl Tansu {
     pub fn restart(&mut self) {
         let log = self.dir.path().join("tansu.log");
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
         let mut child = spawn(
             "tansu",
             Command::new(tansu_binary())
                 .args(["broker", "--storage-engine", &self.storage])
-                .args(["--listener-url", &url, "--advertised-listener-url", &url])
+                .args([
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &advertised,
+                ])
                 .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("RUST_LOG", "warn"),
             &log,
@@ -453,5 +477,161 @@ impl Tansu {
 impl Drop for Tansu {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A TLS listener in front of a plain TCP server on this machine, as a broker's TLS-only
+/// listener looks to its clients: a client that does not speak TLS fails the handshake.
+pub struct TlsProxy {
+    runtime: Option<tokio::runtime::Runtime>,
+    /// TLS handshakes completed so far.
+    pub handshakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TlsProxy {
+    /// Listens on `port` with certificate `cert` (PEM chain) and key `key`, and forwards each
+    /// connection to `target`.
+    pub fn start(port: u16, cert: &Path, key: &Path, target: u16) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("certificate file")
+            .collect::<Result<_, _>>()
+            .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(key).expect("private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .unwrap_or_else(|error| panic!("cannot listen on 127.0.0.1:{port}: {error}"));
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&handshakes);
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, counted) = (acceptor.clone(), Arc::clone(&counted));
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Self {
+            runtime: Some(runtime),
+            handshakes,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs openssl in `dir`; panics with its output when it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run openssl ({error}); ./scripts/test installs it"));
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A CA (`NAME-ca.pem`), and when `server` a server certificate it signed for 127.0.0.1
+/// (`server.pem`, `server.key`).
+pub fn certificates(dir: &Path, name: &str, server: bool) {
+    let ca_key = format!("{name}-ca.key");
+    let ca = format!("{name}-ca.pem");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+        ],
+    );
+    if server {
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("write extensions");
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        );
     }
 }

@@ -126,16 +126,36 @@ fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// `None` when the database does not exist, else the mark its comment carries, if any.
-async fn mark_of(admin: &Client, name: &str) -> Result<Option<Option<String>>, ProviderError> {
-    let row = admin
-        .query_opt(
+/// A server-wide object trails marks with a comment: a database or a role.
+#[derive(Clone, Copy)]
+enum Shared {
+    Database,
+    Role,
+}
+
+/// `None` when the database or role `name` does not exist, else the mark its comment
+/// carries, if any.
+async fn shared_mark(
+    admin: &Client,
+    what: Shared,
+    name: &str,
+) -> Result<Option<Option<String>>, ProviderError> {
+    let (sql, doing) = match what {
+        Shared::Database => (
             "SELECT shobj_description(oid, 'pg_database') FROM pg_catalog.pg_database \
              WHERE datname = $1",
-            &[&name],
-        )
+            "look up the database",
+        ),
+        Shared::Role => (
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles \
+             WHERE rolname = $1",
+            "look up the role",
+        ),
+    };
+    let row = admin
+        .query_opt(sql, &[&name])
         .await
-        .map_err(|error| sql_error("look up the database", error))?;
+        .map_err(|error| sql_error(doing, error))?;
     Ok(row.map(|row| {
         row.get::<_, Option<String>>(0)
             .and_then(|comment| comment.strip_prefix(MARK).map(str::to_string))
@@ -244,7 +264,7 @@ impl DatabaseProvider {
         takeover: Takeover,
     ) -> Result<Applied, ProviderError> {
         let admin = self.connect(&database.into(), "postgres").await?;
-        match mark_of(&admin, &database.name).await? {
+        match shared_mark(&admin, Shared::Database, &database.name).await? {
             Some(found) => may_take_over(
                 &format!("PostgreSQL database {}", database.name),
                 found.as_deref(),
@@ -402,7 +422,10 @@ impl Converging for DatabaseProvider {
     async fn find_intended(&self, desired: &Value) -> Result<Option<Applied>, ProviderError> {
         let database: PostgresDatabase = spec(desired)?;
         let admin = self.connect(&(&database).into(), "postgres").await?;
-        if mark_of(&admin, &database.name).await?.is_none() {
+        if shared_mark(&admin, Shared::Database, &database.name)
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         drop(admin);
@@ -419,7 +442,7 @@ impl Converging for DatabaseProvider {
             return Ok(());
         }
         let admin = self.connect(&(&database).into(), "postgres").await?;
-        let Some(found) = mark_of(&admin, &database.name).await? else {
+        let Some(found) = shared_mark(&admin, Shared::Database, &database.name).await? else {
             return Ok(());
         };
         may_delete(
@@ -456,22 +479,6 @@ fn password_secret(role: &PostgresRole) -> Generated<'_> {
         ),
         tags: &role.tags,
     }
-}
-
-/// `None` when the role does not exist, else the mark its comment carries, if any.
-async fn role_mark_of(admin: &Client, name: &str) -> Result<Option<Option<String>>, ProviderError> {
-    let row = admin
-        .query_opt(
-            "SELECT shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles \
-             WHERE rolname = $1",
-            &[&name],
-        )
-        .await
-        .map_err(|error| sql_error("look up the role", error))?;
-    Ok(row.map(|row| {
-        row.get::<_, Option<String>>(0)
-            .and_then(|comment| comment.strip_prefix(MARK).map(str::to_string))
-    }))
 }
 
 /// `schema.table` (or `table`, in `public`) as a quoted SQL name, and its quoted schema.
@@ -516,7 +523,7 @@ impl RoleProvider {
     ) -> Result<Applied, ProviderError> {
         let what = format!("PostgreSQL role {}", role.name);
         let admin = self.server.connect(&role.into(), "postgres").await?;
-        let found = role_mark_of(&admin, &role.name).await?;
+        let found = shared_mark(&admin, Shared::Role, &role.name).await?;
         if let Some(found) = &found {
             may_take_over(&what, found.as_deref(), &role.owner, takeover, &role.name)?;
         }
@@ -608,7 +615,7 @@ impl Converging for RoleProvider {
         let instance = crate::resources::address::<DbInstance>(&role.instance);
         if !self.server.deleting.contains(&instance) {
             let admin = self.server.connect(&(&role).into(), "postgres").await?;
-            if let Some(found) = role_mark_of(&admin, &role.name).await? {
+            if let Some(found) = shared_mark(&admin, Shared::Role, &role.name).await? {
                 may_delete(
                     &format!("PostgreSQL role {}", role.name),
                     found.as_deref(),
@@ -616,7 +623,10 @@ impl Converging for RoleProvider {
                     address,
                 )?;
                 let name = quoted(&role.name);
-                if mark_of(&admin, &role.database).await?.is_some() {
+                if shared_mark(&admin, Shared::Database, &role.database)
+                    .await?
+                    .is_some()
+                {
                     let client = self.server.connect(&(&role).into(), &role.database).await?;
                     let revokes = revoke_tables(&client, &role.name).await?;
                     client

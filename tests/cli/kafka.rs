@@ -1,36 +1,57 @@
-//! Kafka topics read back by `trails diff` against a real broker (tansu): a fresh apply with a
+//! Kafka topics against a real broker (tansu): read back by `trails diff` (a fresh apply with a
 //! topic configuration diffs clean, a topic deleted by hand is drift that a refreshed apply
-//! repairs.
+//! repairs), refused when made outside trails, and reached over TLS through a TLS-only listener.
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 
-use super::run_in;
 use super::services::{Tansu, TlsProxy, certificates, free_port};
+use super::{Run, run_in};
+
+/// A blueprint of Kafka topics alone, `topics.yaml` in a temporary directory.
+struct Topics {
+    dir: tempfile::TempDir,
+}
+
+impl Topics {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// Writes the blueprint with this `kafka:` section (its lines indented two spaces).
+    fn write(&self, kafka: &str) {
+        std::fs::write(
+            self.dir.path().join("topics.yaml"),
+            format!(
+                "blueprint: topics\nregion: us-east-1\nenvironments: {{ dev: {{}} }}\nkafka:\n{kafka}"
+            ),
+        )
+        .expect("write blueprint");
+    }
+
+    /// `trails ARGS -f topics.yaml`.
+    fn trails(&self, args: &[&str]) -> Run {
+        let path = self.dir.path().join("topics.yaml");
+        let mut full = args.to_vec();
+        full.extend(["-f", path.to_str().expect("utf-8 path")]);
+        run_in(None, &full)
+    }
+}
 
 #[test]
 fn a_configured_topic_diffs_clean_and_one_deleted_by_hand_is_drift_a_refreshed_apply_repairs() {
     let tansu = Tansu::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("topics.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "blueprint: topics\nregion: us-east-1\nenvironments: {{ dev: {{}} }}\nkafka:\n  \
-             bootstrap_servers: {}\n  topics:\n    audit.events.v1: {{ partitions: 3, \
-             replication_factor: 1, config: {{ retention.ms: \"86400000\" }} }}\n    \
-             audit.events.dlq: {{ partitions: 1, replication_factor: 1 }}\n",
-            tansu.brokers
-        ),
-    )
-    .expect("write blueprint");
-    let path = file.to_str().expect("utf-8 path");
-    let trails = |args: &[&str]| {
-        let mut full = args.to_vec();
-        full.extend(["-f", path]);
-        run_in(None, &full)
-    };
+    let topics = Topics::new();
+    topics.write(&format!(
+        "  bootstrap_servers: {}\n  topics:\n    audit.events.v1: {{ partitions: 3, \
+         replication_factor: 1, config: {{ retention.ms: \"86400000\" }} }}\n    \
+         audit.events.dlq: {{ partitions: 1, replication_factor: 1 }}\n",
+        tansu.brokers
+    ));
+    let trails = |args: &[&str]| topics.trails(args);
     let applied = trails(&["apply", "--yes"]);
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
 
@@ -74,19 +95,13 @@ fn a_configured_topic_diffs_clean_and_one_deleted_by_hand_is_drift_a_refreshed_a
 fn a_topic_made_outside_trails_is_refused_survives_destroy_and_import_adopts_it() {
     use rdkafka::admin::{NewTopic, TopicReplication};
     let tansu = Tansu::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("topics.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "blueprint: topics\nregion: us-east-1\nenvironments: {{ dev: {{}} }}\nkafka:\n  \
-             bootstrap_servers: {}\n  topics:\n    billing.v1: {{ partitions: 2, \
-             replication_factor: 1 }}\n    audit.events.v1: {{ partitions: 1, \
-             replication_factor: 1 }}\n",
-            tansu.brokers
-        ),
-    )
-    .expect("write blueprint");
+    let topics = Topics::new();
+    topics.write(&format!(
+        "  bootstrap_servers: {}\n  topics:\n    billing.v1: {{ partitions: 2, \
+         replication_factor: 1 }}\n    audit.events.v1: {{ partitions: 1, \
+         replication_factor: 1 }}\n",
+        tansu.brokers
+    ));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &tansu.brokers)
         .create()
@@ -109,12 +124,7 @@ fn a_topic_made_outside_trails_is_refused_survives_destroy_and_import_adopts_it(
             .iter()
             .any(|topic| topic.name() == name && topic.error().is_none())
     };
-    let path = file.to_str().expect("utf-8 path");
-    let trails = |args: &[&str]| {
-        let mut full = args.to_vec();
-        full.extend(["-f", path]);
-        run_in(None, &full)
-    };
+    let trails = |args: &[&str]| topics.trails(args);
 
     let refused = trails(&["apply", "--yes"]);
     assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
@@ -154,36 +164,26 @@ fn a_topic_made_outside_trails_is_refused_survives_destroy_and_import_adopts_it(
 
 #[test]
 fn a_tls_only_listener_is_reached_by_apply_verify_and_the_ingest_producer() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    certificates(dir.path(), "kafka", true);
-    certificates(dir.path(), "other", false);
+    let topics = Topics::new();
+    let dir = topics.dir.path();
+    certificates(dir, "kafka", true);
+    certificates(dir, "other", false);
     // The broker is reachable only through the TLS front, which it advertises.
     let front = free_port();
     let tansu = Tansu::start_behind(front);
     let proxy = TlsProxy::start(
         front,
-        &dir.path().join("server.pem"),
-        &dir.path().join("server.key"),
+        &dir.join("server.pem"),
+        &dir.join("server.key"),
         tansu.port(),
     );
     let write = |tls: &str| {
-        std::fs::write(
-            dir.path().join("topics.yaml"),
-            format!(
-                "blueprint: topics\nregion: us-east-1\nenvironments: {{ dev: {{}} }}\nkafka:\n  \
-                 bootstrap_servers: 127.0.0.1:{front}\n{tls}  topics:\n    \
-                 audit.events.v1: {{ partitions: 2, replication_factor: 1 }}\n"
-            ),
-        )
-        .expect("write blueprint");
+        topics.write(&format!(
+            "  bootstrap_servers: 127.0.0.1:{front}\n{tls}  topics:\n    \
+             audit.events.v1: {{ partitions: 2, replication_factor: 1 }}\n"
+        ));
     };
-    let path = dir.path().join("topics.yaml");
-    let path = path.to_str().expect("utf-8 path");
-    let trails = |args: &[&str]| {
-        let mut full = args.to_vec();
-        full.extend(["-f", path]);
-        run_in(None, &full)
-    };
+    let trails = |args: &[&str]| topics.trails(args);
 
     // Verified against the CA that signed the listener's certificate (relative to the
     // blueprint), everything works.
@@ -237,12 +237,12 @@ fn a_tls_only_listener_is_reached_by_apply_verify_and_the_ingest_producer() {
             ))
         })
     };
-    let ca = dir.path().join("kafka-ca.pem").display().to_string();
+    let ca = dir.join("kafka-ca.pem").display().to_string();
     assert_eq!(producer(vec![("KAFKA_TLS_CA_FILE", ca)]), Ok(true));
 
     // In clear, or against a CA that did not sign the certificate, nothing gets through, and
     // the error says why.
-    let other = dir.path().join("other-ca.pem").display().to_string();
+    let other = dir.join("other-ca.pem").display().to_string();
     assert!(producer(vec![("KAFKA_TLS_CA_FILE", other)]).is_err());
     assert!(producer(Vec::new()).is_err());
     write("  tls: { ca_file: other-ca.pem }\n");

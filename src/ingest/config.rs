@@ -57,11 +57,31 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// A URL without its user information (`postgres://u:p@h/db` → `postgres://h/db`).
+/// A URL without its user information (`postgres://u:p@h/db` → `postgres://h/db`); a
+/// key=value connection string (`host=h password=p`) without its password.
 pub fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
-        _ => url.to_string(),
+        (Some(_), None) => url.to_string(),
+        (None, _) => {
+            let mut shown = Vec::new();
+            let mut in_quoted_password = false;
+            for word in url.split_whitespace() {
+                if in_quoted_password {
+                    in_quoted_password = !word.ends_with('\'');
+                    continue;
+                }
+                match word.split_once('=') {
+                    Some((key, value)) if key.trim().eq_ignore_ascii_case("password") => {
+                        in_quoted_password =
+                            value.starts_with('\'') && (value.len() == 1 || !value.ends_with('\''));
+                        shown.push("password=(redacted)".to_string());
+                    }
+                    _ => shown.push(word.to_string()),
+                }
+            }
+            shown.join(" ")
+        }
     }
 }
 
@@ -128,7 +148,16 @@ impl Config {
             max_batch_bytes: usize::try_from(number("INGEST_MAX_BATCH_BYTES", 10 << 20)?)
                 .unwrap_or(usize::MAX),
             key_cache_ttl: Duration::from_secs(number("INGEST_KEY_CACHE_SECONDS", 30)?),
-            produce_timeout: Duration::from_millis(number("INGEST_PRODUCE_TIMEOUT_MS", 10_000)?),
+            // librdkafka reads 0 as "retry forever": a request would never be answered.
+            produce_timeout: match number("INGEST_PRODUCE_TIMEOUT_MS", 10_000)? {
+                0 => {
+                    return Err(ConfigError {
+                        variable: "INGEST_PRODUCE_TIMEOUT_MS",
+                        message: "must be more than 0 (librdkafka would retry forever)".to_string(),
+                    });
+                }
+                millis => Duration::from_millis(millis),
+            },
             default_rate_limit: number("INGEST_DEFAULT_RATE_LIMIT", 10_000)?,
         })
     }
@@ -207,6 +236,31 @@ mod tests {
                 ca_file: Some("/ca.pem".into())
             })
         );
+    }
+
+    #[test]
+    fn a_key_value_connection_string_loses_its_password() {
+        assert_eq!(
+            redact("host=db user=ingest password=hunter2 dbname=app"),
+            "host=db user=ingest password=(redacted) dbname=app"
+        );
+        assert_eq!(
+            redact("host=db password='two words' dbname=app"),
+            "host=db password=(redacted) dbname=app"
+        );
+        assert_eq!(redact("postgres://db/app"), "postgres://db/app");
+    }
+
+    #[test]
+    fn a_produce_timeout_of_zero_is_refused() {
+        let error = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("INGEST_PRODUCE_TIMEOUT_MS", "0"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "INGEST_PRODUCE_TIMEOUT_MS");
     }
 
     #[test]

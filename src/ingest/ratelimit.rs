@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use std::sync::RwLock;
+
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
@@ -48,7 +50,10 @@ pub struct Window {
 /// Counts requests per key in Redis.
 pub struct RateLimiter {
     client: redis::Client,
-    connection: Mutex<Option<ConnectionManager>>,
+    /// The connection once made (the manager remakes it after failures).
+    connection: RwLock<Option<ConnectionManager>>,
+    /// Held by the one request that is making the first connection.
+    connecting: Mutex<()>,
     script: redis::Script,
 }
 
@@ -57,22 +62,40 @@ impl RateLimiter {
     pub fn new(url: &str) -> Result<Self, redis::RedisError> {
         Ok(Self {
             client: redis::Client::open(url)?,
-            connection: Mutex::new(None),
+            connection: RwLock::new(None),
+            connecting: Mutex::new(()),
             script: redis::Script::new(SCRIPT),
         })
     }
 
-    /// A connection, made on first use and remade by the manager after failures.
+    /// The connection made so far, if any.
+    fn current(&self) -> Option<ConnectionManager> {
+        self.connection.read().map_or_else(
+            |poisoned| poisoned.into_inner().clone(),
+            |slot| slot.clone(),
+        )
+    }
+
+    /// A connection, made on first use and remade by the manager after failures. While one
+    /// request is making the first connection the others do not queue behind it: they fail
+    /// open at once.
     async fn connection(&self) -> Option<ConnectionManager> {
-        let mut slot = self.connection.lock().await;
-        if slot.is_none() {
-            let made = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_connection_manager())
-                .await
-                .ok()
-                .and_then(Result::ok);
-            *slot = made;
+        if let Some(connection) = self.current() {
+            return Some(connection);
         }
-        slot.clone()
+        let _connecting = self.connecting.try_lock().ok()?;
+        if let Some(connection) = self.current() {
+            return Some(connection);
+        }
+        let made = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_connection_manager())
+            .await
+            .ok()
+            .and_then(Result::ok)?;
+        match self.connection.write() {
+            Ok(mut slot) => *slot = Some(made.clone()),
+            Err(poisoned) => *poisoned.into_inner() = Some(made.clone()),
+        }
+        Some(made)
     }
 
     /// Counts one request of key `id` against `limit` per minute.

@@ -265,7 +265,8 @@ async fn lookup(database: &Pool, hash: &str) -> Result<Option<KeyRecord>, String
         tenant_id: row.get(1),
         scopes: row.get::<_, Option<Vec<String>>>(2).unwrap_or_default(),
         rate_limit: row.get::<_, Option<i32>>(3).map(i64::from),
-        is_active: row.get::<_, Option<bool>>(4).unwrap_or(true),
+        // NULL is no decision to let the key in.
+        is_active: row.get::<_, Option<bool>>(4).unwrap_or(false),
         expires_at: row.get(5),
     }))
 }
@@ -549,11 +550,18 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
         app.producer.check()
     );
     let database = database.unwrap_or_else(|_| Err("no answer within 3s".to_string()));
-    let status = |result: &Result<(), String>| match result {
+    // The degradation policy: without Redis the rate limit fails open, so the pod serves on;
+    // without PostgreSQL a key not in the cache cannot be checked, and without Kafka nothing
+    // can be stored: either takes the pod out of service. The drivers' errors, which may name
+    // hosts and users, go to the log, not to whoever asks.
+    let status = |name: &str, result: &Result<(), String>, effect: &str| match result {
         Ok(()) => json!("ok"),
-        Err(error) => json!(error),
+        Err(error) => {
+            tracing::warn!(dependency = name, error = %error, "readiness check failed");
+            json!(format!("unavailable{effect}"))
+        }
     };
-    let ready = database.is_ok() && redis.is_ok() && kafka.is_ok();
+    let ready = database.is_ok() && kafka.is_ok();
     json_response(
         if ready {
             StatusCode::OK
@@ -562,9 +570,9 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
         },
         json!({
             "ready": ready,
-            "postgres": status(&database),
-            "redis": status(&redis),
-            "kafka": status(&kafka)
+            "postgres": status("postgres", &database, ""),
+            "redis": status("redis", &redis, " (the rate limit fails open)"),
+            "kafka": status("kafka", &kafka, "")
         }),
     )
 }

@@ -39,6 +39,14 @@ pub struct Config {
     pub produce_timeout: Duration,
     /// `INGEST_DEFAULT_RATE_LIMIT` (default 10000): requests per minute for keys without one.
     pub default_rate_limit: u64,
+    /// `INGEST_MAX_IN_FLIGHT` (default 1024): requests served at once by this replica; one more
+    /// is answered 503 with `Retry-After` before its body is read.
+    pub max_in_flight: usize,
+    /// `INGEST_REQUEST_TIMEOUT_MS` (default 30000): a request served longer is answered 408.
+    pub request_timeout: Duration,
+    /// `INGEST_HEADER_READ_TIMEOUT_MS` (default 10000): a client that has not sent its request
+    /// headers by then is disconnected.
+    pub header_read_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -115,6 +123,15 @@ impl Config {
                 }),
             }
         };
+        let positive = |variable: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match number(variable, default)? {
+                0 => Err(ConfigError {
+                    variable,
+                    message: "must be more than 0".to_string(),
+                }),
+                value => Ok(value),
+            }
+        };
         let listen = lookup("INGEST_LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".to_string());
         let listen_addr = listen.parse().map_err(|_| ConfigError {
             variable: "INGEST_LISTEN_ADDR",
@@ -149,16 +166,15 @@ impl Config {
                 .unwrap_or(usize::MAX),
             key_cache_ttl: Duration::from_secs(number("INGEST_KEY_CACHE_SECONDS", 30)?),
             // librdkafka reads 0 as "retry forever": a request would never be answered.
-            produce_timeout: match number("INGEST_PRODUCE_TIMEOUT_MS", 10_000)? {
-                0 => {
-                    return Err(ConfigError {
-                        variable: "INGEST_PRODUCE_TIMEOUT_MS",
-                        message: "must be more than 0 (librdkafka would retry forever)".to_string(),
-                    });
-                }
-                millis => Duration::from_millis(millis),
-            },
+            produce_timeout: Duration::from_millis(positive("INGEST_PRODUCE_TIMEOUT_MS", 10_000)?),
             default_rate_limit: number("INGEST_DEFAULT_RATE_LIMIT", 10_000)?,
+            max_in_flight: usize::try_from(positive("INGEST_MAX_IN_FLIGHT", 1024)?)
+                .unwrap_or(usize::MAX),
+            request_timeout: Duration::from_millis(positive("INGEST_REQUEST_TIMEOUT_MS", 30_000)?),
+            header_read_timeout: Duration::from_millis(positive(
+                "INGEST_HEADER_READ_TIMEOUT_MS",
+                10_000,
+            )?),
         })
     }
 

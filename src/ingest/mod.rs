@@ -27,6 +27,13 @@ pub fn pool(url: &str) -> anyhow::Result<Pool> {
         .map_err(|error| anyhow::anyhow!("DATABASE_URL {}: {error}", redact(url)))?;
     let mut settings = deadpool_postgres::Config::new();
     settings.url = Some(url.to_string());
+    // A request waits at most this long for a connection (or for one to be made): a flood of
+    // unknown keys or a stalled server makes requests fail, not queue without end.
+    let mut limits = deadpool_postgres::PoolConfig::default();
+    limits.timeouts.wait = Some(Duration::from_secs(2));
+    limits.timeouts.create = Some(Duration::from_secs(5));
+    limits.timeouts.recycle = Some(Duration::from_secs(2));
+    settings.pool = Some(limits);
     if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
         settings.ssl_mode = Some(deadpool_postgres::SslMode::Require);
     }
@@ -137,6 +144,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_batch_bytes: config.max_batch_bytes,
         default_rate_limit: config.default_rate_limit,
         metrics: server::Metrics::new().context("registering metrics")?,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
+        request_timeout: config.request_timeout,
     });
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
@@ -147,10 +156,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         node = %config.node_name,
         "ingest service listening"
     );
-    axum::serve(listener, server::router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    serve_http(listener, server::router(app), config.header_read_timeout).await;
     tracing::info!("shutting down: flushing events in flight");
     let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
         .await
@@ -158,6 +164,60 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     flushed.context("events were still in flight after 30s")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `router` on `listener` until SIGTERM or Ctrl-C, then lets open connections finish for
+/// at most 30 s. Unlike `axum::serve` it bounds how long a client may take to send its request
+/// headers: one that has not sent them within `header_read_timeout` is disconnected, so slow
+/// clients cannot hold connections open.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let service = TowerToHyperService::new(router.clone());
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(error = %error, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30s are closed");
+    }
 }
 
 async fn shutdown_signal() {

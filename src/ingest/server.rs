@@ -50,6 +50,10 @@ pub struct App {
     pub default_rate_limit: u64,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// One permit per request being served: when none is left a request is refused at once.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Longest time a request is served before it is answered 408.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The service's Prometheus metrics.
@@ -146,6 +150,33 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// Serves `request` if there is room and in time: when every permit is taken the answer is 503
+/// with `Retry-After` before its body is read, and a request served longer than the timeout
+/// is answered 408 (an event it was storing may still reach the topic: a client that retries
+/// may store it twice, as after any lost answer).
+async fn bounded(app: &App, request: Request, next: Next) -> Response {
+    let Ok(_permit) = Arc::clone(&app.in_flight).try_acquire_owned() else {
+        let mut response = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight on this replica; retry",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request was not served within {} ms",
+                app.request_timeout.as_millis()
+            ),
+        ),
+    }
+}
+
 /// Counts, times and logs every request (never its headers: they carry the API key).
 async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -157,7 +188,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         }
         _ => "other".to_string(),
     };
-    let response = next.run(request).await;
+    let response = bounded(&app, request, next).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     app.metrics

@@ -611,6 +611,68 @@ fn with_redis_down_events_are_still_accepted_and_the_pod_stays_ready() {
 }
 
 #[test]
+fn slow_clients_are_cut_off_and_a_full_replica_refuses_at_once() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stack = Stack::start_with(&[
+        ("INGEST_MAX_IN_FLIGHT", "1"),
+        ("INGEST_REQUEST_TIMEOUT_MS", "1500"),
+        ("INGEST_HEADER_READ_TIMEOUT_MS", "1000"),
+    ]);
+    let address = stack.base.trim_start_matches("http://").to_string();
+    let connect = || {
+        let stream = std::net::TcpStream::connect(&address).expect("connect to the service");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream
+    };
+
+    // Half its headers, then nothing: disconnected once the header-read timeout passes.
+    let mut slow_headers = connect();
+    let started = Instant::now();
+    write!(
+        slow_headers,
+        "POST /v1/events HTTP/1.1\r\nHost: {address}\r\n"
+    )
+    .expect("send");
+    let mut rest = Vec::new();
+    let read = slow_headers.read_to_end(&mut rest);
+    assert!(
+        read.is_ok() && started.elapsed() < Duration::from_secs(5),
+        "held for {:?}: {read:?}",
+        started.elapsed()
+    );
+
+    // A request whose body never comes holds the one permit...
+    let mut slow_body = connect();
+    write!(
+        slow_body,
+        "POST /v1/events HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         X-API-Key: {WRITER}\r\nContent-Length: 100\r\n\r\n{{\"actor\": "
+    )
+    .expect("send the head");
+    std::thread::sleep(Duration::from_millis(300));
+    // ...so the next is refused at once, with when to come back.
+    let started = Instant::now();
+    let full = stack.event(WRITER, &valid(1));
+    assert_eq!(
+        full.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        full.text
+    );
+    assert_eq!(full.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The slow one is answered 408 when the request timeout passes, and the permit is back.
+    let mut line = String::new();
+    BufReader::new(slow_body)
+        .read_line(&mut line)
+        .expect("an answer");
+    assert!(line.starts_with("HTTP/1.1 408"), "{line}");
+    assert_eq!(stack.event(WRITER, &valid(2)).status, StatusCode::ACCEPTED);
+}
+
+#[test]
 fn a_graceful_shutdown_flushes_every_acknowledged_event() {
     let mut stack = Stack::start();
     let batch = json!({ "events": (0..200).map(valid).collect::<Vec<_>>() });

@@ -227,22 +227,27 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The ARN of the instance's RDS-managed master secret.
+async fn master_secret_arn(moto: &Moto) -> String {
+    let instances = moto
+        .rds()
+        .describe_db_instances()
+        .send()
+        .await
+        .expect("DescribeDBInstances");
+    instances
+        .db_instances()
+        .iter()
+        .find_map(|db| db.master_user_secret().and_then(|s| s.secret_arn()))
+        .expect("the instance has a managed master secret")
+        .to_string()
+}
+
 /// RDS's master password, as moto's Secrets Manager keeps it.
 fn master_password(moto: &Moto) -> String {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let rds = moto.rds();
-        let instances = rds
-            .describe_db_instances()
-            .send()
-            .await
-            .expect("DescribeDBInstances");
-        let arn = instances
-            .db_instances()
-            .iter()
-            .find_map(|db| db.master_user_secret().and_then(|s| s.secret_arn()))
-            .expect("the instance has a managed master secret")
-            .to_string();
+        let arn = master_secret_arn(moto).await;
         let secret = moto
             .secrets()
             .get_secret_value()
@@ -260,18 +265,7 @@ fn master_password(moto: &Moto) -> String {
 fn rotate_master_password(moto: &Moto) -> String {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let instances = moto
-            .rds()
-            .describe_db_instances()
-            .send()
-            .await
-            .expect("DescribeDBInstances");
-        let arn = instances
-            .db_instances()
-            .iter()
-            .find_map(|db| db.master_user_secret().and_then(|s| s.secret_arn()))
-            .expect("a managed master secret")
-            .to_string();
+        let arn = master_secret_arn(moto).await;
         let secrets = moto.secrets();
         let current = secrets
             .get_secret_value()

@@ -22,6 +22,58 @@ fn error(field: &str, message: &str) -> FieldError {
 }
 
 /// Fields that must be non-empty strings.
+/// Deepest nesting of arrays and objects a body may have.
+pub const MAX_DEPTH: usize = 32;
+
+/// Most elements (array items and object members) a body may hold. A batch of 1,000 events of
+/// the seed's shape holds a few tens of thousands.
+pub const MAX_ELEMENTS: usize = 200_000;
+
+/// Why a body's shape is refused before it is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShapeError {
+    /// Nested deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// More than [`MAX_ELEMENTS`] elements.
+    TooManyElements,
+}
+
+/// Checks a body's nesting depth and element count on its bytes, before anything is built: a
+/// 10 MiB body of tiny values would otherwise become hundreds of MiB of parsed values.
+/// Malformed JSON is left to the parser.
+pub fn check_shape(body: &[u8]) -> Result<(), ShapeError> {
+    let (mut depth, mut elements) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                elements += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ShapeError::TooDeep);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' => elements += 1,
+            _ => {}
+        }
+        if elements > MAX_ELEMENTS {
+            return Err(ShapeError::TooManyElements);
+        }
+    }
+    Ok(())
+}
+
 const REQUIRED: &[(&str, &str)] = &[
     ("actor", "id"),
     ("action", "name"),
@@ -160,6 +212,26 @@ pub fn enrich(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_too_deep_or_too_wide_is_refused_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(check_shape(deep.as_bytes()), Err(ShapeError::TooDeep));
+        let wide = format!("[{}0]", "0,".repeat(MAX_ELEMENTS));
+        assert_eq!(
+            check_shape(wide.as_bytes()),
+            Err(ShapeError::TooManyElements)
+        );
+        // Brackets and commas inside strings, escaped quotes included, are text.
+        let text = format!(
+            "{{\"a\": \"{}\\\"{}\"}}",
+            "[".repeat(100),
+            ",".repeat(MAX_ELEMENTS + 1)
+        );
+        assert_eq!(check_shape(text.as_bytes()), Ok(()));
+        let nested = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(check_shape(nested.as_bytes()), Ok(()));
+    }
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.field.as_str()).collect()

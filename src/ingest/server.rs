@@ -387,6 +387,27 @@ fn prepare(
 
 /// The body as JSON, or the 400 that says where it is malformed.
 fn parse(body: &[u8], window: &Window) -> Result<Value, Box<Response>> {
+    let refuse = |status: StatusCode, message: String| {
+        Box::new(with_window(problem(status, &message), window))
+    };
+    match event::check_shape(body) {
+        Ok(()) => {}
+        Err(event::ShapeError::TooDeep) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                format!("JSON nested deeper than {} levels", event::MAX_DEPTH),
+            ));
+        }
+        Err(event::ShapeError::TooManyElements) => {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "more than {} JSON array items and object members",
+                    event::MAX_ELEMENTS
+                ),
+            ));
+        }
+    }
     serde_json::from_slice(body).map_err(|error| {
         Box::new(with_window(
             problem(StatusCode::BAD_REQUEST, &format!("malformed JSON: {error}")),

@@ -672,6 +672,55 @@ fn slow_clients_are_cut_off_and_a_full_replica_refuses_at_once() {
     assert_eq!(stack.event(WRITER, &valid(2)).status, StatusCode::ACCEPTED);
 }
 
+/// The service's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib(stack: &Stack) -> u64 {
+    let pid = stack.service.as_ref().expect("the service runs").id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+#[test]
+fn a_batch_of_millions_of_tiny_values_is_refused_before_it_is_parsed() {
+    let stack = Stack::start();
+    // Just under the 10 MiB batch limit: 4.7 million zeros in one nested array.
+    let zeros = "0,".repeat(4_700_000);
+    let body = format!("{{\"events\": [[{zeros}0]]}}");
+    let before = peak_rss_kib(&stack);
+    let reply = stack.post(
+        "/v1/events/batch",
+        Some(WRITER),
+        body.into_bytes(),
+        "application/json",
+    );
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    assert!(reply.text.contains("JSON array items"), "{}", reply.text);
+    let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let reply = stack.post(
+        "/v1/events",
+        Some(WRITER),
+        deep.into_bytes(),
+        "application/json",
+    );
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert!(
+        reply.text.contains("nested deeper than 32"),
+        "{}",
+        reply.text
+    );
+    // Parsed, the first body grew the service by hundreds of MiB; refused, by about its size.
+    let grown = peak_rss_kib(&stack).saturating_sub(before);
+    assert!(grown < 64 * 1024, "peak RSS grew by {grown} KiB");
+}
+
 #[test]
 fn a_graceful_shutdown_flushes_every_acknowledged_event() {
     let mut stack = Stack::start();

@@ -47,6 +47,9 @@ pub struct Config {
     /// `INGEST_HEADER_READ_TIMEOUT_MS` (default 10000): a client that has not sent its request
     /// headers by then is disconnected.
     pub header_read_timeout: Duration,
+    /// `INGEST_SHED_QUEUE` (default 50000): with this many events waiting for the broker, new
+    /// requests are answered 503 with `Retry-After` at once instead of queueing behind them.
+    pub shed_queue: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -175,6 +178,8 @@ impl Config {
                 "INGEST_HEADER_READ_TIMEOUT_MS",
                 10_000,
             )?),
+            shed_queue: usize::try_from(positive("INGEST_SHED_QUEUE", 50_000)?)
+                .unwrap_or(usize::MAX),
         })
     }
 

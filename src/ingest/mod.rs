@@ -146,6 +146,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: server::Metrics::new().context("registering metrics")?,
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         request_timeout: config.request_timeout,
+        shed_queue: config.shed_queue,
     });
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await

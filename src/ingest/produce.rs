@@ -104,6 +104,11 @@ impl EventProducer {
         .map_err(|error| error.to_string())?
     }
 
+    /// Events handed to the producer and not yet acknowledged or given up.
+    pub fn queued(&self) -> usize {
+        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+    }
+
     /// Waits for every event in flight (graceful shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(Timeout::After(timeout))

@@ -54,6 +54,8 @@ pub struct App {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     /// Longest time a request is served before it is answered 408.
     pub request_timeout: std::time::Duration,
+    /// Events waiting for the broker at which new requests are shed.
+    pub shed_queue: usize,
 }
 
 /// The service's Prometheus metrics.
@@ -88,7 +90,7 @@ impl Metrics {
         let events = IntCounterVec::new(
             Opts::new(
                 "ingest_events_total",
-                "Events by outcome: accepted, dead_lettered, rejected, failed",
+                "Events by outcome: accepted, dead_lettered, rejected, failed, shed",
             ),
             &["outcome"],
         )?;
@@ -437,6 +439,9 @@ fn record_stored(app: &App, stored: &Stored) {
 
 async fn single(State(app): State<Arc<App>>, request: Request) -> Response {
     let route = "/v1/events";
+    if let Some(response) = shed(&app) {
+        return response;
+    }
     let (key, window, body) = match admit(&app, route, request, app.max_event_bytes).await {
         Ok(admitted) => admitted,
         Err(response) => return response,
@@ -476,8 +481,30 @@ async fn single(State(app): State<Arc<App>>, request: Request) -> Response {
     with_window(response, &window)
 }
 
+/// 503 with `Retry-After` at once, before the body is read, while the broker is this far
+/// behind: queueing more would only make every client wait out the produce timeout. Nothing is
+/// claimed, so nothing 202'd is lost.
+fn shed(app: &App) -> Option<Response> {
+    let queued = app.producer.queued();
+    if queued < app.shed_queue {
+        return None;
+    }
+    app.metrics.event("shed", 1);
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("{queued} events are waiting for the broker; nothing was kept, retry"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    Some(response)
+}
+
 async fn batch(State(app): State<Arc<App>>, request: Request) -> Response {
     let route = "/v1/events/batch";
+    if let Some(response) = shed(&app) {
+        return response;
+    }
     let (key, window, body) = match admit(&app, route, request, app.max_batch_bytes).await {
         Ok(admitted) => admitted,
         Err(response) => return response,

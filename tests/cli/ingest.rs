@@ -764,6 +764,58 @@ fn when_the_broker_is_down_the_request_fails_with_503_and_nothing_is_claimed() {
 }
 
 #[test]
+fn with_the_broker_behind_new_requests_are_shed_at_once() {
+    let mut stack = Stack::start_with(&[
+        ("INGEST_PRODUCE_TIMEOUT_MS", "3000"),
+        ("INGEST_SHED_QUEUE", "1"),
+    ]);
+    assert_eq!(stack.event(WRITER, &valid(1)).status, StatusCode::ACCEPTED);
+    stack.tansu.stop();
+    // One event waits for the broker (up to its produce timeout, twice with the dead-letter
+    // topic)...
+    let waiting = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| stack.event(WRITER, &valid(2)));
+        std::thread::sleep(Duration::from_millis(500));
+        // ...so the next is refused at once instead of queueing behind it.
+        let started = Instant::now();
+        let shed = stack.event(WRITER, &valid(3));
+        assert_eq!(
+            shed.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            shed.text
+        );
+        assert_eq!(shed.header("retry-after"), Some("1"));
+        assert!(
+            shed.text.contains("waiting for the broker"),
+            "{}",
+            shed.text
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "shedding took {:?}",
+            started.elapsed()
+        );
+        waiting.join().expect("the waiting request")
+    });
+    // The waiting one was never claimed: it fails too, and says to retry.
+    assert_eq!(
+        waiting.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        waiting.text
+    );
+    let metrics = stack.get("/metrics");
+    assert!(
+        metrics
+            .text
+            .contains("ingest_events_total{outcome=\"shed\"} 1"),
+        "{}",
+        metrics.text
+    );
+}
+
+#[test]
 fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
     // A broker that keeps its data across a restart: tansu storing in S3 (moto's).
     let moto = Moto::start();

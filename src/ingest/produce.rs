@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -17,6 +17,13 @@ pub enum Stored {
     /// In the dead-letter topic, after the main topic refused it for `reason`.
     DeadLetter {
         /// Why the main topic did not take it.
+        reason: String,
+    },
+    /// Nowhere, and never: both topics refuse an event this large (`MessageSizeTooLarge`, from
+    /// librdkafka's `message.max.bytes` or the broker's `max.message.bytes`). Retrying cannot
+    /// help.
+    TooLarge {
+        /// What the broker said.
         reason: String,
     },
     /// Nowhere: the request must fail.
@@ -72,14 +79,22 @@ impl EventProducer {
 
     /// Produces one event, falling back to the dead-letter topic.
     pub async fn store(&self, key: &str, payload: &[u8]) -> Stored {
-        let reason = match self.send(&self.topic, key, payload).await {
+        let main = match self.send(&self.topic, key, payload).await {
             Ok(()) => return Stored::Topic,
-            Err(error) => error.to_string(),
+            Err(error) => error,
+        };
+        let too_large = |error: &KafkaError| {
+            error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge)
         };
         match self.send(&self.dlq_topic, key, payload).await {
-            Ok(()) => Stored::DeadLetter { reason },
-            Err(error) => Stored::Failed {
-                reason: format!("{reason}; dead-letter topic: {error}"),
+            Ok(()) => Stored::DeadLetter {
+                reason: main.to_string(),
+            },
+            Err(dlq) if too_large(&main) && too_large(&dlq) => Stored::TooLarge {
+                reason: format!("{main}; dead-letter topic: {dlq}"),
+            },
+            Err(dlq) => Stored::Failed {
+                reason: format!("{main}; dead-letter topic: {dlq}"),
             },
         }
     }

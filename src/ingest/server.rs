@@ -426,6 +426,10 @@ fn record_stored(app: &App, stored: &Stored) {
             app.metrics.produce_errors.with_label_values(&["dlq"]).inc();
             app.metrics.event("dead_lettered", 1);
         }
+        Stored::TooLarge { reason } => {
+            tracing::warn!(reason = %reason, "event too large for the topics");
+            app.metrics.event("rejected", 1);
+        }
         Stored::Failed { reason } => {
             tracing::error!(reason = %reason, "event could not be stored");
             app.metrics
@@ -466,6 +470,14 @@ async fn single(State(app): State<Arc<App>>, request: Request) -> Response {
         Stored::Topic | Stored::DeadLetter { .. } => json_response(
             StatusCode::ACCEPTED,
             json!({ "event_id": receipt.event_id, "received_at": receipt.received_at }),
+        ),
+        Stored::TooLarge { .. } => problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the event is larger than the topic takes ({} bytes as stored); nothing was \
+                 kept, and retrying will not help",
+                payload.len()
+            ),
         ),
         Stored::Failed { .. } => {
             let mut response = problem(
@@ -566,11 +578,26 @@ async fn batch(State(app): State<Arc<App>>, request: Request) -> Response {
             .map(|(_, _, payload)| app.producer.store(&tenant, payload)),
     )
     .await;
-    let mut failed = 0;
-    for ((index, receipt, _), stored) in pending.iter().zip(stored) {
+    let (mut failed, mut too_large) = (0, 0);
+    for ((index, receipt, payload), stored) in pending.iter().zip(stored) {
         record_stored(&app, &stored);
         let status = match stored {
             Stored::Topic | Stored::DeadLetter { .. } => "accepted",
+            Stored::TooLarge { .. } => {
+                too_large += 1;
+                results[*index] = json!({
+                    "index": index,
+                    "status": "rejected",
+                    "errors": [FieldError {
+                        field: String::new(),
+                        message: format!(
+                            "larger than the topic takes ({} bytes as stored)",
+                            payload.len()
+                        ),
+                    }]
+                });
+                continue;
+            }
             Stored::Failed { .. } => {
                 failed += 1;
                 "failed"
@@ -583,7 +610,8 @@ async fn batch(State(app): State<Arc<App>>, request: Request) -> Response {
             "received_at": receipt.received_at
         });
     }
-    let accepted = pending.len() - failed;
+    let rejected = rejected + too_large;
+    let accepted = pending.len() - failed - too_large;
     let status = if failed > 0 {
         // Some valid events are not stored: the client must retry those (status "failed").
         StatusCode::SERVICE_UNAVAILABLE

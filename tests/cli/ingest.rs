@@ -816,6 +816,40 @@ fn with_the_broker_behind_new_requests_are_shed_at_once() {
 }
 
 #[test]
+fn an_event_larger_than_the_topics_take_is_413_not_a_retry() {
+    let stack = Stack::start_with(&[("INGEST_PRODUCE_TIMEOUT_MS", "3000")]);
+    // Under the 1 MiB body limit, over the 1,000,000 bytes librdkafka's producer sends.
+    let mut big = valid(1);
+    big["context"] = json!({ "note": "x".repeat(1_010_000) });
+    let reply = stack.event(WRITER, &big);
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.text.contains("retrying will not help"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.header("retry-after"), None);
+    // In a batch it is rejected by index; the others are stored.
+    let batch = json!({ "events": [valid(2), big] });
+    let reply = stack.post(
+        "/v1/events/batch",
+        Some(WRITER),
+        batch.to_string().into_bytes(),
+        "application/json",
+    );
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+    assert_eq!(reply.body["accepted"], 1);
+    assert_eq!(reply.body["rejected"], 1);
+    assert_eq!(reply.body["results"][1]["status"], "rejected");
+    assert_eq!(stack.consume(TOPIC, PARTITIONS, 1).len(), 1);
+}
+
+#[test]
 fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
     // A broker that keeps its data across a restart: tansu storing in S3 (moto's).
     let moto = Moto::start();

@@ -915,27 +915,37 @@ impl RouteTableProvider {
     }
 
     /// Current subnet associations of a table: subnet id to association id.
-    async fn associations(&self, table: &str) -> Result<BTreeMap<String, String>, ProviderError> {
-        let described = self
-            .0
-            .ec2
-            .describe_route_tables()
-            .route_table_ids(table)
-            .send()
-            .await
-            .map_err(|e| ProviderError::api("DescribeRouteTables", e))?;
-        Ok(described
-            .route_tables()
-            .iter()
-            .flat_map(|t| t.associations())
-            .filter(|a| !a.main().unwrap_or(false))
-            .filter_map(|a| {
-                Some((
-                    a.subnet_id()?.to_string(),
-                    a.route_table_association_id()?.to_string(),
-                ))
-            })
-            .collect())
+    /// The table's subnet associations by subnet, or `None` when the table is gone.
+    async fn associations(
+        &self,
+        table: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
+        let Some(described) = super::none_if_missing(
+            self.0
+                .ec2
+                .describe_route_tables()
+                .route_table_ids(table)
+                .send()
+                .await,
+            "DescribeRouteTables",
+        )?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            described
+                .route_tables()
+                .iter()
+                .flat_map(|t| t.associations())
+                .filter(|a| !a.main().unwrap_or(false))
+                .filter_map(|a| {
+                    Some((
+                        a.subnet_id()?.to_string(),
+                        a.route_table_association_id()?.to_string(),
+                    ))
+                })
+                .collect(),
+        ))
     }
 
     async fn sync(
@@ -961,7 +971,11 @@ impl RouteTableProvider {
                 self.add_route(table, route).await?;
             }
         }
-        let current = self.associations(table).await?;
+        let current = self.associations(table).await?.ok_or_else(|| {
+            ProviderError::Conflict(format!(
+                "route table {table} was deleted outside trails; `trails apply --refresh` plans it anew"
+            ))
+        })?;
         let wanted: BTreeSet<&String> = desired.subnet_ids.iter().collect();
         for (subnet, association) in &current {
             if !wanted.contains(subnet) {
@@ -1089,12 +1103,8 @@ impl AwsProvider for RouteTableProvider {
 
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         let id = recorded_id(recorded)?;
-        let associations = match self.associations(id).await {
-            Ok(associations) => associations,
-            Err(ProviderError::Api { message, .. }) if message.contains("NotFound") => {
-                return Ok(());
-            }
-            Err(error) => return Err(error),
+        let Some(associations) = self.associations(id).await? else {
+            return Ok(());
         };
         for association in associations.values() {
             self.0

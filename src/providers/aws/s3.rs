@@ -289,7 +289,7 @@ impl BucketProvider {
         let mut key_marker: Option<String> = None;
         let mut version_marker: Option<String> = None;
         loop {
-            let page = self
+            let page = match self
                 .0
                 .s3
                 .list_object_versions()
@@ -298,7 +298,12 @@ impl BucketProvider {
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(|e| ProviderError::api("ListObjectVersions", e))?;
+            {
+                Ok(page) => page,
+                // Already gone: there is nothing to empty.
+                Err(error) if error.code() == Some("NoSuchBucket") => return Ok(()),
+                Err(error) => return Err(ProviderError::api("ListObjectVersions", error)),
+            };
             let mut doomed = Vec::new();
             let versions = page
                 .versions()
@@ -631,12 +636,7 @@ impl AwsProvider for BucketProvider {
     async fn delete(&self, _address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
         let bucket: Bucket = spec(&Value::Object(recorded.attributes.clone()))?;
         if bucket.force_destroy {
-            match self.empty(&bucket.bucket).await {
-                Err(ProviderError::Api { message, .. }) if message.contains("NoSuchBucket") => {
-                    return Ok(());
-                }
-                other => other?,
-            }
+            self.empty(&bucket.bucket).await?;
         }
         match self
             .0

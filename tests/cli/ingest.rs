@@ -746,6 +746,65 @@ fn a_graceful_shutdown_flushes_every_acknowledged_event() {
 }
 
 #[test]
+fn a_request_in_flight_when_sigterm_arrives_is_finished_and_its_event_kept() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stack = Stack::start();
+    let address = stack.base.trim_start_matches("http://").to_string();
+    let event = valid(7).to_string();
+    let (head, tail) = event.split_at(event.len() / 2);
+    let mut in_flight = std::net::TcpStream::connect(&address).expect("connect");
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    write!(
+        in_flight,
+        "POST /v1/events HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         X-API-Key: {WRITER}\r\nContent-Length: {}\r\n\r\n{head}",
+        event.len()
+    )
+    .expect("send half the request");
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = stack.service.as_ref().expect("the service runs").id();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(500));
+    // No new connection is taken once it is stopping...
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "a new connection was accepted after SIGTERM"
+    );
+    // ...but the one in flight is served to the end.
+    in_flight.write_all(tail.as_bytes()).expect("send the rest");
+    let mut reader = BufReader::new(in_flight);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("an answer");
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    let mut answer = String::new();
+    while reader
+        .read_line(&mut answer)
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {}
+    let id = answer
+        .split("\"event_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an event id in the answer")
+        .to_string();
+    assert!(
+        stack.terminate(),
+        "the service did not exit cleanly:\n{}",
+        stack.logs()
+    );
+    let stored = stack.consume(TOPIC, PARTITIONS, 1);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1["event_id"], id.as_str());
+}
+
+#[test]
 fn when_the_broker_is_down_the_request_fails_with_503_and_nothing_is_claimed() {
     let mut stack = Stack::start_with(&[("INGEST_PRODUCE_TIMEOUT_MS", "1500")]);
     assert_eq!(stack.event(WRITER, &valid(1)).status, StatusCode::ACCEPTED);

@@ -4,7 +4,9 @@
 //! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/GROUP/VERSION`;
 //! - server-side apply (`PATCH` with `application/apply-patch+yaml`, `fieldManager`, `force`):
 //!   creates or updates; fields the same manager applied before and now omits are removed,
-//!   fields of other managers kept; `uid`, `resourceVersion` (bumped only on a real change),
+//!   fields of other managers kept; a field another manager (an apply, or a `PUT` as
+//!   `kubectl-edit`) set to a different value is a 409 conflict unless `force=true`, which
+//!   takes it over; `uid`, `resourceVersion` (bumped only on a real change),
 //!   `generation` (bumped on a spec change), `managedFields`;
 //! - namespaced objects need their namespace (404), and a terminating one takes no new
 //!   objects (403);
@@ -15,6 +17,8 @@
 //!   reporting `NamespaceContentRemaining`/`NamespaceFinalizersRemaining` meanwhile;
 //! - CRDs: their kinds become discoverable, and the CRD `Established`, a moment after apply;
 //! - Deployments: a controller reports `observedGeneration` and ready replicas a moment later.
+//!
+//! - the kubeconfig's bearer token is required (401 without it).
 //!
 //! Every create, update and delete is appended to an event log file, which the fake helm
 //! writes to as well, so a test can check the order of everything an apply did.
@@ -31,6 +35,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
+
+/// The bearer token of the kubeconfig the double hands out; any other is refused (401).
+pub const TOKEN: &str = "not-a-secret";
 
 /// How long a CRD takes to be served and a Deployment to become ready.
 const CONTROLLER_DELAY: Duration = Duration::from_millis(300);
@@ -127,6 +134,9 @@ struct Stored {
     object: Value,
     /// Last configuration each field manager applied.
     applied: BTreeMap<String, Value>,
+    /// The manager of each field set by apply or update: a JSON pointer to a scalar or a whole
+    /// list (the double does not merge lists item by item).
+    owners: BTreeMap<String, String>,
     /// When the object last changed (controllers act a moment later).
     changed: Instant,
 }
@@ -169,6 +179,7 @@ impl ApiServer {
                 Stored {
                     object,
                     applied: BTreeMap::new(),
+                    owners: BTreeMap::new(),
                     changed: Instant::now(),
                 },
             );
@@ -201,7 +212,7 @@ impl ApiServer {
     /// A kubeconfig with one context, `double`, pointing here.
     pub fn kubeconfig(&self) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: double\nclusters:\n- name: double\n  cluster:\n    server: {}\nusers:\n- name: tester\n  user:\n    token: not-a-secret\ncontexts:\n- name: double\n  context:\n    cluster: double\n    user: tester\n",
+            "apiVersion: v1\nkind: Config\ncurrent-context: double\nclusters:\n- name: double\n  cluster:\n    server: {}\nusers:\n- name: tester\n  user:\n    token: {TOKEN}\ncontexts:\n- name: double\n  context:\n    cluster: double\n    user: tester\n",
             self.url
         )
     }
@@ -253,6 +264,7 @@ impl ApiServer {
             Stored {
                 object,
                 applied: BTreeMap::new(),
+                owners: BTreeMap::new(),
                 changed: Instant::now(),
             },
         );
@@ -313,6 +325,17 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Every request carries the kubeconfig's bearer token, as a real server requires.
+    let bearer = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok());
+    if bearer != Some(&format!("Bearer {TOKEN}")) {
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".to_string(),
+        );
+    }
     let mut inner = inner.lock().expect("state lock");
     reconcile(&mut inner);
     let path = uri.path().trim_end_matches('/');
@@ -375,7 +398,7 @@ async fn handle(
         },
         (Method::GET, None) => list(&inner, &target, query.get("labelSelector")),
         (Method::PATCH, Some(name)) => apply(&mut inner, &target, name, &query, &headers, &body),
-        (Method::PUT, Some(name)) => replace(&mut inner, &target, name, &body),
+        (Method::PUT, Some(name)) => replace(&mut inner, &target, name, &query, &body),
         (Method::DELETE, Some(name)) => delete(&mut inner, &target, name),
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -618,10 +641,54 @@ fn apply(
             Stored {
                 object,
                 applied: BTreeMap::new(),
+                owners: BTreeMap::new(),
                 changed: Instant::now(),
             }
         }
     };
+    // A field another manager set to a different value is a conflict, unless forced: then it
+    // changes hands (the Kubernetes server-side apply documentation, "Conflicts").
+    let force = query.get("force").map(String::as_str) == Some("true");
+    let fields = leaves(&config);
+    let conflicts: Vec<String> = fields
+        .iter()
+        .filter(|(field, value)| {
+            !field.starts_with("/metadata/name")
+                && stored
+                    .owners
+                    .get(field)
+                    .is_some_and(|owner| owner != manager)
+                && stored.object.pointer(field) != Some(value)
+        })
+        .map(|(field, _)| {
+            format!(
+                "conflict with \"{}\": {}",
+                stored.owners[field],
+                field.replace('/', ".")
+            )
+        })
+        .collect();
+    if !conflicts.is_empty() && !force {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                conflicts.join(", ")
+            ),
+        );
+    }
+    if let Some(previous) = stored.applied.get(manager) {
+        for (field, _) in leaves(previous) {
+            if stored.owners.get(&field) == Some(manager) {
+                stored.owners.remove(&field);
+            }
+        }
+    }
+    for (field, _) in &fields {
+        stored.owners.insert(field.clone(), manager.clone());
+    }
     let before = stored.object.clone();
     // Fields this manager applied before and no longer applies are removed.
     if let Some(previous) = stored.applied.get(manager) {
@@ -665,6 +732,24 @@ fn apply(
         StatusCode::OK
     };
     (code, axum::Json(object)).into_response()
+}
+
+/// Every scalar and list of `value` by JSON pointer (objects are walked into).
+fn leaves(value: &Value) -> Vec<(String, Value)> {
+    fn walk(value: &Value, path: String, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    let escaped = key.replace('~', "~0").replace('/', "~1");
+                    walk(child, format!("{path}/{escaped}"), out);
+                }
+            }
+            other => out.push((path, other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, String::new(), &mut out);
+    out
 }
 
 /// Deep merge; lists and scalars are replaced.
@@ -744,7 +829,13 @@ fn register_crd(inner: &mut Inner, crd: &Value) {
     }
 }
 
-fn replace(inner: &mut Inner, target: &Target, name: &str, body: &[u8]) -> Response {
+fn replace(
+    inner: &mut Inner,
+    target: &Target,
+    name: &str,
+    query: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Response {
     let Ok(object) = serde_json::from_slice::<Value>(body) else {
         return status(
             StatusCode::BAD_REQUEST,
@@ -786,6 +877,21 @@ fn replace(inner: &mut Inner, target: &Target, name: &str, body: &[u8]) -> Respo
             }
         }
     }
+    // An update takes the fields it changed from whoever managed them (`kubectl edit` is the
+    // manager `kubectl-edit`).
+    let manager = query
+        .get("fieldManager")
+        .cloned()
+        .unwrap_or_else(|| "kubectl-edit".to_string());
+    let mut owners = stored.owners.clone();
+    for (field, value) in leaves(&updated) {
+        if field.starts_with("/metadata/") || field.starts_with("/status") {
+            continue;
+        }
+        if stored.object.pointer(&field) != Some(&value) {
+            owners.insert(field, manager.clone());
+        }
+    }
     inner.resource_version += 1;
     updated["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
     event(inner, "update", &updated);
@@ -794,6 +900,7 @@ fn replace(inner: &mut Inner, target: &Target, name: &str, body: &[u8]) -> Respo
         Stored {
             object: updated.clone(),
             applied: stored.applied,
+            owners,
             changed: Instant::now(),
         },
     );
@@ -1043,4 +1150,68 @@ fn label_selectors_follow_the_documented_forms() {
     assert!(!matches(labels, "app=other"));
     assert!(!matches(labels, "!tier"));
     assert!(!matches(labels, "missing"));
+}
+
+#[test]
+fn apply_conflicts_with_another_managers_field_unless_forced_and_a_token_is_required() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start(dir.path().join("events.log"));
+    let http = reqwest::blocking::Client::new();
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps/settings",
+        server.url
+    );
+    let apply = |manager: &str, force: bool, level: &str| {
+        http.patch(format!("{url}?fieldManager={manager}&force={force}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/apply-patch+yaml")
+            .body(
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "settings", "namespace": "default"},
+                    "data": {"level": level}})
+                .to_string(),
+            )
+            .send()
+            .expect("apply")
+    };
+    assert_eq!(apply("trails", false, "info").status(), StatusCode::CREATED);
+    // The same manager changes its own field freely.
+    assert_eq!(apply("trails", false, "warn").status(), StatusCode::OK);
+
+    // Someone edits the field by hand (`kubectl edit` is an update by manager kubectl-edit).
+    let mut edited = server
+        .get("v1", "ConfigMap", Some("default"), "settings")
+        .expect("the object");
+    edited["data"]["level"] = json!("debug");
+    let put = http
+        .put(&url)
+        .bearer_auth(TOKEN)
+        .body(edited.to_string())
+        .send()
+        .expect("put");
+    assert_eq!(put.status(), StatusCode::OK);
+
+    // Applying the old value back without force is a conflict that names the field and owner.
+    let refused = apply("trails", false, "warn");
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let message = refused.text().expect("body");
+    assert!(
+        message.contains("conflict with \\\"kubectl-edit\\\": .data.level"),
+        "{message}"
+    );
+    // Applying the value it already has is no conflict; forcing takes the field back.
+    assert_eq!(apply("trails", false, "debug").status(), StatusCode::OK);
+    let forced = apply("trails", true, "warn");
+    assert_eq!(forced.status(), StatusCode::OK);
+    let live = server
+        .get("v1", "ConfigMap", Some("default"), "settings")
+        .expect("the object");
+    assert_eq!(live["data"]["level"], "warn");
+    assert_eq!(apply("trails", false, "error").status(), StatusCode::OK);
+
+    // Without the kubeconfig's token nothing is served.
+    let anonymous = http.get(&url).send().expect("get");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let wrong = http.get(&url).bearer_auth("stolen").send().expect("get");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }

@@ -886,13 +886,25 @@ fn delete_by_hand(api: &ApiServer, path: &str) {
     assert!(response.status().is_success(), "{:?}", response.text());
 }
 
+/// An HTTP client that carries the double's kubeconfig token, as kubectl would.
 fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", super::apiserver::TOKEN))
+            .expect("header value"),
+    );
+    reqwest::blocking::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("HTTP client")
 }
 
+/// `kubectl apply --server-side --force-conflicts` as manager `test`: a hand edit takes the
+/// fields it sets even from trails.
 fn apply_by_hand(api: &ApiServer, path: &str, object: &Value) {
     let response = client()
-        .patch(format!("{}{path}?fieldManager=test", api.url))
+        .patch(format!("{}{path}?fieldManager=test&force=true", api.url))
         .header("content-type", "application/apply-patch+yaml")
         .body(object.to_string())
         .send()

@@ -16,6 +16,8 @@
 //!   removed; a namespace turns `Terminating`, its content is deleted, and it goes when empty,
 //!   reporting `NamespaceContentRemaining`/`NamespaceFinalizersRemaining` meanwhile;
 //! - CRDs: their kinds become discoverable, and the CRD `Established`, a moment after apply;
+//!   for 1.5 s more, applying an object of the kind fails with the 500 `InternalError` of an
+//!   admission webhook that is not up yet ("failed calling webhook"), as cert-manager's does;
 //! - Deployments: a controller reports `observedGeneration` and ready replicas a moment later.
 //!
 //! - the kubeconfig's bearer token is required (401 without it).
@@ -41,6 +43,10 @@ pub const TOKEN: &str = "not-a-secret";
 
 /// How long a CRD takes to be served and a Deployment to become ready.
 const CONTROLLER_DELAY: Duration = Duration::from_millis(300);
+
+/// How long after a CRD is served its operator's admission webhook still refuses connections
+/// (cert-manager's is the known case: its first Certificate or ClusterIssuer gets a 500).
+const WEBHOOK_DELAY: Duration = Duration::from_millis(1500);
 
 #[derive(Clone, Debug)]
 struct ResourceType {
@@ -148,6 +154,8 @@ struct Inner {
     types: Vec<ResourceType>,
     /// CRD types not served yet, with when they will be.
     pending_types: Vec<(ResourceType, Instant)>,
+    /// When each custom kind's admission webhook starts answering, by (group, kind).
+    webhooks: BTreeMap<(String, String), Instant>,
     objects: BTreeMap<Key, Stored>,
     resource_version: u64,
     events: PathBuf,
@@ -187,6 +195,7 @@ impl ApiServer {
         let inner = Arc::new(Mutex::new(Inner {
             types: built_in(),
             pending_types: Vec::new(),
+            webhooks: BTreeMap::new(),
             objects,
             resource_version: 1,
             events,
@@ -609,6 +618,23 @@ fn apply(
     if let Some(refused) = namespace_refuses(inner, target) {
         return refused;
     }
+    let webhook = (target.resource.group.clone(), target.resource.kind.clone());
+    if inner
+        .webhooks
+        .get(&webhook)
+        .is_some_and(|ready| Instant::now() < *ready)
+    {
+        return status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!(
+                "Internal error occurred: failed calling webhook \"webhook.{}\": failed to call \
+                 webhook: Post \"https://webhook.svc:443/validate\": dial tcp 10.0.0.1:443: \
+                 connect: connection refused",
+                target.resource.group
+            ),
+        );
+    }
     let key = key(target, name);
     let existing = inner.objects.get(&key).cloned();
     let mut stored = match existing {
@@ -948,6 +974,11 @@ fn reconcile(inner: &mut Inner) {
         .partition(|(_, at)| *at <= now);
     inner.pending_types = waiting;
     let served: Vec<ResourceType> = ready.into_iter().map(|(t, _)| t).collect();
+    for kind in &served {
+        inner
+            .webhooks
+            .insert((kind.group.clone(), kind.kind.clone()), now + WEBHOOK_DELAY);
+    }
     inner.types.extend(served);
     let types = inner.types.clone();
     let mut bumps = 0;
@@ -1214,4 +1245,51 @@ fn apply_conflicts_with_another_managers_field_unless_forced_and_a_token_is_requ
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let wrong = http.get(&url).bearer_auth("stolen").send().expect("get");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_new_kinds_webhook_refuses_its_objects_for_a_moment_after_the_crd_is_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start(dir.path().join("events.log"));
+    let http = reqwest::blocking::Client::new();
+    let apply = |path: &str, body: Value| {
+        http.patch(format!("{}{path}?fieldManager=test", server.url))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/apply-patch+yaml")
+            .body(body.to_string())
+            .send()
+            .expect("apply")
+    };
+    let crd = apply(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Cluster",
+                "names": {"kind": "Widget", "plural": "widgets"},
+                "versions": [{"name": "v1", "served": true, "storage": true}]}}),
+    );
+    assert_eq!(crd.status(), StatusCode::CREATED);
+    let widget = || {
+        apply(
+            "/apis/example.com/v1/widgets/one",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "one"}}),
+        )
+    };
+    // Served once its controller delay has passed...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut refused = widget();
+    while refused.status() == StatusCode::NOT_FOUND && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        refused = widget();
+    }
+    // ...but its webhook is not up yet: a 500 a client must retry.
+    assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let message = refused.text().expect("body");
+    assert!(
+        message.contains("failed calling webhook") && message.contains("InternalError"),
+        "{message}"
+    );
+    std::thread::sleep(WEBHOOK_DELAY);
+    assert_eq!(widget().status(), StatusCode::CREATED);
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams,
 };
@@ -151,7 +152,24 @@ impl Cluster {
             ))
         })?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&object.name, &params, &Patch::Apply(body))
+        let patch = Patch::Apply(body);
+        let attempt = || api.patch(&object.name, &params, &patch);
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(250))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_total_delay(Some(self.settings.timeout))
+                    .without_max_times()
+                    .with_jitter(),
+            )
+            // A server error is passing: an operator's admission webhook that is not up yet
+            // right after its chart (cert-manager's), an API server restarting. What the server
+            // refused on its merits (4xx) it will refuse again.
+            .when(|error| matches!(error, kube::Error::Api(status) if status.code >= 500))
+            .notify(|error, after| {
+                tracing::info!(%object, %error, "server error on apply; retrying in {after:?}");
+            })
             .await
             .map_err(|error| {
                 ProviderError::api(&format!("server-side apply of {object}"), error)

@@ -230,6 +230,16 @@ impl Stack {
         line.trim_end().to_string()
     }
 
+    /// `POST /v1/events/batch` of `batch` with the writer's key.
+    fn batch(&self, batch: &Value) -> Reply {
+        self.post(
+            "/v1/events/batch",
+            Some(WRITER),
+            batch.to_string().into_bytes(),
+            "application/json",
+        )
+    }
+
     fn event(&self, key: &str, event: &Value) -> Reply {
         self.post(
             "/v1/events",
@@ -491,12 +501,7 @@ fn every_status_code_of_the_api_is_answered_as_documented() {
 fn a_partial_batch_accepts_the_valid_events_and_names_the_invalid_ones() {
     let stack = Stack::start();
     let batch = json!({ "events": [valid(1), { "actor": { "id": "x" } }, valid(3)] });
-    let reply = stack.post(
-        "/v1/events/batch",
-        Some(WRITER),
-        batch.to_string().into_bytes(),
-        "application/json",
-    );
+    let reply = stack.batch(&batch);
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
     assert_eq!(reply.body["accepted"], 2);
     assert_eq!(reply.body["rejected"], 1);
@@ -507,12 +512,7 @@ fn a_partial_batch_accepts_the_valid_events_and_names_the_invalid_ones() {
     assert_eq!(results[2]["status"], "accepted");
 
     let too_many = json!({ "events": vec![valid(0); 1001] });
-    let refused = stack.post(
-        "/v1/events/batch",
-        Some(WRITER),
-        too_many.to_string().into_bytes(),
-        "application/json",
-    );
+    let refused = stack.batch(&too_many);
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert!(refused.text.contains("1 to 1000"), "{}", refused.text);
     let not_a_batch = stack.post(
@@ -725,12 +725,7 @@ fn a_batch_of_millions_of_tiny_values_is_refused_before_it_is_parsed() {
 fn a_graceful_shutdown_flushes_every_acknowledged_event() {
     let mut stack = Stack::start();
     let batch = json!({ "events": (0..200).map(valid).collect::<Vec<_>>() });
-    let reply = stack.post(
-        "/v1/events/batch",
-        Some(WRITER),
-        batch.to_string().into_bytes(),
-        "application/json",
-    );
+    let reply = stack.batch(&batch);
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
     assert!(
         stack.terminate(),
@@ -895,12 +890,7 @@ fn an_event_larger_than_the_topics_take_is_413_not_a_retry() {
     assert_eq!(reply.header("retry-after"), None);
     // In a batch it is rejected by index; the others are stored.
     let batch = json!({ "events": [valid(2), big] });
-    let reply = stack.post(
-        "/v1/events/batch",
-        Some(WRITER),
-        batch.to_string().into_bytes(),
-        "application/json",
-    );
+    let reply = stack.batch(&batch);
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
     assert_eq!(reply.body["accepted"], 1);
     assert_eq!(reply.body["rejected"], 1);

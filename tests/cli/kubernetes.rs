@@ -227,6 +227,24 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Both copies of the master password in the cluster hold `password`, and neither `run`'s
+/// output nor the state does.
+fn copies_hold(platform: &Platform, password: &str, run: &Run) {
+    assert_eq!(
+        platform.decoded("postgres-credentials", "password"),
+        password
+    );
+    assert!(
+        platform
+            .decoded("ingest-env", "DATABASE_URL")
+            .contains(password)
+    );
+    assert!(!run.stdout.contains(password) && !run.stderr.contains(password));
+    let state = std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json"))
+        .expect("state beside the blueprint");
+    assert!(!state.contains(password), "the password is in the state");
+}
+
 /// The ARN of the instance's RDS-managed master secret.
 async fn master_secret_arn(moto: &Moto) -> String {
     let instances = moto
@@ -372,21 +390,9 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     );
 
     // The Secret carries the real password, read from Secrets Manager at apply time...
-    let password = master_password(&platform.moto);
-    assert_eq!(
-        platform.decoded("postgres-credentials", "password"),
-        password
-    );
-    assert!(
-        platform
-            .decoded("ingest-env", "DATABASE_URL")
-            .contains(&password)
-    );
     // ...and it is in neither trails' output nor its state.
-    assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
-    let state = std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json"))
-        .expect("state beside the blueprint");
-    assert!(!state.contains(&password), "the password is in the state");
+    let password = master_password(&platform.moto);
+    copies_hold(&platform, &password, &run);
 
     // RDS rotates the master password: the copies in the cluster follow on the next refreshed
     // apply, found by the secret's version (metadata only: diff reads no secret value).
@@ -405,16 +411,7 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     assert!(run.stdout.contains("was rotated"), "{}", run.stdout);
     let run = platform.trails(&[], &["apply", "--refresh", "--yes"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert_eq!(
-        platform.decoded("postgres-credentials", "password"),
-        rotated
-    );
-    assert!(
-        platform
-            .decoded("ingest-env", "DATABASE_URL")
-            .contains(&rotated)
-    );
-    assert!(!run.stdout.contains(&rotated) && !run.stderr.contains(&rotated));
+    copies_hold(&platform, &rotated, &run);
     let run = platform.trails(&[], &["diff", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 

@@ -120,6 +120,17 @@ struct Platform {
 }
 
 impl Platform {
+    /// The namespace `name`, if it exists.
+    fn namespace(&self, name: &str) -> Option<Value> {
+        self.api.get("v1", "Namespace", None, name)
+    }
+
+    /// Namespace `name`'s ownership mark (`Null` when unmarked); panics when it is gone.
+    fn namespace_owner(&self, name: &str) -> Value {
+        self.namespace(name).unwrap_or_else(|| panic!("namespace {name}"))["metadata"]
+            ["annotations"]["trails.dev/owner"]
+            .clone()
+    }
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let events = dir.path().join("events.log");
@@ -342,10 +353,7 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
     assert_eq!(run.code, 0, "apply failed:\n{}\n{}", run.stdout, run.stderr);
 
-    let namespace = platform
-        .api
-        .get("v1", "Namespace", None, "turia-trails")
-        .expect("namespace");
+    let namespace = platform.namespace("turia-trails").expect("namespace");
     assert_eq!(namespace["metadata"]["labels"]["team"], json!("platform"));
     assert_eq!(
         namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"],
@@ -567,10 +575,7 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
     std::fs::write(&platform.file, &edited).expect("edit blueprint");
     let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "60s"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let namespace = platform
-        .api
-        .get("v1", "Namespace", None, "turia-trails")
-        .expect("namespace");
+    let namespace = platform.namespace("turia-trails").expect("namespace");
     assert_eq!(namespace["metadata"]["labels"]["team"], json!("ingest"));
     let deployment = platform.ingest_ready(4);
     assert_eq!(deployment["spec"]["replicas"], json!(4));
@@ -592,10 +597,7 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
         "{}",
         run.stderr
     );
-    let namespace = platform
-        .api
-        .get("v1", "Namespace", None, "turia-trails")
-        .expect("namespace");
+    let namespace = platform.namespace("turia-trails").expect("namespace");
     assert_eq!(
         namespace["metadata"]["labels"]["team"],
         json!("platform"),
@@ -688,10 +690,7 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
     live["spec"]["replicas"] = json!(3);
     live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("ghcr.io/evil/trails:1");
     put_by_hand(&platform.api, path, &live);
-    let mut namespace = platform
-        .api
-        .get("v1", "Namespace", None, "turia-trails")
-        .expect("namespace");
+    let mut namespace = platform.namespace("turia-trails").expect("namespace");
     namespace["metadata"]["labels"]["team"] = json!("someone-else");
     put_by_hand(&platform.api, "/api/v1/namespaces/turia-trails", &namespace);
     delete_by_hand(
@@ -803,10 +802,7 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
         json!(3),
         "the HPA's count stays"
     );
-    let namespace = platform
-        .api
-        .get("v1", "Namespace", None, "turia-trails")
-        .expect("namespace");
+    let namespace = platform.namespace("turia-trails").expect("namespace");
     assert_eq!(namespace["metadata"]["labels"]["team"], json!("platform"));
     assert!(
         platform
@@ -1282,14 +1278,7 @@ fn a_namespace_and_a_release_made_outside_trails_are_refused_survive_destroy_and
         "{said}"
     );
     // Neither was touched: no apply of trails' own to the namespace, no helm upgrade.
-    let live = platform
-        .api
-        .get("v1", "Namespace", None, "team-a")
-        .expect("their namespace");
-    assert_eq!(
-        live["metadata"]["annotations"]["trails.dev/owner"],
-        Value::Null
-    );
+    assert_eq!(platform.namespace_owner("team-a"), Value::Null);
     let after: Vec<String> = platform.events()[by_hand..].to_vec();
     assert!(
         !after
@@ -1299,30 +1288,16 @@ fn a_namespace_and_a_release_made_outside_trails_are_refused_survive_destroy_and
         "{after:#?}"
     );
     // The one trails made carries its mark.
-    let made = platform
-        .api
-        .get("v1", "Namespace", None, "team-b")
-        .expect("team-b");
     assert_eq!(
-        made["metadata"]["annotations"]["trails.dev/owner"],
+        platform.namespace_owner("team-b"),
         json!("trails-owned/dev/k8s.namespace.team-b")
     );
 
     // A destroy deletes what trails made and nothing else.
     let run = platform.trails(&[], &["destroy", "--yes"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        platform
-            .api
-            .get("v1", "Namespace", None, "team-b")
-            .is_none()
-    );
-    assert!(
-        platform
-            .api
-            .get("v1", "Namespace", None, "team-a")
-            .is_some()
-    );
+    assert!(platform.namespace("team-b").is_none());
+    assert!(platform.namespace("team-a").is_some());
     assert!(
         platform
             .dir
@@ -1366,12 +1341,8 @@ fn a_namespace_and_a_release_made_outside_trails_are_refused_survive_destroy_and
     );
     let run = platform.trails(&[], &["apply", "--yes"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let live = platform
-        .api
-        .get("v1", "Namespace", None, "team-a")
-        .expect("team-a");
     assert_eq!(
-        live["metadata"]["annotations"]["trails.dev/owner"],
+        platform.namespace_owner("team-a"),
         json!("trails-owned/dev/k8s.namespace.team-a")
     );
     let labels = std::fs::read_to_string(
@@ -1390,12 +1361,7 @@ fn a_namespace_and_a_release_made_outside_trails_are_refused_survive_destroy_and
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let run = platform.trails(&[], &["destroy", "--yes"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        platform
-            .api
-            .get("v1", "Namespace", None, "team-a")
-            .is_none()
-    );
+    assert!(platform.namespace("team-a").is_none());
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod kafkatls;
 pub mod pgtls;
 pub mod plan;
+pub mod policy;
 pub mod providers;
 pub mod resources;
 pub mod state;

@@ -108,12 +108,17 @@ pub fn is_system_namespace(namespace: &str) -> bool {
     )
 }
 
-/// An exact chart version, not a range or `latest`.
+/// An exact chart version: `MAJOR.MINOR.PATCH` (a `v` before it, a pre-release or build
+/// after it allowed). Helm reads anything else as a range: `6` and `6.1` match every
+/// `6.x` and `6.1.x`, `^6`, `~6.1` and `6.x` likewise.
 pub fn is_pinned_version(version: &str) -> bool {
-    !version.is_empty()
-        && version != "latest"
-        && !version.contains(['*', '^', '~', '>', '<', ' ', 'x'])
-        && version.starts_with(|c: char| c.is_ascii_digit() || c == 'v')
+    let bare = version.strip_prefix('v').unwrap_or(version);
+    let core = bare.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Kafka topic names.
@@ -167,6 +172,10 @@ mod tests {
         assert!(is_time_window("03:00-04:00") && !is_time_window("3-4"));
         assert!(
             is_pinned_version("4.11.3") && !is_pinned_version("4.x") && !is_pinned_version("^4")
+        );
+        assert!(is_pinned_version("v1.16.1") && is_pinned_version("1.0.0-rc.1+build.5"));
+        assert!(
+            !is_pinned_version("6") && !is_pinned_version("6.1") && !is_pinned_version("~6.1.0")
         );
         assert!(is_pinned_image("ghcr.io/turia/ingest:0.1.0"));
         assert!(!is_pinned_image("ghcr.io/turia/ingest:latest"));

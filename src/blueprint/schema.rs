@@ -58,6 +58,35 @@ pub struct Document {
     pub ingest: Option<Ingest>,
     /// Where the environments' states live; a file beside the blueprint when absent.
     pub state: Option<StateBackend>,
+    /// User policies (Rego) and waivers of findings; the built-in rules always run.
+    pub policy: Option<Policy>,
+}
+
+/// What the plan is checked against besides the built-in rules, and what is accepted.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Rego files, or directories of them, relative to the blueprint: conftest-style
+    /// `deny`/`warn` rules over the policy input (see README).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Findings accepted until a date, each with its reason.
+    #[serde(default)]
+    pub waive: Vec<Waiver>,
+}
+
+/// One accepted finding.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    /// The rule's id, e.g. `s3.versioning` or a Rego rule's `PACKAGE.deny`.
+    pub rule: String,
+    /// The address it is accepted for; `*` matches any run of characters.
+    pub address: String,
+    /// Why it is accepted.
+    pub reason: String,
+    /// The last day (`YYYY-MM-DD`, UTC) it is accepted; after it the finding counts again.
+    pub expires: String,
 }
 
 /// The shared place for every environment's state.

@@ -28,6 +28,7 @@ pub fn validate(loaded: &Loaded) -> Vec<Diagnostic> {
     checker.helm();
     checker.day_one();
     checker.ingest();
+    checker.policy();
     checker.diagnostics
 }
 
@@ -519,12 +520,8 @@ impl Checker<'_> {
                     "a protected environment with a single-AZ database has no standby",
                 );
             }
-            if protect && !instance.deletion_protection {
-                self.warning(
-                    &path.key("deletion_protection"),
-                    "a protected environment's database should have deletion protection",
-                );
-            }
+            // Deletion protection in a protected environment is policy rule
+            // `rds.deletion-protection`, an error in the plan.
             // A role belongs to the server, not to one database: one name, one role.
             let mut roles: BTreeMap<&str, &str> = BTreeMap::new();
             for (database, spec) in &instance.databases {
@@ -917,7 +914,8 @@ impl Checker<'_> {
                 self.error(
                     &path.key("version"),
                     format!(
-                        "`{}` is not a pinned chart version; write an exact version such as `4.11.3`",
+                        "`{}` is not a pinned chart version (helm reads it as a range); write an \
+                         exact MAJOR.MINOR.PATCH such as `4.11.3`",
                         release.version
                     ),
                 );
@@ -1048,6 +1046,46 @@ impl Checker<'_> {
             }
             for (name, file) in &opensearch.ism_policies {
                 self.template(&base.key("ism_policies").key(name.clone()), file);
+            }
+        }
+    }
+
+    fn policy(&mut self) {
+        let Some(policy) = self.doc().policy.clone() else {
+            return;
+        };
+        let base = FieldPath::of("policy");
+        for (index, path) in policy.paths.iter().enumerate() {
+            let at = base.key("paths").index(index);
+            match crate::policy::rego::files(self.loaded, std::slice::from_ref(path)) {
+                Err(error) => self.error(&at, format!("{error:#}")),
+                Ok(files) if files.is_empty() => self.warning(&at, "holds no .rego file"),
+                Ok(files) => {
+                    if let Some(problem) = crate::policy::rego::problems(&files) {
+                        self.error(&at, problem);
+                    }
+                }
+            }
+        }
+        for (index, waiver) in policy.waive.iter().enumerate() {
+            let at = base.key("waive").index(index);
+            for (field, value) in [
+                ("rule", &waiver.rule),
+                ("address", &waiver.address),
+                ("reason", &waiver.reason),
+            ] {
+                if value.trim().is_empty() {
+                    self.error(&at.key(field), format!("a waiver needs its `{field}`"));
+                }
+            }
+            if crate::policy::parse_date(&waiver.expires).is_none() {
+                self.error(
+                    &at.key("expires"),
+                    format!(
+                        "`{}` is not a date; write the waiver's last day as YYYY-MM-DD",
+                        waiver.expires
+                    ),
+                );
             }
         }
     }

@@ -44,6 +44,8 @@ pub struct ExecuteArgs {
     /// Wait this long for a lock another run holds instead of failing at once, e.g. `5m`.
     #[arg(long, default_value = "0s", value_parser = super::duration)]
     lock_timeout: Duration,
+    #[command(flatten)]
+    policy: super::PolicyArgs,
 }
 
 /// Arguments of `trails apply`.
@@ -298,6 +300,16 @@ impl Locked<'_> {
         )
         .map_err(|error| Failure::User(error.into()))?
         .filter(|_| !planned.destroy);
+        if matches!(mode, Mode::Apply { .. })
+            && let Some(refusal) = args
+                .policy
+                .evaluate(checked, graph, &planned)?
+                .refusal(args.policy.policy_fail_on)
+        {
+            return Err(Failure::User(anyhow!(
+                "refusing to apply: {refusal}\n(`trails plan` shows every finding.)"
+            )));
+        }
         let description = format!("{} (serial {})", self.location, store.state().serial);
         let applying = matches!(mode, Mode::Apply { .. });
         if !output.quiet && applying {
@@ -484,6 +496,12 @@ fn check_saved_plan(path: &PathBuf, current: &Plan) -> Result<(), Failure> {
             )
         })
         .map_err(Failure::User)?;
+    let mut saved = saved;
+    // Findings are shown with the plan but not part of what it executes: a waiver that has
+    // expired since is caught by this run's own policy check.
+    if let Some(fields) = saved.as_object_mut() {
+        fields.remove("policy");
+    }
     let now = serde_json::to_value(current).map_err(|error| Failure::Internal(error.into()))?;
     if saved.get("state_serial") != now.get("state_serial")
         || saved.get("state_lineage") != now.get("state_lineage")

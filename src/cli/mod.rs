@@ -309,8 +309,31 @@ pub enum Outcome {
     Success,
     /// A plan under `--detailed-exitcode` found changes.
     Changes,
-    /// Verify ran and at least one check failed; the report says which (exit 1).
+    /// At least one check failed: a verify check, or a policy rule that gates the plan; the
+    /// report says which (exit 1).
     ChecksFailed,
+}
+
+/// How policy findings gate `plan` and `apply`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct PolicyArgs {
+    /// The least severity of an unwaived policy finding that makes `plan` exit 1 and `apply`
+    /// refuse before any change.
+    #[arg(long, value_enum, default_value_t = crate::policy::Severity::Error)]
+    policy_fail_on: crate::policy::Severity,
+}
+
+impl PolicyArgs {
+    /// Evaluates the policies on a plan (nothing for a destroy plan).
+    fn evaluate(
+        &self,
+        checked: &Checked,
+        graph: &crate::graph::Graph,
+        plan: &crate::plan::Plan,
+    ) -> Result<crate::policy::Report, Failure> {
+        let today = crate::policy::today().map_err(Failure::User)?;
+        crate::policy::evaluate(&checked.loaded, graph, plan, today).map_err(Failure::User)
+    }
 }
 
 /// Why a command failed.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::{Endpoints, Failure, Outcome, Output, StateLocation, Target, load};
+use super::{Endpoints, Failure, Outcome, Output, PolicyArgs, StateLocation, Target, load};
 use crate::plan::render::{TextOptions, text};
 use crate::state::State;
 use crate::state::store::Location;
@@ -38,6 +38,8 @@ pub struct PlanArgs {
     refresh: bool,
     #[command(flatten)]
     endpoints: Endpoints,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 /// Plans and prints.
@@ -57,9 +59,22 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
     } else {
         crate::plan::plan(&graph, &recorded)
     };
-    let document = serde_json::to_string_pretty(&plan)
+    let report = args.policy.evaluate(&checked, &graph, &plan)?;
+    let mut document = serde_json::to_value(&plan)
         .context("serializing the plan")
         .map_err(Failure::Internal)?;
+    if !plan.destroy
+        && let Some(fields) = document.as_object_mut()
+    {
+        let findings = serde_json::to_value(&report)
+            .context("serializing the policy findings")
+            .map_err(Failure::Internal)?;
+        fields.insert("policy".to_string(), findings);
+    }
+    let document = serde_json::to_string_pretty(&document)
+        .context("serializing the plan")
+        .map_err(Failure::Internal)?;
+    let refusal = report.refusal(args.policy.policy_fail_on);
     if let Some(out) = &args.out {
         std::fs::write(out, format!("{document}\n"))
             .with_context(|| format!("cannot write the plan to {}", out.display()))
@@ -89,6 +104,12 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
                     .for_stderr()
             );
         }
+        if !args.destroy {
+            print!(
+                "\n{}",
+                crate::policy::text(&report, args.policy.policy_fail_on)
+            );
+        }
         if let Some(out) = &args.out {
             println!("Saved the plan to {}.", out.display());
         }
@@ -96,7 +117,15 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
             super::apply::lifetime_notice(&recorded, &loaded.settings);
         }
     }
-    if args.detailed_exitcode && plan.has_changes() {
+    if let Some(refusal) = refusal {
+        eprintln!(
+            "{}",
+            console::style(format!("error: apply will refuse this plan: {refusal}"))
+                .red()
+                .for_stderr()
+        );
+        Ok(Outcome::ChecksFailed)
+    } else if args.detailed_exitcode && plan.has_changes() {
         Ok(Outcome::Changes)
     } else {
         Ok(Outcome::Success)

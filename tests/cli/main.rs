@@ -12,6 +12,7 @@ mod kubernetes;
 mod moto;
 mod opensearch;
 mod plan;
+mod policy;
 mod postgres;
 mod services;
 mod state_s3;

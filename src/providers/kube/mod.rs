@@ -8,7 +8,7 @@
 //! a kind that is not served yet (a CRD applied a moment ago) is asked for again until it is.
 
 pub mod connect;
-mod objects;
+pub mod objects;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

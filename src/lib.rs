@@ -10,6 +10,7 @@ pub mod pgtls;
 pub mod plan;
 pub mod policy;
 pub mod providers;
+pub mod render;
 pub mod resources;
 pub mod state;
 pub mod verify;

@@ -42,6 +42,16 @@ impl Sensitive {
     pub fn in_text(&self, text: &str) -> bool {
         self.0.iter().any(|value| text.contains(value.as_str()))
     }
+
+    /// `text` with every value replaced by `(sensitive)`.
+    pub fn redact(&self, text: &str) -> String {
+        self.0
+            .iter()
+            .filter(|value| !value.is_empty())
+            .fold(text.to_string(), |text, value| {
+                text.replace(value.as_str(), "(sensitive)")
+            })
+    }
 }
 
 impl std::fmt::Debug for Sensitive {

@@ -9,6 +9,7 @@ mod env;
 mod graph;
 mod ingest;
 mod plan;
+mod render;
 mod state;
 mod validate;
 mod verify;
@@ -62,6 +63,9 @@ enum Command {
     Import(state::ImportArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
+    /// Print every Kubernetes object and Helm values file trails would apply, as YAML
+    /// documents (Secrets redacted), for kubeconform, kube-linter or conftest.
+    Render(render::RenderArgs),
     /// Inspect, move and unlock the recorded state.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -412,6 +416,7 @@ pub fn main() -> ExitCode {
         Command::Destroy(args) => apply::destroy(args, output),
         Command::Verify(args) => verify::run(args, output),
         Command::Graph(args) => graph::run(args, output),
+        Command::Render(args) => render::run(args, output),
         Command::State(command) => state::run(command, output),
         Command::Env(command) => env::run(command, output),
         Command::Output(args) => state::output(args),

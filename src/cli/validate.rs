@@ -31,6 +31,12 @@ pub fn run(args: ValidateArgs, output: Output) -> Result<Outcome, Failure> {
                     return Err(Diagnostics(diagnostics));
                 }
                 let graph = crate::graph::build(&loaded, crate::resources::expand)?;
+                // Templates are rendered as apply would render them: what does not render,
+                // is not YAML or has a field Kubernetes does not know fails here, not there.
+                let rendered = crate::render::render(&loaded, &graph);
+                if !rendered.problems.is_empty() {
+                    return Err(Diagnostics(crate::render::diagnostics(&rendered, &loaded)));
+                }
                 Ok((graph.len(), diagnostics))
             });
         match result {

@@ -14,6 +14,7 @@ mod opensearch;
 mod plan;
 mod policy;
 mod postgres;
+mod render;
 mod services;
 mod state_s3;
 mod validate;

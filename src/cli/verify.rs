@@ -70,6 +70,7 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
         only: args.only,
         skip: args.skip,
     };
+    let today = crate::policy::today().map_err(Failure::User)?;
     let runtime = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
         .map_err(Failure::Internal)?;
@@ -80,7 +81,12 @@ pub fn run(args: VerifyArgs, output: Output) -> Result<Outcome, Failure> {
             args.endpoints.cluster(loaded, args.timeout),
             context.clone(),
         );
-        let mut chains = verify::aws::checks(&graph, &state, &context, &owner, &cluster).await;
+        let policy = std::sync::Arc::new(verify::aws::LivePolicy {
+            loaded: loaded.clone(),
+            today,
+        });
+        let mut chains =
+            verify::aws::checks(&graph, &state, &context, &owner, &cluster, &policy).await;
         chains.extend(data::checks(
             loaded, &graph, &context, &owner, &access, &cluster,
         ));

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::blueprint::Loaded;
-use crate::blueprint::schema::Waiver;
+use crate::blueprint::schema::{Policy, Waiver};
 use crate::graph::Graph;
 use crate::plan::Plan;
 
@@ -199,6 +199,20 @@ pub fn evaluate(
             &input,
         )?);
     }
+    Ok(waive(&policy, findings, today))
+}
+
+/// [`waive`] with the blueprint's waivers.
+pub fn waive_findings(loaded: &Loaded, findings: Vec<Finding>, today: NaiveDate) -> Report {
+    waive(
+        &loaded.document.policy.clone().unwrap_or_default(),
+        findings,
+        today,
+    )
+}
+
+/// Sorts the findings and marks each that a waiver matches.
+fn waive(policy: &Policy, mut findings: Vec<Finding>, today: NaiveDate) -> Report {
     findings.sort_by(|a, b| (&a.address, &a.rule).cmp(&(&b.address, &b.rule)));
     findings.dedup();
     let mut used = BTreeSet::new();
@@ -229,10 +243,10 @@ pub fn evaluate(
             )
         })
         .collect();
-    Ok(Report {
+    Report {
         findings,
         unused_waivers,
-    })
+    }
 }
 
 /// What Rego policies see as `input`: the environment, every resource's desired attributes

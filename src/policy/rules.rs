@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::{Finding, Severity};
-use crate::blueprint::{Loaded, naming};
+use crate::blueprint::{FieldPath, Loaded, naming};
 use crate::graph::{Graph, Resource};
 use crate::providers::kube::{Settings, objects};
 use crate::resources::{Kind, Spec, cache, eks, iam, kube, network, rds, s3};
@@ -185,24 +185,64 @@ pub static RULES: &[&Rule] = &[
     &K8S_SECRETS_EDITORS,
 ];
 
-/// Runs every built-in rule on the graph.
+/// One resource the rules look at: desired (from the graph) or live (read back).
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// Its address.
+    pub address: &'a str,
+    /// Its type.
+    pub kind: &'static Kind,
+    /// Its attributes.
+    pub attributes: &'a serde_json::Map<String, Value>,
+    /// The blueprint field it comes from, when known.
+    pub origin: Option<&'a FieldPath>,
+}
+
+impl<'a> From<&'a Resource> for Subject<'a> {
+    fn from(resource: &'a Resource) -> Self {
+        Subject {
+            address: &resource.address,
+            kind: resource.kind,
+            attributes: &resource.attributes,
+            origin: Some(&resource.origin),
+        }
+    }
+}
+
+/// Whether a rule looks at resources of `kind` that AWS holds (what `verify` re-checks live).
+pub fn applies_to(kind: &Kind) -> bool {
+    is::<network::SecurityGroup>(kind)
+        || is::<eks::Cluster>(kind)
+        || is::<s3::Bucket>(kind)
+        || is::<rds::DbInstance>(kind)
+        || is::<cache::ReplicationGroup>(kind)
+        || is::<iam::IamRole>(kind)
+}
+
+/// Runs every built-in rule on the planned graph.
 pub fn check(loaded: &Loaded, graph: &Graph) -> Vec<Finding> {
+    let subjects: Vec<Subject<'_>> = graph.resources().map(Subject::from).collect();
+    check_subjects(loaded, &subjects)
+}
+
+/// Runs every built-in rule on `subjects`.
+pub fn check_subjects(loaded: &Loaded, subjects: &[Subject<'_>]) -> Vec<Finding> {
     let mut found = Found {
         loaded,
         findings: Vec::new(),
     };
     let protect = loaded.settings.protect;
-    let secret_namespaces: BTreeSet<String> = graph
-        .resources()
-        .filter(|resource| is::<kube::Secret>(resource.kind))
-        .filter_map(|resource| text(&resource.attributes, "namespace").map(str::to_string))
+    let secret_namespaces: BTreeSet<String> = subjects
+        .iter()
+        .filter(|subject| is::<kube::Secret>(subject.kind))
+        .filter_map(|subject| text(subject.attributes, "namespace").map(str::to_string))
         .collect();
     let settings = Settings::for_blueprint(loaded, std::time::Duration::ZERO);
-    for resource in graph.resources() {
-        let attributes = &resource.attributes;
-        let kind = resource.kind;
+    for subject in subjects {
+        let attributes = subject.attributes;
+        let kind = subject.kind;
         let mut hit = |rule: &'static Rule, attribute: &str, message: String| {
-            found.add(rule, resource, attribute, message);
+            found.add(rule, subject, attribute, message);
         };
         if is::<network::SecurityGroup>(kind) {
             security_group(attributes, &mut hit);
@@ -219,7 +259,7 @@ pub fn check(loaded: &Loaded, graph: &Graph) -> Vec<Finding> {
                 );
             }
         } else if is::<s3::Bucket>(kind) {
-            bucket(resource, &mut hit);
+            bucket(subject, &mut hit);
         } else if is::<rds::DbInstance>(kind) {
             database(attributes, protect, &mut hit);
         } else if is::<cache::ReplicationGroup>(kind) {
@@ -253,7 +293,7 @@ pub fn check(loaded: &Loaded, graph: &Graph) -> Vec<Finding> {
         } else if is::<kube::Manifest>(kind) {
             let desired = Value::Object(attributes.clone());
             // A template that does not render is validation's and apply's to report.
-            if let Ok(objects) = objects::build(kind.name, &resource.address, &desired, &settings) {
+            if let Ok(objects) = objects::build(kind.name, subject.address, &desired, &settings) {
                 for (object, body) in objects {
                     pods(&object.to_string(), &body, &mut hit);
                 }
@@ -269,17 +309,23 @@ struct Found<'a> {
 }
 
 impl Found<'_> {
-    fn add(&mut self, rule: &'static Rule, resource: &Resource, attribute: &str, message: String) {
+    fn add(
+        &mut self,
+        rule: &'static Rule,
+        subject: &Subject<'_>,
+        attribute: &str,
+        message: String,
+    ) {
         self.findings.push(Finding {
             rule: rule.id.to_string(),
             severity: rule.severity,
-            address: resource.address.clone(),
+            address: subject.address.to_string(),
             attribute: (!attribute.is_empty()).then(|| attribute.to_string()),
             message,
             fix: rule.fix.to_string(),
-            location: self
-                .loaded
-                .locate(&resource.origin)
+            location: subject
+                .origin
+                .and_then(|origin| self.loaded.locate(origin))
                 .map(|location| location.to_string()),
             waiver: None,
         });
@@ -336,8 +382,8 @@ fn security_group(
     }
 }
 
-fn bucket(resource: &Resource, hit: &mut impl FnMut(&'static Rule, &str, String)) {
-    let attributes = &resource.attributes;
+fn bucket(subject: &Subject<'_>, hit: &mut impl FnMut(&'static Rule, &str, String)) {
+    let attributes = subject.attributes;
     if !flag(attributes, "versioning") {
         hit(
             &S3_VERSIONING,
@@ -353,7 +399,7 @@ fn bucket(resource: &Resource, hit: &mut impl FnMut(&'static Rule, &str, String)
         );
     }
     let name = text(attributes, "bucket").unwrap_or_default();
-    let audit = name.contains("audit") || resource.address.contains("audit");
+    let audit = name.contains("audit") || subject.address.contains("audit");
     if audit && attributes.get("object_lock").is_none_or(Value::is_null) {
         hit(
             &S3_AUDIT_OBJECT_LOCK,

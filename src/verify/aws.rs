@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_ec2::types::{Filter, NatGatewayState, RouteState, Tag, VpcState};
 use aws_sdk_eks::types::{AddonStatus, ClusterStatus, NodegroupStatus};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use std::sync::Arc;
 
@@ -257,6 +257,7 @@ pub async fn checks(
     context: &Context,
     owner: &Owner,
     cluster: &Arc<kube::Cluster>,
+    policy: &Arc<LivePolicy>,
 ) -> Vec<Chain> {
     let network = |kind: &Kind| [Vpc::KIND, NatGateway::KIND, RouteTable::KIND].contains(&kind);
     // One read of the whole network, and none for a blueprint without one.
@@ -272,7 +273,22 @@ pub async fn checks(
     for resource in graph.resources() {
         let mut checks = Vec::new();
         if readers.contains_key(resource.kind.name) {
-            checks.push(settings_check(resource, state, Arc::clone(&readers)));
+            let read = Arc::new(SharedRead::new());
+            checks.push(settings_check(
+                resource,
+                state,
+                Arc::clone(&readers),
+                Arc::clone(&read),
+            ));
+            if crate::policy::rules::applies_to(resource.kind) {
+                checks.push(policy_check(
+                    resource,
+                    state,
+                    Arc::clone(&readers),
+                    Arc::clone(policy),
+                    read,
+                ));
+            }
         }
         let kind = resource.kind;
         if network(kind) {
@@ -300,6 +316,46 @@ pub async fn checks(
     chains
 }
 
+/// What the blueprint and the policy see of one resource: what is declared (references
+/// resolved from the state) and what its type's read found, read once for both checks.
+type SharedRead = tokio::sync::OnceCell<Result<(Map<String, Value>, Read), String>>;
+
+/// Reads the resource at `address` once, whichever check asks first.
+async fn read_once<'a>(
+    read: &'a SharedRead,
+    reader: &dyn Provider,
+    address: &str,
+    recorded: Option<&Recorded>,
+    declared: Option<&Map<String, Value>>,
+) -> Result<&'a (Map<String, Value>, Read), String> {
+    read.get_or_init(|| async {
+        let Some(recorded) = recorded else {
+            return Err(
+                "not in the state: trails has not applied it here yet (run `trails apply`)"
+                    .to_string(),
+            );
+        };
+        let declared = declared.cloned().ok_or_else(|| {
+            "an output it references is not recorded: run `trails apply`".to_string()
+        })?;
+        let asked = Recorded {
+            attributes: declared.clone(),
+            ..recorded.clone()
+        };
+        match reader
+            .read(address, &asked)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Err(format!("{} is not read back", recorded.kind)),
+            Some(found) => Ok((declared, found)),
+        }
+    })
+    .await
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
 /// The resource's type's read compared with what the blueprint declares (references resolved
 /// from the state): every attribute the read returns, so anything changed or removed behind
 /// trails' back fails this one check, named by the address.
@@ -307,6 +363,7 @@ fn settings_check(
     resource: &Resource,
     state: &State,
     readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
+    read: Arc<SharedRead>,
 ) -> Check {
     let address = resource.address.clone();
     let kind = resource.kind.name;
@@ -316,28 +373,18 @@ fn settings_check(
         let reader = readers
             .get(kind)
             .ok_or_else(|| format!("no reader for {kind}"))?;
-        let Some(recorded) = recorded else {
-            return Err(
-                "not in the state: trails has not applied it here yet (run `trails apply`)"
-                    .to_string(),
-            );
-        };
-        let declared = declared.ok_or_else(|| {
-            "an output it references is not recorded: run `trails apply`".to_string()
-        })?;
-        let asked = Recorded {
-            attributes: declared.clone(),
-            ..recorded
-        };
-        match reader
-            .read(&address, &asked)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            None => Err(format!("{kind} is not read back")),
-            Some(Read::Gone) => Err("does not exist: deleted outside trails".to_string()),
-            Some(Read::Live(live)) => {
-                let differences = reader.differences(declared, live.clone());
+        let (declared, found) = read_once(
+            &read,
+            reader.as_ref(),
+            &address,
+            recorded.as_ref(),
+            declared.as_ref(),
+        )
+        .await?;
+        match found {
+            Read::Gone => Err("does not exist: deleted outside trails".to_string()),
+            Read::Live(live) => {
+                let differences = reader.differences(declared.clone(), live.clone());
                 if differences.is_empty() {
                     let compared: Vec<&str> = live.keys().map(String::as_str).collect();
                     Ok(format!("as declared: {}", compared.join(", ")))
@@ -348,6 +395,97 @@ fn settings_check(
                     ))
                 }
             }
+        }
+    })
+}
+
+/// What the live policy checks need: the blueprint (its waivers, its environment's
+/// protection) and the day waivers are judged on.
+#[derive(Debug, Clone)]
+pub struct LivePolicy {
+    /// The loaded blueprint.
+    pub loaded: crate::blueprint::Loaded,
+    /// Today.
+    pub today: chrono::NaiveDate,
+}
+
+/// The built-in policy rules on what is live (the declared attributes with what the read
+/// found laid over them), from the settings check's read: `policy.ADDRESS` fails on an
+/// unwaived error finding, named by its rule id.
+fn policy_check(
+    resource: &Resource,
+    state: &State,
+    readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
+    policy: Arc<LivePolicy>,
+    read: Arc<SharedRead>,
+) -> Check {
+    let address = resource.address.clone();
+    let kind = resource.kind;
+    let origin = resource.origin.clone();
+    let recorded = state.resources.get(&address).cloned();
+    let declared = crate::plan::resolved(resource, state);
+    let name = format!("policy.{address}");
+    Check::run(name, async move {
+        let reader = readers
+            .get(kind.name)
+            .ok_or_else(|| format!("no reader for {}", kind.name))?;
+        let (declared, found) = read_once(
+            &read,
+            reader.as_ref(),
+            &address,
+            recorded.as_ref(),
+            declared.as_ref(),
+        )
+        .await?;
+        let Read::Live(live) = found else {
+            return Err("does not exist: deleted outside trails".to_string());
+        };
+        let mut attributes = declared.clone();
+        attributes.extend(live.clone());
+        let subject = crate::policy::rules::Subject {
+            address: &address,
+            kind,
+            attributes: &attributes,
+            origin: Some(&origin),
+        };
+        let report = crate::policy::waive_findings(
+            &policy.loaded,
+            crate::policy::rules::check_subjects(&policy.loaded, &[subject]),
+            policy.today,
+        );
+        let gating = report.gating(crate::policy::Severity::Error);
+        if gating.is_empty() {
+            let shown: Vec<String> = report
+                .findings
+                .iter()
+                .map(|finding| {
+                    let state = if finding.counts() {
+                        "warning"
+                    } else {
+                        "waived"
+                    };
+                    format!("{} ({state})", finding.rule)
+                })
+                .collect();
+            Ok(if shown.is_empty() {
+                "no built-in rule finds anything in what is live".to_string()
+            } else {
+                format!(
+                    "no unwaived error in what is live; also found: {}",
+                    shown.join(", ")
+                )
+            })
+        } else {
+            let listed: Vec<String> = gating
+                .iter()
+                .map(|finding| {
+                    format!(
+                        "{}: {} (fix: {})",
+                        finding.rule, finding.message, finding.fix
+                    )
+                })
+                .collect();
+            Err(listed.join("; "))
         }
     })
 }

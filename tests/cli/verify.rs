@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use aws_sdk_eks::types::NodegroupScalingConfig;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, PublicAccessBlockConfiguration, VersioningConfiguration,
+};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -311,18 +313,26 @@ fn evidence<'a>(report: &'a Value, name: &str) -> &'a str {
 
 /// Runs verify and asserts that exactly `name` failed, with evidence containing `says`.
 fn assert_only_failure(platform: &Platform, fault: &str, name: &str, says: &str) {
+    assert_failures(platform, fault, &[(name, says)]);
+}
+
+/// Exactly these checks fail, each with evidence that says what it should.
+fn assert_failures(platform: &Platform, fault: &str, expected: &[(&str, &str)]) {
     let (run, report) = platform.verify(&[]);
     assert_eq!(run.code, 1, "{fault}: verify must exit 1:\n{report:#}");
+    let names: Vec<&str> = expected.iter().map(|(name, _)| *name).collect();
     assert_eq!(
         checks_with(&report, "failed"),
-        [name],
-        "{fault}: exactly {name} must fail:\n{report:#}"
+        names,
+        "{fault}: exactly {names:?} must fail:\n{report:#}"
     );
-    assert!(
-        evidence(&report, name).contains(says),
-        "{fault}: the evidence of {name} must say {says:?}: {}",
-        evidence(&report, name)
-    );
+    for (name, says) in expected {
+        assert!(
+            evidence(&report, name).contains(says),
+            "{fault}: the evidence of {name} must say {says:?}: {}",
+            evidence(&report, name)
+        );
+    }
 }
 
 fn assert_clean(platform: &Platform, when: &str) -> Value {
@@ -546,11 +556,20 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
             .await
             .expect("open SSH")
     });
-    assert_only_failure(
+    // The settings check sees the drift; the policy check, the same rule `plan` applies.
+    assert_failures(
         &platform,
         "SSH opened",
-        "aws.security_group.nodes",
-        "ingress: added \"tcp 22 0.0.0.0/0\"",
+        &[
+            (
+                "aws.security_group.nodes",
+                "ingress: added \"tcp 22 0.0.0.0/0\"",
+            ),
+            (
+                "policy.aws.security_group.nodes",
+                "network.open-ingress: any address on the internet may reach port 22",
+            ),
+        ],
     );
     platform.block_on(async {
         ec2.revoke_security_group_ingress()
@@ -584,6 +603,46 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
             .send()
             .await
             .expect("enable versioning")
+    });
+
+    // Someone lifts the backups bucket's public access block.
+    let public_access = |blocked: bool| {
+        PublicAccessBlockConfiguration::builder()
+            .block_public_acls(blocked)
+            .ignore_public_acls(blocked)
+            .block_public_policy(blocked)
+            .restrict_public_buckets(blocked)
+            .build()
+    };
+    platform.block_on(async {
+        s3.put_public_access_block()
+            .bucket("trails-local-local-backups")
+            .public_access_block_configuration(public_access(false))
+            .send()
+            .await
+            .expect("lift the public access block")
+    });
+    assert_failures(
+        &platform,
+        "bucket opened",
+        &[
+            (
+                "aws.s3_bucket.backups",
+                "block_public_access: true -> false",
+            ),
+            (
+                "policy.aws.s3_bucket.backups",
+                "s3.public-access-block: a bucket policy or ACL could make objects public",
+            ),
+        ],
+    );
+    platform.block_on(async {
+        s3.put_public_access_block()
+            .bucket("trails-local-local-backups")
+            .public_access_block_configuration(public_access(true))
+            .send()
+            .await
+            .expect("block public access again")
     });
 
     // The general node pool is scaled below its declared minimum.

@@ -17,9 +17,16 @@ pub struct PlanArgs {
     target: Target,
     #[command(flatten)]
     state: StateLocation,
-    /// Print the plan as a stable JSON document instead of text.
-    #[arg(long)]
+    /// Print the plan as a stable JSON document instead of text (`--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// How to print the plan: text, a stable JSON document, or one Markdown document (the
+    /// changes, the policy findings) fit for a pull-request comment.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Also write the Markdown document to FILE, whatever `--format` prints.
+    #[arg(long, value_name = "FILE")]
+    out_markdown: Option<PathBuf>,
     /// Save the plan (JSON) so that `apply --plan FILE` executes exactly it.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -40,6 +47,14 @@ pub struct PlanArgs {
     endpoints: Endpoints,
     #[command(flatten)]
     policy: PolicyArgs,
+}
+
+/// How `plan` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Markdown,
 }
 
 /// Plans and prints.
@@ -80,8 +95,17 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
             .with_context(|| format!("cannot write the plan to {}", out.display()))
             .map_err(Failure::User)?;
     }
-    if args.json {
+    let format = if args.json { Format::Json } else { args.format };
+    let fail_on = args.policy.policy_fail_on;
+    if let Some(path) = &args.out_markdown {
+        std::fs::write(path, crate::plan::render::markdown(&plan, &report, fail_on))
+            .with_context(|| format!("cannot write the Markdown plan to {}", path.display()))
+            .map_err(Failure::User)?;
+    }
+    if format == Format::Json {
         println!("{document}");
+    } else if format == Format::Markdown {
+        print!("{}", crate::plan::render::markdown(&plan, &report, fail_on));
     } else if !output.quiet || plan.has_changes() {
         let description = describe(&location, &recorded);
         print!(

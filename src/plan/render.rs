@@ -144,3 +144,95 @@ pub fn summary(plan: &Plan) -> String {
         s.create, s.update, s.replace, s.delete, s.no_op
     )
 }
+
+/// A Markdown table cell: one line, pipes escaped.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The plan, its policy findings and the cost as one Markdown document for a pull-request
+/// comment: a summary, a table of the changes, their attributes in a collapsed block, then
+/// the Policy and Cost sections.
+pub fn markdown(
+    plan: &Plan,
+    report: &crate::policy::Report,
+    fail_on: crate::policy::Severity,
+) -> String {
+    let mut out = format!(
+        "## trails plan: {} / {}\n\n**{}**\n\n",
+        plan.blueprint,
+        plan.environment,
+        summary(plan)
+    );
+    let changed: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.is_change())
+        .collect();
+    if changed.is_empty() {
+        out.push_str("No changes.\n");
+    } else {
+        out.push_str("| Action | Resource | Type | Why |\n|---|---|---|---|\n");
+        for entry in &changed {
+            let action = serde_json::to_value(entry.action)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let mut why = entry.reasons.clone();
+            why.extend(entry.drift.iter().map(|drift| format!("drift: {drift}")));
+            if let Some(id) = &entry.import {
+                why.push(format!("import {id}"));
+            }
+            out.push_str(&format!(
+                "| {action} | `{}` | {} | {} |\n",
+                entry.address,
+                entry.kind,
+                cell(&why.join("; "))
+            ));
+        }
+        out.push_str("\n<details><summary>Attributes</summary>\n\n```\n");
+        for entry in &changed {
+            let mut block = String::new();
+            change(&mut block, entry);
+            out.push_str(&console::strip_ansi_codes(&block));
+        }
+        out.push_str("```\n\n</details>\n");
+    }
+    out.push_str("\n### Policy\n\n");
+    if plan.destroy {
+        out.push_str("Not checked: nothing is made by a destroy plan.\n");
+    } else if report.findings.is_empty() {
+        out.push_str("No findings.\n");
+    } else {
+        let gating = report.gating(fail_on).len();
+        out.push_str(&format!(
+            "{} finding(s), **{gating} gating** (at {fail_on} or above).\n\n\
+             | Status | Rule | Resource | Finding | Fix |\n|---|---|---|---|---|\n",
+            report.findings.len()
+        ));
+        for finding in &report.findings {
+            let status = match &finding.waiver {
+                Some(waiver) if !waiver.expired => {
+                    format!("waived until {}: {}", waiver.expires, waiver.reason)
+                }
+                Some(waiver) => format!("{} (waiver expired {})", finding.severity, waiver.expires),
+                None => finding.severity.to_string(),
+            };
+            let attribute = finding
+                .attribute
+                .as_deref()
+                .map(|attribute| format!(" `{attribute}`"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "| {} | `{}` | `{}`{attribute} | {} | {} |\n",
+                cell(&status),
+                finding.rule,
+                finding.address,
+                cell(&finding.message),
+                cell(&finding.fix)
+            ));
+        }
+    }
+    out.push_str("\n### Cost\n\nNot estimated: trails has no price data yet.\n");
+    out
+}

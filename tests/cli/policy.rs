@@ -358,3 +358,32 @@ fn apply_refuses_a_gated_plan_before_any_aws_call_or_state_write() {
         "the state records the refused bucket: {recorded}"
     );
 }
+
+#[test]
+fn the_markdown_plan_matches_its_golden_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = repo("tests/fixtures/policy/s3.public-access-block.yaml");
+    let markdown = dir.path().join("plan.md");
+    let run = run_with(
+        None,
+        &[],
+        &[
+            "plan",
+            "--format",
+            "markdown",
+            "-f",
+            file.to_str().expect("utf-8"),
+            "--state",
+            dir.path().join("s.json").to_str().expect("utf-8"),
+            "--out-markdown",
+            markdown.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(run.code, 1, "the finding gates: {}", run.stderr);
+    let written = std::fs::read_to_string(&markdown).expect("--out-markdown wrote the file");
+    assert_eq!(
+        written, run.stdout,
+        "--out-markdown writes what --format markdown prints"
+    );
+    insta::assert_snapshot!("plan_markdown", run.stdout);
+}

@@ -50,6 +50,12 @@ pub struct Config {
     /// `INGEST_SHED_QUEUE` (default 50000): with this many events waiting for the broker, new
     /// requests are answered 503 with `Retry-After` at once instead of queueing behind them.
     pub shed_queue: usize,
+    /// `INGEST_FAILED_AUTH_LIMIT` (default 20): failed authentications per minute from one
+    /// client address before it is answered 429 without a key lookup (0: no limit).
+    pub failed_auth_limit: u32,
+    /// `INGEST_TRUST_PROXY` (`true`/`false`, default false): the client's address is the last
+    /// `X-Forwarded-For` entry, as a proxy in front (ingress-nginx) appends it.
+    pub trust_proxy: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -135,6 +141,16 @@ impl Config {
                 value => Ok(value),
             }
         };
+        let boolean = |variable: &'static str| -> Result<bool, ConfigError> {
+            match lookup(variable).as_deref() {
+                None | Some("" | "false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(other) => Err(ConfigError {
+                    variable,
+                    message: format!("`{other}` is neither true nor false"),
+                }),
+            }
+        };
         let listen = lookup("INGEST_LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".to_string());
         let listen_addr = listen.parse().map_err(|_| ConfigError {
             variable: "INGEST_LISTEN_ADDR",
@@ -145,18 +161,12 @@ impl Config {
             database_url: required("DATABASE_URL", "postgres://ingest@db:5432/turia_trails")?,
             redis_url: required("REDIS_URL", "redis://cache:6379")?,
             kafka_brokers: required("KAFKA_BROKERS", "broker-0:9092,broker-1:9092")?,
-            kafka_tls: match (lookup("KAFKA_TLS").as_deref(), lookup("KAFKA_TLS_CA_FILE")) {
+            kafka_tls: match (boolean("KAFKA_TLS")?, lookup("KAFKA_TLS_CA_FILE")) {
                 (_, Some(file)) if !file.is_empty() => Some(crate::kafkatls::Tls {
                     ca_file: Some(file.into()),
                 }),
-                (None | Some("" | "false"), _) => None,
-                (Some("true"), _) => Some(crate::kafkatls::Tls::default()),
-                (Some(other), _) => {
-                    return Err(ConfigError {
-                        variable: "KAFKA_TLS",
-                        message: format!("`{other}` is neither true nor false"),
-                    });
-                }
+                (false, _) => None,
+                (true, _) => Some(crate::kafkatls::Tls::default()),
             },
             topic: lookup("INGEST_TOPIC").unwrap_or_else(|| DEFAULT_TOPIC.to_string()),
             dlq_topic: lookup("INGEST_DLQ_TOPIC").unwrap_or_else(|| "audit.events.dlq".to_string()),
@@ -180,6 +190,9 @@ impl Config {
             )?),
             shed_queue: usize::try_from(positive("INGEST_SHED_QUEUE", 50_000)?)
                 .unwrap_or(usize::MAX),
+            failed_auth_limit: u32::try_from(number("INGEST_FAILED_AUTH_LIMIT", 20)?)
+                .unwrap_or(u32::MAX),
+            trust_proxy: boolean("INGEST_TRUST_PROXY")?,
         })
     }
 

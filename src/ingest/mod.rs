@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod event;
+pub mod guard;
 pub mod keys;
 pub mod produce;
 pub mod ratelimit;
@@ -147,6 +148,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         request_timeout: config.request_timeout,
         shed_queue: config.shed_queue,
+        failed_auth: guard::FailedAuth::new(config.failed_auth_limit),
+        trust_proxy: config.trust_proxy,
     });
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
@@ -191,8 +194,10 @@ async fn serve_http(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let service = TowerToHyperService::new(router.clone());
+                Ok((stream, peer)) => {
+                    let service = TowerToHyperService::new(
+                        router.clone().layer(axum::Extension(server::Peer(peer))),
+                    );
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();

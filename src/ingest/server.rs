@@ -56,7 +56,15 @@ pub struct App {
     pub request_timeout: std::time::Duration,
     /// Events waiting for the broker at which new requests are shed.
     pub shed_queue: usize,
+    /// Failed authentications per client address.
+    pub failed_auth: crate::ingest::guard::FailedAuth,
+    /// Take the client's address from the last `X-Forwarded-For` entry (behind a proxy).
+    pub trust_proxy: bool,
 }
+
+/// The address a connection came from, put on each of its requests by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// The service's Prometheus metrics.
 pub struct Metrics {
@@ -67,6 +75,7 @@ pub struct Metrics {
     produce_errors: IntCounterVec,
     rate_limited: IntCounterVec,
     ratelimit_unavailable: IntCounterVec,
+    auth_blocked: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -121,6 +130,11 @@ impl Metrics {
         registry.register(Box::new(produce_errors.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(ratelimit_unavailable.clone()))?;
+        let auth_blocked = prometheus::IntCounter::new(
+            "ingest_auth_blocked_total",
+            "Requests refused with 429 because their address failed to authenticate too often",
+        )?;
+        registry.register(Box::new(auth_blocked.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -129,6 +143,7 @@ impl Metrics {
             produce_errors,
             rate_limited,
             ratelimit_unavailable,
+            auth_blocked,
         })
     }
 
@@ -244,8 +259,13 @@ fn with_window(mut response: Response, window: &Window) -> Response {
     response
 }
 
-/// The key of a request, or the response that refuses it.
-async fn authenticate(app: &App, headers: &HeaderMap) -> Result<KeyRecord, Response> {
+/// The key of a request, or the response that refuses it. A key that is not known valid from
+/// the cache is not looked up for a client address blocked by its failed authentications.
+async fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    client: std::net::IpAddr,
+) -> Result<KeyRecord, Response> {
     let Some(key) = headers
         .get("x-api-key")
         .and_then(|value| value.to_str().ok())
@@ -257,7 +277,21 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<KeyRecord, Respo
         ));
     };
     let hash = keys::hash(key);
-    let record = match app.keys.get(&hash) {
+    let cached = app.keys.get(&hash);
+    if !matches!(cached, Some(Some(_)))
+        && let Some(seconds) = app.failed_auth.blocked(client)
+    {
+        app.metrics.auth_blocked.inc();
+        let mut response = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Err(response);
+    }
+    let record = match cached {
         Some(cached) => cached,
         None => {
             let looked_up = lookup(&app.database, &hash).await.map_err(|error| {
@@ -272,6 +306,7 @@ async fn authenticate(app: &App, headers: &HeaderMap) -> Result<KeyRecord, Respo
         }
     };
     let Some(record) = record else {
+        app.failed_auth.failed(client);
         return Err(problem(
             StatusCode::UNAUTHORIZED,
             Refusal::Unknown.message(),
@@ -323,7 +358,16 @@ async fn admit(
             "Content-Type must be application/json",
         ));
     }
-    let key = authenticate(app, &headers).await?;
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .map(|peer| peer.0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let forwarded_for = headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
+    let client = crate::ingest::guard::client_address(peer, forwarded_for, app.trust_proxy);
+    let key = authenticate(app, &headers, client).await?;
     let limit = key
         .rate_limit
         .and_then(|limit| u64::try_from(limit).ok())

@@ -194,11 +194,26 @@ impl Stack {
     }
 
     fn post(&self, path: &str, key: Option<&str>, body: Vec<u8>, content_type: &str) -> Reply {
+        self.post_from(path, key, body, content_type, None)
+    }
+
+    /// [`Self::post`] with `X-Forwarded-For: forwarded_for`, as a proxy in front would send.
+    fn post_from(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: Vec<u8>,
+        content_type: &str,
+        forwarded_for: Option<&str>,
+    ) -> Reply {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("content-type", content_type)
             .body(body);
+        if let Some(forwarded_for) = forwarded_for {
+            request = request.header("x-forwarded-for", forwarded_for);
+        }
         if let Some(key) = key {
             request = request.header("x-api-key", key);
         }
@@ -566,6 +581,75 @@ fn the_rate_limit_counts_per_key_and_answers_429_with_retry_after() {
         "{}",
         metrics.text
     );
+}
+
+#[test]
+fn an_address_that_keeps_failing_to_authenticate_gets_429_but_a_cached_key_still_works() {
+    let stack = Stack::start_with(&[
+        ("INGEST_FAILED_AUTH_LIMIT", "3"),
+        ("INGEST_KEY_CACHE_SECONDS", "300"),
+    ]);
+    // The writer's key is looked up once and cached.
+    assert_eq!(stack.event(WRITER, &valid(1)).status, StatusCode::ACCEPTED);
+    for n in 0..3 {
+        let reply = stack.event(&format!("not-a-key-{n}"), &valid(1));
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    }
+    let blocked = stack.event("not-a-key-3", &valid(1));
+    assert_eq!(
+        blocked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        blocked.text
+    );
+    let retry: u64 = blocked
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Spoofing X-Forwarded-For does not help: this service does not trust a proxy.
+    let spoofed = stack.post_from(
+        "/v1/events",
+        Some("not-a-key-4"),
+        valid(1).to_string().into_bytes(),
+        "application/json",
+        Some("198.51.100.7"),
+    );
+    assert_eq!(spoofed.status, StatusCode::TOO_MANY_REQUESTS);
+    // A key known valid is served from the cache, blocked address or not.
+    assert_eq!(stack.event(WRITER, &valid(2)).status, StatusCode::ACCEPTED);
+    let metrics = stack.get("/metrics");
+    assert!(
+        metrics.text.contains("ingest_auth_blocked_total 2"),
+        "{}",
+        metrics.text
+    );
+}
+
+#[test]
+fn behind_a_trusted_proxy_failed_authentications_count_per_forwarded_address() {
+    let stack = Stack::start_with(&[
+        ("INGEST_FAILED_AUTH_LIMIT", "2"),
+        ("INGEST_TRUST_PROXY", "true"),
+    ]);
+    let from = |client: &str, key: &str| {
+        stack
+            .post_from(
+                "/v1/events",
+                Some(key),
+                valid(1).to_string().into_bytes(),
+                "application/json",
+                // The client's own claim first, the address the proxy saw last.
+                Some(&format!("10.9.9.9, {client}")),
+            )
+            .status
+    };
+    assert_eq!(from("203.0.113.1", "bad-1"), StatusCode::UNAUTHORIZED);
+    assert_eq!(from("203.0.113.1", "bad-2"), StatusCode::UNAUTHORIZED);
+    assert_eq!(from("203.0.113.1", "bad-3"), StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is not blocked by the first one's failures.
+    assert_eq!(from("203.0.113.2", "bad-4"), StatusCode::UNAUTHORIZED);
+    assert_eq!(from("203.0.113.2", WRITER), StatusCode::ACCEPTED);
 }
 
 #[test]

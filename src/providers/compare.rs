@@ -33,6 +33,24 @@ fn compare(path: &str, applied: &Value, live: &Value, secret: bool, found: &mut 
                 }
             }
         }
+        (Value::Array(wanted), Value::Array(have))
+            if list_key(last_field(path), wanted).is_some() =>
+        {
+            // A list Kubernetes merges item by item: trails' items by their key; items other
+            // field managers added (`kubectl set env`) are theirs, not drift.
+            let key = list_key(last_field(path), wanted).unwrap_or_default();
+            for item in wanted {
+                let id = match &item[key] {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                let child = format!("{path}[{key}={id}]");
+                match have.iter().find(|live| same(&item[key], &live[key])) {
+                    Some(live) => compare(&child, item, live, secret, found),
+                    None => found.push(format!("{child}: {} -> (absent)", shown(item, secret))),
+                }
+            }
+        }
         (Value::Array(wanted), Value::Array(have)) if wanted.len() == have.len() => {
             for (index, (value, live)) in wanted.iter().zip(have).enumerate() {
                 compare(&format!("{path}[{index}]"), value, live, secret, found);
@@ -45,6 +63,27 @@ fn compare(path: &str, applied: &Value, live: &Value, secret: bool, found: &mut 
             shown(live, secret)
         )),
     }
+}
+
+/// The key field of a list Kubernetes declares as a map (`x-kubernetes-list-type: map`,
+/// merged item by item by server-side apply), by the list's field name, when every item has it.
+pub fn list_key(field: &str, items: &[Value]) -> Option<&'static str> {
+    let key = match field {
+        "containers" | "initContainers" | "env" | "volumes" | "imagePullSecrets" => "name",
+        "volumeMounts" => "mountPath",
+        // A container's ports are keyed by containerPort, a Service's by port.
+        "ports" if items.iter().all(|item| item.get("containerPort").is_some()) => "containerPort",
+        "ports" => "port",
+        _ => return None,
+    };
+    (!items.is_empty() && items.iter().all(|item| item.get(key).is_some())).then_some(key)
+}
+
+/// The last field name of a difference path (`spec.template.spec.containers[name=web].env`
+/// → `env`).
+fn last_field(path: &str) -> &str {
+    let last = path.rsplit(['.', ']']).next().unwrap_or(path);
+    last.split('[').next().unwrap_or(last)
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -229,6 +268,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn list_maps_compare_trails_items_by_key_and_ignore_others() {
+        let applied = json!({"spec": {"containers": [
+            {"name": "web", "image": "web:1", "env": [{"name": "A", "value": "1"}]}
+        ]}});
+        let merged = json!({"spec": {"containers": [
+            {"name": "sidecar", "image": "mesh:3"},
+            {"name": "web", "image": "web:1", "env": [
+                {"name": "DEBUG", "value": "1"}, {"name": "A", "value": "1"}
+            ]}
+        ]}});
+        assert!(differences(&applied, &merged, false).is_empty());
+        let changed = json!({"spec": {"containers": [
+            {"name": "web", "image": "web:2", "env": [{"name": "DEBUG", "value": "1"}]}
+        ]}});
+        assert_eq!(
+            differences(&applied, &changed, false),
+            [
+                "spec.containers[name=web].image: \"web:1\" -> \"web:2\"",
+                "spec.containers[name=web].env[name=A]: {\"name\":\"A\",\"value\":\"1\"} -> (absent)",
+            ]
+        );
+    }
 
     fn map(value: Value) -> serde_json::Map<String, Value> {
         value.as_object().cloned().unwrap_or_default()

@@ -4,7 +4,11 @@
 //! - discovery: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/GROUP/VERSION`;
 //! - server-side apply (`PATCH` with `application/apply-patch+yaml`, `fieldManager`, `force`):
 //!   creates or updates; fields the same manager applied before and now omits are removed,
-//!   fields of other managers kept; a field another manager (an apply, or a `PUT` as
+//!   fields of other managers kept; lists Kubernetes declares as maps (`containers`, `env`,
+//!   `volumes` by `name`, container `ports` by `containerPort`, Service `ports` by `port`,
+//!   `volumeMounts` by `mountPath`) merge item by item, each item owned field by field, so an
+//!   env var another manager added stays (the "Merge strategy" section of the server-side apply
+//!   documentation); other lists are atomic, replaced whole; a field another manager (an apply, or a `PUT` as
 //!   `kubectl-edit`) set to a different value is a 409 conflict unless `force=true`, which
 //!   takes it over; `uid`, `resourceVersion` (bumped only on a real change),
 //!   `generation` (bumped on a spec change), `managedFields`;
@@ -140,8 +144,8 @@ struct Stored {
     object: Value,
     /// Last configuration each field manager applied.
     applied: BTreeMap<String, Value>,
-    /// The manager of each field set by apply or update: a JSON pointer to a scalar or a whole
-    /// list (the double does not merge lists item by item).
+    /// The manager of each field set by apply or update: a path to a scalar or an atomic list,
+    /// where an item of a list-map is `[KEY=VALUE]` (see [`list_key`]).
     owners: BTreeMap<String, String>,
     /// When the object last changed (controllers act a moment later).
     changed: Instant,
@@ -684,7 +688,7 @@ fn apply(
                     .owners
                     .get(field)
                     .is_some_and(|owner| owner != manager)
-                && stored.object.pointer(field) != Some(value)
+                && lookup(&stored.object, field) != Some(value)
         })
         .map(|(field, _)| {
             format!(
@@ -716,11 +720,12 @@ fn apply(
         stored.owners.insert(field.clone(), manager.clone());
     }
     let before = stored.object.clone();
-    // Fields this manager applied before and no longer applies are removed.
+    // Fields this manager applied before and no longer applies are removed (an item of a
+    // list-map only when no other manager owns a field in it).
     if let Some(previous) = stored.applied.get(manager) {
-        remove_missing(&mut stored.object, previous, &config);
+        remove_missing(&mut stored.object, previous, &config, "", &stored.owners);
     }
-    merge(&mut stored.object, &config);
+    merge(&mut stored.object, &config, "");
     stored.applied.insert(manager.clone(), config);
     let created = before.pointer("/metadata/resourceVersion").is_none();
     if stored.object != before || created {
@@ -760,54 +765,166 @@ fn apply(
     (code, axum::Json(object)).into_response()
 }
 
-/// Every scalar and list of `value` by JSON pointer (objects are walked into).
+/// The key field of a list Kubernetes declares as a map (`x-kubernetes-list-type: map`), by
+/// the list's field name, when every item has it.
+fn list_key(field: &str, items: &[Value]) -> Option<&'static str> {
+    let key = match field {
+        "containers" | "initContainers" | "env" | "volumes" | "imagePullSecrets" => "name",
+        "volumeMounts" => "mountPath",
+        // A container's ports are keyed by containerPort, a Service's by port.
+        "ports" if items.iter().all(|item| item.get("containerPort").is_some()) => "containerPort",
+        "ports" => "port",
+        _ => return None,
+    };
+    (!items.is_empty() && items.iter().all(|item| item.get(key).is_some())).then_some(key)
+}
+
+/// The path segment of a list-map item.
+fn item_segment(key: &str, item: &Value) -> String {
+    let value = match &item[key] {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    format!("[{key}={value}]")
+}
+
+/// The value at a path of [`leaves`].
+fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut node = value;
+    for segment in path.split('/').skip(1) {
+        node = match (
+            segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')),
+            node,
+        ) {
+            (Some(selector), Value::Array(items)) => {
+                let (key, _) = selector.split_once('=')?;
+                items
+                    .iter()
+                    .find(|item| item_segment(key, item) == format!("[{selector}]"))?
+            }
+            _ => node.get(segment.replace("~1", "/").replace("~0", "~"))?,
+        };
+    }
+    Some(node)
+}
+
+/// Every scalar and atomic list of `value` by path (objects and list-map items are walked
+/// into).
 fn leaves(value: &Value) -> Vec<(String, Value)> {
-    fn walk(value: &Value, path: String, out: &mut Vec<(String, Value)>) {
+    fn walk(value: &Value, field: &str, path: String, out: &mut Vec<(String, Value)>) {
         match value {
             Value::Object(map) => {
                 for (key, child) in map {
                     let escaped = key.replace('~', "~0").replace('/', "~1");
-                    walk(child, format!("{path}/{escaped}"), out);
+                    walk(child, key, format!("{path}/{escaped}"), out);
                 }
             }
+            Value::Array(items) => match list_key(field, items) {
+                Some(key) => {
+                    for item in items {
+                        walk(item, "", format!("{path}/{}", item_segment(key, item)), out);
+                    }
+                }
+                None => out.push((path, value.clone())),
+            },
             other => out.push((path, other.clone())),
         }
     }
     let mut out = Vec::new();
-    walk(value, String::new(), &mut out);
+    walk(value, "", String::new(), &mut out);
     out
 }
 
-/// Deep merge; lists and scalars are replaced.
-fn merge(live: &mut Value, config: &Value) {
+/// Deep merge: objects key by key, list-maps item by item; other lists and scalars replaced.
+fn merge(live: &mut Value, config: &Value, field: &str) {
     match (live, config) {
         (Value::Object(live), Value::Object(config)) => {
             for (k, v) in config {
                 match live.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    Some(existing)
+                        if (existing.is_object() && v.is_object())
+                            || (existing.is_array() && v.is_array()) =>
+                    {
+                        merge(existing, v, k)
+                    }
                     _ => {
                         live.insert(k.clone(), v.clone());
                     }
                 }
             }
         }
+        (Value::Array(have), Value::Array(wanted)) => match list_key(field, wanted) {
+            Some(key) if list_key(field, have) == Some(key) || have.is_empty() => {
+                for item in wanted {
+                    match have.iter_mut().find(|live| live.get(key) == item.get(key)) {
+                        Some(existing) => merge(existing, item, ""),
+                        None => have.push(item.clone()),
+                    }
+                }
+            }
+            _ => *have = wanted.clone(),
+        },
         (live, config) => *live = config.clone(),
     }
 }
 
-/// Removes from `live` the fields `previous` set that `config` no longer sets.
-fn remove_missing(live: &mut Value, previous: &Value, config: &Value) {
+/// Removes from `live` the fields `previous` set that `config` no longer sets; an item of a
+/// list-map goes only when no other manager owns a field inside it.
+fn remove_missing(
+    live: &mut Value,
+    previous: &Value,
+    config: &Value,
+    path: &str,
+    owners: &BTreeMap<String, String>,
+) {
     let (Value::Object(live), Value::Object(previous)) = (live, previous) else {
         return;
     };
     for (k, old) in previous {
+        let child = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
         match config.get(k) {
             None => {
                 live.remove(k);
             }
             Some(new) => {
-                if let Some(child) = live.get_mut(k) {
-                    remove_missing(child, old, new);
+                if let Some(value) = live.get_mut(k) {
+                    if let (Value::Array(have), Value::Array(old), Value::Array(new)) =
+                        (&mut *value, old, new)
+                        && let Some(key) = list_key(k, old)
+                    {
+                        remove_items(have, old, new, key, &child, owners);
+                    } else {
+                        remove_missing(value, old, new, &child, owners);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_items(
+    have: &mut Vec<Value>,
+    old: &[Value],
+    new: &[Value],
+    key: &str,
+    path: &str,
+    owners: &BTreeMap<String, String>,
+) {
+    for item in old {
+        let at = format!("{path}/{}", item_segment(key, item));
+        match new.iter().find(|wanted| wanted.get(key) == item.get(key)) {
+            Some(wanted) => {
+                if let Some(live) = have.iter_mut().find(|live| live.get(key) == item.get(key)) {
+                    remove_missing(live, item, wanted, &at, owners);
+                }
+            }
+            None => {
+                // Owners were already updated for this apply: any left inside are others'.
+                let others = owners
+                    .keys()
+                    .any(|field| field.starts_with(&format!("{at}/")));
+                if !others {
+                    have.retain(|live| live.get(key) != item.get(key));
                 }
             }
         }
@@ -914,7 +1031,7 @@ fn replace(
         if field.starts_with("/metadata/") || field.starts_with("/status") {
             continue;
         }
-        if stored.object.pointer(&field) != Some(&value) {
+        if lookup(&stored.object, &field) != Some(&value) {
             owners.insert(field, manager.clone());
         }
     }
@@ -1292,4 +1409,83 @@ fn a_new_kinds_webhook_refuses_its_objects_for_a_moment_after_the_crd_is_served(
     );
     std::thread::sleep(WEBHOOK_DELAY);
     assert_eq!(widget().status(), StatusCode::CREATED);
+}
+
+#[test]
+fn list_maps_merge_item_by_item_and_keep_other_managers_items() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start(dir.path().join("events.log"));
+    let http = reqwest::blocking::Client::new();
+    let url = format!(
+        "{}/apis/apps/v1/namespaces/default/deployments/web",
+        server.url
+    );
+    let apply = |manager: &str, containers: Value| {
+        let response = http
+            .patch(format!("{url}?fieldManager={manager}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/apply-patch+yaml")
+            .body(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "web", "namespace": "default"},
+                    "spec": {"template": {"spec": {"containers": containers}}}})
+                .to_string(),
+            )
+            .send()
+            .expect("apply");
+        assert!(response.status().is_success(), "{:?}", response.text());
+    };
+    let env = || {
+        let live = server
+            .get("apps/v1", "Deployment", Some("default"), "web")
+            .expect("the object");
+        let names: Vec<String> = live["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["name"].as_str().map(str::to_string))
+            .collect();
+        (live, names)
+    };
+    let var = |name: &str| json!({"name": name, "value": "1"});
+    apply(
+        "trails",
+        json!([{"name": "web", "image": "web:1", "env": [var("A"), var("B")]}]),
+    );
+    // Another manager adds one variable: merged by name, the container's image untouched.
+    apply(
+        "kubectl-set",
+        json!([{"name": "web", "env": [var("DEBUG")]}]),
+    );
+    let (live, names) = env();
+    assert_eq!(names, ["A", "B", "DEBUG"]);
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:1"
+    );
+    // trails stops applying B: its item goes, the other manager's stays.
+    apply(
+        "trails",
+        json!([{"name": "web", "image": "web:2", "env": [var("A")]}]),
+    );
+    let (live, names) = env();
+    assert_eq!(names, ["A", "DEBUG"]);
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "web:2"
+    );
+    // An atomic list (args) is replaced whole by whoever applies it.
+    apply(
+        "trails",
+        json!([{"name": "web", "image": "web:2", "args": ["a", "b"], "env": [var("A")]}]),
+    );
+    apply(
+        "trails",
+        json!([{"name": "web", "image": "web:2", "args": ["c"], "env": [var("A")]}]),
+    );
+    let (live, _) = env();
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["c"])
+    );
 }

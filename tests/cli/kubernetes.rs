@@ -672,6 +672,41 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
 /// Changes and deletions outside trails: `diff` and `plan --refresh` show them, without
 /// touching anything; `apply` of a refreshed plan repairs them; what the HPA owns is not drift.
 fn drift_is_shown_and_repaired(platform: &Platform) {
+    // `kubectl set env` (another field manager) adds a variable to trails' container: server-
+    // side apply merges it into the env list, it is not trails' field, so it is no drift.
+    let path = "/apis/apps/v1/namespaces/turia-trails/deployments/ingest";
+    let debug = json!({"name": "DEBUG", "value": "1"});
+    apply_as(
+        &platform.api,
+        "kubectl-set",
+        path,
+        &json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "ingest", "namespace": "turia-trails" },
+            "spec": { "template": { "spec": { "containers": [
+                { "name": "ingest", "env": [debug.clone()] }
+            ]}}}
+        }),
+    );
+    let env = |platform: &Platform| {
+        platform
+            .api
+            .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
+            .expect("deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        env(platform).contains(&debug),
+        "merged: {:?}",
+        env(platform)
+    );
+    assert!(
+        env(platform).len() > 1,
+        "trails' own variables stay beside it: {:?}",
+        env(platform)
+    );
     let run = platform.trails(&[], &["plan", "--refresh", "--detailed-exitcode"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(
@@ -682,7 +717,6 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
 
     // By hand: an image and the replica count, a label, a binding and a Secret deleted, a
     // release uninstalled and another upgraded.
-    let path = "/apis/apps/v1/namespaces/turia-trails/deployments/ingest";
     let mut live = platform
         .api
         .get("apps/v1", "Deployment", Some("turia-trails"), "ingest")
@@ -711,7 +745,7 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     for expected in [
         "k8s.manifest.ingest-deployment: changed outside trails",
-        "apps/v1 Deployment turia-trails/ingest: spec.template.spec.containers[0].image: \"ghcr.io/turia/trails:0.1.0\" -> \"ghcr.io/evil/trails:1\"",
+        "apps/v1 Deployment turia-trails/ingest: spec.template.spec.containers[name=ingest].image: \"ghcr.io/turia/trails:0.1.0\" -> \"ghcr.io/evil/trails:1\"",
         "v1 Namespace turia-trails: metadata.labels.team: \"platform\" -> \"someone-else\"",
         "k8s.role_binding.readers: deleted outside trails",
         "k8s.secret.postgres-credentials: deleted outside trails",
@@ -801,6 +835,11 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
         deployment["spec"]["replicas"],
         json!(3),
         "the HPA's count stays"
+    );
+    assert!(
+        env(platform).contains(&debug),
+        "the repair keeps what another manager added: {:?}",
+        env(platform)
     );
     let namespace = platform.namespace("turia-trails").expect("namespace");
     assert_eq!(namespace["metadata"]["labels"]["team"], json!("platform"));
@@ -902,6 +941,17 @@ fn apply_by_hand(api: &ApiServer, path: &str, object: &Value) {
         .body(object.to_string())
         .send()
         .expect("apply by hand");
+    assert!(response.status().is_success(), "{:?}", response.text());
+}
+
+/// A server-side apply as `manager`, without force (`kubectl set env` and the like).
+fn apply_as(api: &ApiServer, manager: &str, path: &str, object: &Value) {
+    let response = client()
+        .patch(format!("{}{path}?fieldManager={manager}", api.url))
+        .header("content-type", "application/apply-patch+yaml")
+        .body(object.to_string())
+        .send()
+        .expect("apply as another manager");
     assert!(response.status().is_success(), "{:?}", response.text());
 }
 

@@ -82,6 +82,62 @@ impl fmt::Display for Location {
     }
 }
 
+/// A deserializer's message in the blueprint's words: Rust type names become what a YAML
+/// author writes (`u32` → a whole number, `sequence` → a list), and an unknown field or value
+/// gets the nearest allowed one as "did you mean".
+pub fn plain(message: &str) -> String {
+    if let Some(rest) = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))
+        && let Some((wrong, allowed)) = rest.split_once('`')
+    {
+        let options: Vec<&str> = allowed.split('`').skip(1).step_by(2).collect();
+        return match nearest(wrong, options.iter().copied()) {
+            Some(near) => format!("{message}; did you mean `{near}`?"),
+            None => message.to_string(),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        return format!("expected {}, found {}", words(expected), words(found));
+    }
+    message.to_string()
+}
+
+fn words(rust: &str) -> String {
+    let rust = rust.trim();
+    let (head, quoted) = match rust.split_once(' ') {
+        Some((head, rest)) if rest.starts_with('"') || rest.starts_with('`') => (head, rest),
+        _ => (rust, ""),
+    };
+    let plain = match head {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole non-negative number",
+        "i8" | "i16" | "i32" | "i64" | "isize" | "integer" => "a whole number",
+        "f32" | "f64" | "floating" => "a number",
+        "bool" | "boolean" => "`true` or `false`",
+        "sequence" | "a sequence" => "a list",
+        "map" | "a map" | "struct" => "a mapping",
+        "string" | "a string" => "a string",
+        "unit" | "null" => "nothing (null)",
+        _ => return rust.to_string(),
+    };
+    if quoted.is_empty() {
+        plain.to_string()
+    } else {
+        format!("{plain} {quoted}")
+    }
+}
+
+/// The option closest to `wanted` when it is close enough to be a typo.
+pub fn nearest<'a>(wanted: &str, options: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    options
+        .map(|option| (strsim::jaro_winkler(wanted, option), option))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, option)| option)
+}
+
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {

@@ -639,10 +639,11 @@ fn from_node_error(
         other => {
             let text = other.to_string();
             let mut chars = text.chars();
-            match chars.next() {
+            let text: String = match chars.next() {
                 Some(first) => first.to_lowercase().chain(chars).collect(),
                 None => text,
-            }
+            };
+            super::diagnostic::plain(&text)
         }
     };
     let path_text = match (prefix, error.path()) {

@@ -8,6 +8,7 @@ mod eks_token;
 mod env;
 mod graph;
 mod ingest;
+mod init;
 mod plan;
 mod render;
 mod state;
@@ -41,6 +42,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a starter blueprint (a network, a bucket, a dev and a protected prod environment).
+    Init(init::InitArgs),
     /// Parse and check a blueprint; every problem names its file, line and field.
     Validate(validate::ValidateArgs),
     /// Show the ordered changes that would bring the environment to the blueprint.
@@ -416,6 +419,7 @@ pub fn main() -> ExitCode {
         Command::Destroy(args) => apply::destroy(args, output),
         Command::Verify(args) => verify::run(args, output),
         Command::Graph(args) => graph::run(args, output),
+        Command::Init(args) => init::run(args, output),
         Command::Render(args) => render::run(args, output),
         Command::State(command) => state::run(command, output),
         Command::Env(command) => env::run(command, output),

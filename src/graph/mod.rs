@@ -247,10 +247,21 @@ fn link_references(builder: &mut Builder<'_>) {
                 Some(target) if !target.kind.has_output(&reference.output) => problems.push((
                     origin,
                     format!(
-                        "{} references {reference}, but a {} has no output `{}`; it has: {}",
+                        "{} references {reference}, but a {} has no output `{}`{}; it has: {}",
                         resource.address,
                         target.kind.name,
                         reference.output,
+                        crate::blueprint::diagnostic::nearest(
+                            &reference.output,
+                            target
+                                .kind
+                                .outputs
+                                .iter()
+                                .chain(target.kind.sensitive_outputs)
+                                .copied()
+                        )
+                        .map(|near| format!(" (did you mean `{near}`?)"))
+                        .unwrap_or_default(),
                         target
                             .kind
                             .outputs
@@ -292,8 +303,36 @@ fn link_declared(builder: &mut Builder<'_>) {
     }
 }
 
-/// ", did you mean X?" for the closest known address sharing its type, if any.
-fn suggestion<'k>(wanted: &str, known: impl Iterator<Item = &'k String>) -> String {
+/// " (did you mean X?)" for the address `wanted` most likely meant: one of the same name whose
+/// type starts as written (`helm.podinfo` → `helm.release.podinfo`), else the closest by
+/// spelling; failing both, the resources of its type.
+fn suggestion<'k>(wanted: &str, known: impl Iterator<Item = &'k String> + Clone) -> String {
+    let (written_type, name) = wanted.rsplit_once('.').unwrap_or(("", wanted));
+    let same_name: Vec<&String> = known
+        .clone()
+        .filter(|address| {
+            address
+                .rsplit_once('.')
+                .is_some_and(|(kind, last)| last == name && kind.starts_with(written_type))
+        })
+        .collect();
+    if let [only] = same_name.as_slice() {
+        return format!(" (did you mean `{only}`?)");
+    }
+    // Whole addresses share long prefixes, so they are compared by edits, not by prefix.
+    let near = known
+        .clone()
+        .map(|address| {
+            (
+                strsim::normalized_damerau_levenshtein(wanted, address),
+                address,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((_, near)) = near {
+        return format!(" (did you mean `{near}`?)");
+    }
     let wanted_type = wanted
         .rsplit_once('.')
         .map(|(kind, _)| kind)

@@ -218,3 +218,52 @@ fn output_cut_short_by_a_closed_pipe_ends_quietly_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_ne!(output.status.code(), Some(101), "{stderr}");
 }
+
+#[test]
+fn init_writes_a_starter_that_validates_and_plans_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("trails.yaml");
+    let path = file.to_str().expect("utf-8 path");
+    let written = run(&["init", path, "--name", "shop", "--region", "us-east-2"]);
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    let validated = run(&["validate", "-f", path]);
+    assert_eq!(validated.code, 0, "{}", validated.stderr);
+    for environment in ["dev", "prod"] {
+        assert!(
+            validated
+                .stdout
+                .contains(&format!("environment `{environment}` is valid")),
+            "{}",
+            validated.stdout
+        );
+    }
+    let state = dir.path().join("prod.json");
+    let planned = run(&[
+        "plan",
+        "-f",
+        path,
+        "-e",
+        "prod",
+        "--state",
+        state.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(planned.code, 0, "{}", planned.stderr);
+    assert!(planned.stdout.contains("shop-prod"), "{}", planned.stdout);
+    let before = std::fs::read_to_string(&file).expect("starter");
+    let again = run(&["init", path]);
+    assert_eq!(again.code, 1);
+    assert!(
+        again.stderr.contains("never overwritten"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("starter"), before);
+    let bad = run(&[
+        "init",
+        dir.path().join("x.yaml").to_str().expect("utf-8"),
+        "--name",
+        "Shop",
+    ]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("--name `Shop`"), "{}", bad.stderr);
+}

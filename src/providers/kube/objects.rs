@@ -495,7 +495,7 @@ mod tests {
             [
                 "metadata.labels[\"app.kubernetes.io/name\"]: \"ingest\" -> (absent)",
                 "spec.replicas: 2 -> 5",
-                "spec.template.spec.containers[0].image: \"a:1\" -> \"b:2\"",
+                "spec.template.spec.containers[name=ingest].image: \"a:1\" -> \"b:2\"",
             ]
         );
     }

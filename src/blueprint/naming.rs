@@ -57,6 +57,83 @@ pub fn is_region(region: &str) -> bool {
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
+/// The AWS regions trails knows, taken on [`REGIONS_TAKEN`] from AWS's "AWS Region billing
+/// codes" and "Supported AWS Regions" documentation pages (commercial, GovCloud and China).
+pub const REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "ca-central-1",
+    "ca-west-1",
+    "mx-central-1",
+    "sa-east-1",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+];
+
+/// When [`REGIONS`] was taken.
+pub const REGIONS_TAKEN: &str = "2026-12-02";
+
+/// What is wrong with a region name, if anything: `Err` for one that cannot be a region or is
+/// a typo of a known one (with the known one), `Ok(Some)` for a well-formed one trails does not
+/// know (AWS may have opened it since [`REGIONS_TAKEN`]), `Ok(None)` for a known one.
+pub fn region_problem(region: &str) -> Result<Option<String>, String> {
+    if REGIONS.contains(&region) {
+        return Ok(None);
+    }
+    let near = REGIONS
+        .iter()
+        .map(|known| {
+            (
+                strsim::normalized_damerau_levenshtein(region, known),
+                *known,
+            )
+        })
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match near {
+        Some((_, known)) => Err(format!(
+            "`{region}` is not an AWS region; did you mean `{known}`?"
+        )),
+        None if is_region(region) => Ok(Some(format!(
+            "`{region}` is not a region trails knows (its list was taken on {REGIONS_TAKEN}); \
+             if AWS opened it since, this warning can be ignored"
+        ))),
+        None => Err(format!(
+            "`{region}` is not an AWS region name such as `eu-west-1`"
+        )),
+    }
+}
+
 /// `1.30`: a Kubernetes minor version.
 pub fn is_kubernetes_version(version: &str) -> bool {
     match version.split_once('.') {
@@ -166,6 +243,10 @@ mod tests {
     fn names_follow_aws_and_kubernetes_rules() {
         assert!(is_region("eu-west-1") && is_region("us-gov-west-1"));
         assert!(!is_region("europe") && !is_region("eu-west"));
+        assert_eq!(region_problem("eu-west-1"), Ok(None));
+        assert!(region_problem("eu-centrl-1").is_err_and(|e| e.contains("`eu-central-1`")));
+        assert!(region_problem("xx-moon-1").is_ok_and(|warning| warning.is_some()));
+        assert!(region_problem("europe").is_err());
         assert!(is_dns_label("turia-trails") && !is_dns_label("Turia") && !is_dns_label("a-"));
         assert!(is_bucket_name("turia-prod-backups") && !is_bucket_name("Up"));
         assert!(is_kubernetes_version("1.30") && !is_kubernetes_version("1.30.2"));

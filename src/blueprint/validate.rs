@@ -96,11 +96,10 @@ impl Checker<'_> {
             }
         }
         let region = self.doc().region.clone();
-        if !naming::is_region(&region) {
-            self.error(
-                &FieldPath::of("region"),
-                format!("`{region}` is not an AWS region name such as `eu-west-1`"),
-            );
+        match naming::region_problem(&region) {
+            Ok(None) => {}
+            Ok(Some(warning)) => self.warning(&FieldPath::of("region"), warning),
+            Err(error) => self.error(&FieldPath::of("region"), error),
         }
         for key in self.doc().tags.keys().cloned().collect::<Vec<_>>() {
             if key.starts_with("trails:") || key.starts_with("aws:") {

@@ -244,34 +244,32 @@ fn link_references(builder: &mut Builder<'_>) {
                         suggestion(&reference.address, builder.resources.keys())
                     ),
                 )),
-                Some(target) if !target.kind.has_output(&reference.output) => problems.push((
-                    origin,
-                    format!(
-                        "{} references {reference}, but a {} has no output `{}`{}; it has: {}",
-                        resource.address,
-                        target.kind.name,
-                        reference.output,
-                        crate::blueprint::diagnostic::nearest(
-                            &reference.output,
-                            target
-                                .kind
-                                .outputs
-                                .iter()
-                                .chain(target.kind.sensitive_outputs)
-                                .copied()
-                        )
-                        .map(|near| format!(" (did you mean `{near}`?)"))
-                        .unwrap_or_default(),
-                        target
-                            .kind
-                            .outputs
-                            .iter()
-                            .chain(target.kind.sensitive_outputs)
-                            .copied()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )),
+                Some(target) if !target.kind.has_output(&reference.output) => {
+                    let outputs: Vec<&str> = target
+                        .kind
+                        .outputs
+                        .iter()
+                        .chain(target.kind.sensitive_outputs)
+                        .copied()
+                        .collect();
+                    let near = crate::blueprint::diagnostic::nearest(
+                        &reference.output,
+                        outputs.iter().copied(),
+                    )
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
+                    problems.push((
+                        origin,
+                        format!(
+                            "{} references {reference}, but a {} has no output `{}`{near}; it \
+                             has: {}",
+                            resource.address,
+                            target.kind.name,
+                            reference.output,
+                            outputs.join(", ")
+                        ),
+                    ));
+                }
                 Some(_) => edges.push((resource.address.clone(), reference.address.clone())),
             }
         }

@@ -273,21 +273,10 @@ pub async fn checks(
     for resource in graph.resources() {
         let mut checks = Vec::new();
         if readers.contains_key(resource.kind.name) {
-            let read = Arc::new(SharedRead::new());
-            checks.push(settings_check(
-                resource,
-                state,
-                Arc::clone(&readers),
-                Arc::clone(&read),
-            ));
+            let read = SharedRead::new(resource, state, Arc::clone(&readers));
+            checks.push(settings_check(&resource.address, read.clone()));
             if crate::policy::rules::applies_to(resource.kind) {
-                checks.push(policy_check(
-                    resource,
-                    state,
-                    Arc::clone(&readers),
-                    Arc::clone(policy),
-                    read,
-                ));
+                checks.push(policy_check(resource, Arc::clone(policy), read));
             }
         }
         let kind = resource.kind;
@@ -316,75 +305,87 @@ pub async fn checks(
     chains
 }
 
-/// What the blueprint and the policy see of one resource: what is declared (references
-/// resolved from the state) and what its type's read found, read once for both checks.
-type SharedRead = tokio::sync::OnceCell<Result<(Map<String, Value>, Read), String>>;
+/// What the blueprint declares (references resolved) and what the read found.
+type Declared = (Map<String, Value>, Read);
 
-/// Reads the resource at `address` once, whichever check asks first.
-async fn read_once<'a>(
-    read: &'a SharedRead,
-    reader: &dyn Provider,
-    address: &str,
-    recorded: Option<&Recorded>,
-    declared: Option<&Map<String, Value>>,
-) -> Result<&'a (Map<String, Value>, Read), String> {
-    read.get_or_init(|| async {
-        let Some(recorded) = recorded else {
-            return Err(
-                "not in the state: trails has not applied it here yet (run `trails apply`)"
-                    .to_string(),
-            );
-        };
-        let declared = declared.cloned().ok_or_else(|| {
-            "an output it references is not recorded: run `trails apply`".to_string()
-        })?;
-        let asked = Recorded {
-            attributes: declared.clone(),
-            ..recorded.clone()
-        };
-        match reader
-            .read(address, &asked)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            None => Err(format!("{} is not read back", recorded.kind)),
-            Some(found) => Ok((declared, found)),
+/// One resource's read, made once for both its settings check and its policy check: what is
+/// declared (references resolved from the state) and what its type's read found.
+#[derive(Clone)]
+struct SharedRead {
+    cell: Arc<tokio::sync::OnceCell<Result<Declared, String>>>,
+    readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
+    address: String,
+    kind: &'static str,
+    recorded: Option<Recorded>,
+    declared: Option<Map<String, Value>>,
+}
+
+impl SharedRead {
+    fn new(
+        resource: &Resource,
+        state: &State,
+        readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
+    ) -> Self {
+        Self {
+            cell: Arc::default(),
+            readers,
+            address: resource.address.clone(),
+            kind: resource.kind.name,
+            recorded: state.resources.get(&resource.address).cloned(),
+            declared: crate::plan::resolved(resource, state),
         }
-    })
-    .await
-    .as_ref()
-    .map_err(Clone::clone)
+    }
+
+    fn reader(&self) -> Result<&dyn Provider, String> {
+        self.readers
+            .get(self.kind)
+            .map(AsRef::as_ref)
+            .ok_or_else(|| format!("no reader for {}", self.kind))
+    }
+
+    /// The read, made by whichever check asks first.
+    async fn get(&self) -> Result<&Declared, String> {
+        self.cell
+            .get_or_init(|| async {
+                let reader = self.reader()?;
+                let Some(recorded) = &self.recorded else {
+                    return Err(
+                        "not in the state: trails has not applied it here yet (run `trails apply`)"
+                            .to_string(),
+                    );
+                };
+                let declared = self.declared.clone().ok_or_else(|| {
+                    "an output it references is not recorded: run `trails apply`".to_string()
+                })?;
+                let asked = Recorded {
+                    attributes: declared.clone(),
+                    ..recorded.clone()
+                };
+                match reader
+                    .read(&self.address, &asked)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    None => Err(format!("{} is not read back", self.kind)),
+                    Some(found) => Ok((declared, found)),
+                }
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// The resource's type's read compared with what the blueprint declares (references resolved
 /// from the state): every attribute the read returns, so anything changed or removed behind
 /// trails' back fails this one check, named by the address.
-fn settings_check(
-    resource: &Resource,
-    state: &State,
-    readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
-    read: Arc<SharedRead>,
-) -> Check {
-    let address = resource.address.clone();
-    let kind = resource.kind.name;
-    let recorded = state.resources.get(&address).cloned();
-    let declared = crate::plan::resolved(resource, state);
-    Check::run(address.clone(), async move {
-        let reader = readers
-            .get(kind)
-            .ok_or_else(|| format!("no reader for {kind}"))?;
-        let (declared, found) = read_once(
-            &read,
-            reader.as_ref(),
-            &address,
-            recorded.as_ref(),
-            declared.as_ref(),
-        )
-        .await?;
+fn settings_check(address: &str, read: SharedRead) -> Check {
+    Check::run(address.to_string(), async move {
+        let (declared, found) = read.get().await?;
         match found {
             Read::Gone => Err("does not exist: deleted outside trails".to_string()),
             Read::Live(live) => {
-                let differences = reader.differences(declared.clone(), live.clone());
+                let differences = read.reader()?.differences(declared.clone(), live.clone());
                 if differences.is_empty() {
                     let compared: Vec<&str> = live.keys().map(String::as_str).collect();
                     Ok(format!("as declared: {}", compared.join(", ")))
@@ -412,31 +413,13 @@ pub struct LivePolicy {
 /// The built-in policy rules on what is live (the declared attributes with what the read
 /// found laid over them), from the settings check's read: `policy.ADDRESS` fails on an
 /// unwaived error finding, named by its rule id.
-fn policy_check(
-    resource: &Resource,
-    state: &State,
-    readers: Arc<HashMap<&'static str, Box<dyn Provider>>>,
-    policy: Arc<LivePolicy>,
-    read: Arc<SharedRead>,
-) -> Check {
+fn policy_check(resource: &Resource, policy: Arc<LivePolicy>, read: SharedRead) -> Check {
     let address = resource.address.clone();
     let kind = resource.kind;
     let origin = resource.origin.clone();
-    let recorded = state.resources.get(&address).cloned();
-    let declared = crate::plan::resolved(resource, state);
     let name = format!("policy.{address}");
     Check::run(name, async move {
-        let reader = readers
-            .get(kind.name)
-            .ok_or_else(|| format!("no reader for {}", kind.name))?;
-        let (declared, found) = read_once(
-            &read,
-            reader.as_ref(),
-            &address,
-            recorded.as_ref(),
-            declared.as_ref(),
-        )
-        .await?;
+        let (declared, found) = read.get().await?;
         let Read::Live(live) = found else {
             return Err("does not exist: deleted outside trails".to_string());
         };

@@ -932,6 +932,14 @@ impl Checker<'_> {
             } else {
                 self.namespace_declared(&path.key("namespace"), &release.namespace);
             }
+            if release.values_template.is_none() && !release.values.is_empty() {
+                self.error(
+                    &path.key("values"),
+                    "these values would be dropped: helm gets only what `values_template` \
+                     renders from them; add `values_template: FILE` (a template under \
+                     `templates`) or remove `values`",
+                );
+            }
             if let Some(template) = &release.values_template {
                 self.template(&path.key("values_template"), template);
             }

@@ -56,16 +56,12 @@ pub struct Rendered {
     pub problems: Vec<Problem>,
 }
 
-fn is<S: Spec>(kind: &Kind) -> bool {
-    *kind == *S::KIND
-}
-
 fn in_cluster(kind: &Kind) -> bool {
-    is::<kube::Namespace>(kind)
-        || is::<kube::StorageClass>(kind)
-        || is::<kube::RoleBinding>(kind)
-        || is::<kube::Secret>(kind)
-        || is::<kube::Manifest>(kind)
+    kind == kube::Namespace::KIND
+        || kind == kube::StorageClass::KIND
+        || kind == kube::RoleBinding::KIND
+        || kind == kube::Secret::KIND
+        || kind == kube::Manifest::KIND
 }
 
 /// Renders every in-cluster resource and Helm release of the graph.
@@ -102,7 +98,7 @@ pub fn render(loaded: &Loaded, graph: &Graph) -> Rendered {
                 }
                 Err(error) => rendered.problems.push(problem(error.to_string(), None)),
             }
-        } else if is::<helm::Release>(resource.kind) {
+        } else if resource.kind == helm::Release::KIND {
             match values(&settings.templates_dir, &desired) {
                 Ok(text) => rendered.items.push(Item {
                     address: resource.address.clone(),

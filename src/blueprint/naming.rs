@@ -47,6 +47,11 @@ pub fn is_dns_label(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A blueprint's name: a DNS label of at most 24 characters (it prefixes every AWS name).
+pub fn is_blueprint_name(name: &str) -> bool {
+    is_dns_label(name) && name.len() <= 24
+}
+
 /// `eu-west-1`, `us-gov-west-1`, `ap-southeast-2`.
 pub fn is_region(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();

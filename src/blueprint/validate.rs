@@ -59,7 +59,7 @@ impl Checker<'_> {
 
     fn document(&mut self) {
         let name = self.doc().blueprint.clone();
-        if !naming::is_dns_label(&name) || name.len() > 24 {
+        if !naming::is_blueprint_name(&name) {
             self.error(
                 &FieldPath::of("blueprint"),
                 format!(

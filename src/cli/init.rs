@@ -65,18 +65,15 @@ buckets:
 
 /// Writes a starter blueprint; never over an existing file.
 pub fn run(args: InitArgs, output: Output) -> Result<Outcome, Failure> {
-    if !naming::is_dns_label(&args.name) || args.name.len() > 24 {
+    if !naming::is_blueprint_name(&args.name) {
         return Err(Failure::User(anyhow!(
             "--name `{}` is not usable: 1 to 24 lowercase letters, digits and dashes, starting \
              with a letter",
             args.name
         )));
     }
-    if !naming::is_region(&args.region) {
-        return Err(Failure::User(anyhow!(
-            "--region `{}` is not an AWS region name such as eu-west-1",
-            args.region
-        )));
+    if let Err(problem) = naming::region_problem(&args.region) {
+        return Err(Failure::User(anyhow!("--region: {problem}")));
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)

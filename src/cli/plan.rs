@@ -97,15 +97,17 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
     }
     let format = if args.json { Format::Json } else { args.format };
     let fail_on = args.policy.policy_fail_on;
-    if let Some(path) = &args.out_markdown {
-        std::fs::write(path, crate::plan::render::markdown(&plan, &report, fail_on))
+    let markdown = (format == Format::Markdown || args.out_markdown.is_some())
+        .then(|| crate::plan::render::markdown(&plan, &report, fail_on));
+    if let (Some(path), Some(markdown)) = (&args.out_markdown, &markdown) {
+        std::fs::write(path, markdown)
             .with_context(|| format!("cannot write the Markdown plan to {}", path.display()))
             .map_err(Failure::User)?;
     }
     if format == Format::Json {
         println!("{document}");
-    } else if format == Format::Markdown {
-        print!("{}", crate::plan::render::markdown(&plan, &report, fail_on));
+    } else if let (Format::Markdown, Some(markdown)) = (format, &markdown) {
+        print!("{markdown}");
     } else if !output.quiet || plan.has_changes() {
         let description = describe(&location, &recorded);
         print!(
@@ -129,10 +131,7 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
             );
         }
         if !args.destroy {
-            print!(
-                "\n{}",
-                crate::policy::text(&report, args.policy.policy_fail_on)
-            );
+            print!("\n{}", crate::policy::text(&report, fail_on));
         }
         if let Some(out) = &args.out {
             println!("Saved the plan to {}.", out.display());

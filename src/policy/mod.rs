@@ -277,18 +277,12 @@ fn matches(waiver: &Waiver, finding: &Finding) -> bool {
     waiver.rule == finding.rule && glob(&waiver.address, &finding.address)
 }
 
-/// `*` matches any run of characters; everything else itself.
+/// A waiver's address pattern (`*` matches any run of characters), matched with globset as
+/// `verify --only` patterns are; a pattern that does not compile matches only itself.
 fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(after) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=after.len())
-                .filter(|at| after.is_char_boundary(*at))
-                .any(|at| glob(rest, &after[at..]))
-        }
+    match globset::Glob::new(pattern) {
+        Ok(glob) => glob.compile_matcher().is_match(text),
+        Err(_) => pattern == text,
     }
 }
 

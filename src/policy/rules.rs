@@ -211,12 +211,12 @@ impl<'a> From<&'a Resource> for Subject<'a> {
 
 /// Whether a rule looks at resources of `kind` that AWS holds (what `verify` re-checks live).
 pub fn applies_to(kind: &Kind) -> bool {
-    is::<network::SecurityGroup>(kind)
-        || is::<eks::Cluster>(kind)
-        || is::<s3::Bucket>(kind)
-        || is::<rds::DbInstance>(kind)
-        || is::<cache::ReplicationGroup>(kind)
-        || is::<iam::IamRole>(kind)
+    kind == network::SecurityGroup::KIND
+        || kind == eks::Cluster::KIND
+        || kind == s3::Bucket::KIND
+        || kind == rds::DbInstance::KIND
+        || kind == cache::ReplicationGroup::KIND
+        || kind == iam::IamRole::KIND
 }
 
 /// Runs every built-in rule on the planned graph.
@@ -234,7 +234,7 @@ pub fn check_subjects(loaded: &Loaded, subjects: &[Subject<'_>]) -> Vec<Finding>
     let protect = loaded.settings.protect;
     let secret_namespaces: BTreeSet<String> = subjects
         .iter()
-        .filter(|subject| is::<kube::Secret>(subject.kind))
+        .filter(|subject| subject.kind == kube::Secret::KIND)
         .filter_map(|subject| text(subject.attributes, "namespace").map(str::to_string))
         .collect();
     let settings = Settings::for_blueprint(loaded, std::time::Duration::ZERO);
@@ -244,9 +244,9 @@ pub fn check_subjects(loaded: &Loaded, subjects: &[Subject<'_>]) -> Vec<Finding>
         let mut hit = |rule: &'static Rule, attribute: &str, message: String| {
             found.add(rule, subject, attribute, message);
         };
-        if is::<network::SecurityGroup>(kind) {
+        if kind == network::SecurityGroup::KIND {
             security_group(attributes, &mut hit);
-        } else if is::<eks::Cluster>(kind) {
+        } else if kind == eks::Cluster::KIND {
             let open = attributes
                 .get("public_access_cidrs")
                 .and_then(Value::as_array)
@@ -258,11 +258,11 @@ pub fn check_subjects(loaded: &Loaded, subjects: &[Subject<'_>]) -> Vec<Finding>
                     "the cluster's API endpoint accepts connections from any address".into(),
                 );
             }
-        } else if is::<s3::Bucket>(kind) {
+        } else if kind == s3::Bucket::KIND {
             bucket(subject, &mut hit);
-        } else if is::<rds::DbInstance>(kind) {
+        } else if kind == rds::DbInstance::KIND {
             database(attributes, protect, &mut hit);
-        } else if is::<cache::ReplicationGroup>(kind) {
+        } else if kind == cache::ReplicationGroup::KIND {
             if !flag(attributes, "transit_encryption") {
                 hit(
                     &REDIS_TLS_AUTH,
@@ -270,9 +270,9 @@ pub fn check_subjects(loaded: &Loaded, subjects: &[Subject<'_>]) -> Vec<Finding>
                     "clients connect in clear text and without a password".into(),
                 );
             }
-        } else if is::<iam::IamRole>(kind) {
+        } else if kind == iam::IamRole::KIND {
             role(attributes, &mut hit);
-        } else if is::<kube::RoleBinding>(kind) {
+        } else if kind == kube::RoleBinding::KIND {
             let role = text(attributes, "cluster_role").unwrap_or_default();
             let namespace = text(attributes, "namespace");
             let exposed = match namespace {
@@ -290,7 +290,7 @@ pub fn check_subjects(loaded: &Loaded, subjects: &[Subject<'_>]) -> Vec<Finding>
                     ),
                 );
             }
-        } else if is::<kube::Manifest>(kind) {
+        } else if kind == kube::Manifest::KIND {
             let desired = Value::Object(attributes.clone());
             // A template that does not render is validation's and apply's to report.
             if let Ok(objects) = objects::build(kind.name, subject.address, &desired, &settings) {
@@ -330,10 +330,6 @@ impl Found<'_> {
             waiver: None,
         });
     }
-}
-
-fn is<S: Spec>(kind: &Kind) -> bool {
-    *kind == *S::KIND
 }
 
 fn flag(attributes: &serde_json::Map<String, Value>, name: &str) -> bool {

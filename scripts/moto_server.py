@@ -728,7 +728,12 @@ def _intercept(call_log, gate, passes, failing):
                 while ceiling is not None and number > ceiling:
                     time.sleep(0.02)
                     ceiling = limit()
-                held(-1)
+                # Counted as held until moto has run it: a test that opens the gate goes on
+                # only once the call's effect is there, not while it may still land.
+                try:
+                    return dispatch(self, environ, start_response)
+                finally:
+                    held(-1)
         return dispatch(self, environ, start_response)
 
     DomainDispatcherApplication.__call__ = call

@@ -2,6 +2,7 @@
 
 pub mod blueprint;
 pub mod cli;
+pub mod cost;
 pub mod engine;
 pub mod graph;
 pub mod ingest;

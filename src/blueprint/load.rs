@@ -435,7 +435,7 @@ fn split_environment(
             file,
             path.clone(),
             node.span().start(),
-            "an environment must be a mapping (`protect`, `ephemeral`, `ttl`, `variables`, `overlay`)",
+            "an environment must be a mapping (`protect`, `ephemeral`, `ttl`, `budget`, `variables`, `overlay`)",
         ));
     };
     let mut entry = entry.clone();

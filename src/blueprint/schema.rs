@@ -127,6 +127,9 @@ pub struct EnvironmentSettings {
     pub ephemeral: bool,
     /// Time to live of an ephemeral environment, e.g. `72h`.
     pub ttl: Option<String>,
+    /// The most the environment may cost a month, e.g. `1500 USD/month`: `plan` exits 1 and
+    /// `apply` refuses when the estimate exceeds it.
+    pub budget: Option<String>,
     /// Variable values for this environment, over the document's `variables`.
     #[serde(default)]
     pub variables: Map<String>,

@@ -145,6 +145,11 @@ impl Checker<'_> {
             }
             _ => {}
         }
+        if let Some(budget) = &settings.budget
+            && let Err(problem) = crate::cost::parse_budget(budget)
+        {
+            self.error(&path.key("budget"), problem);
+        }
     }
 
     fn network(&mut self) {

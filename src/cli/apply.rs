@@ -300,15 +300,22 @@ impl Locked<'_> {
         )
         .map_err(|error| Failure::User(error.into()))?
         .filter(|_| !planned.destroy);
-        if matches!(mode, Mode::Apply { .. })
-            && let Some(refusal) = args
+        if matches!(mode, Mode::Apply { .. }) {
+            if let Some(refusal) = args
                 .policy
                 .evaluate(checked, graph, &planned)?
                 .refusal(args.policy.policy_fail_on)
-        {
-            return Err(Failure::User(anyhow!(
-                "refusing to apply: {refusal}\n(`trails plan` shows every finding.)"
-            )));
+            {
+                return Err(Failure::User(anyhow!(
+                    "refusing to apply: {refusal}\n(`trails plan` shows every finding.)"
+                )));
+            }
+            let (estimate, limits) = args.policy.cost(checked, graph, store.state(), &planned)?;
+            if let Some(refusal) = estimate.refusal(limits) {
+                return Err(Failure::User(anyhow!(
+                    "refusing to apply: {refusal}.\n(`trails plan` shows the cost per resource.)"
+                )));
+            }
         }
         let description = format!("{} (serial {})", self.location, store.state().serial);
         let applying = matches!(mode, Mode::Apply { .. });
@@ -501,6 +508,7 @@ fn check_saved_plan(path: &PathBuf, current: &Plan) -> Result<(), Failure> {
     // expired since is caught by this run's own policy check.
     if let Some(fields) = saved.as_object_mut() {
         fields.remove("policy");
+        fields.remove("cost");
     }
     let now = serde_json::to_value(current).map_err(|error| Failure::Internal(error.into()))?;
     if saved.get("state_serial") != now.get("state_serial")

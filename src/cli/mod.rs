@@ -10,6 +10,7 @@ mod graph;
 mod ingest;
 mod init;
 mod plan;
+mod prices;
 mod render;
 mod state;
 mod validate;
@@ -69,6 +70,9 @@ enum Command {
     /// Print every Kubernetes object and Helm values file trails would apply, as YAML
     /// documents (Secrets redacted), for kubeconform, kube-linter or conftest.
     Render(render::RenderArgs),
+    /// The AWS prices behind `plan`'s cost estimate: update them from a Price List offer file.
+    #[command(subcommand)]
+    Prices(prices::PricesCommand),
     /// Inspect, move and unlock the recorded state.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -321,13 +325,17 @@ pub enum Outcome {
     ChecksFailed,
 }
 
-/// How policy findings gate `plan` and `apply`.
+/// How policy findings and the cost estimate gate `plan` and `apply`.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct PolicyArgs {
     /// The least severity of an unwaived policy finding that makes `plan` exit 1 and `apply`
     /// refuse before any change.
     #[arg(long, value_enum, default_value_t = crate::policy::Severity::Error)]
     policy_fail_on: crate::policy::Severity,
+    /// The most the monthly cost estimate may grow, in USD (`200` or `200 USD/month`): more
+    /// makes `plan` exit 1 and `apply` refuse before any change.
+    #[arg(long, value_name = "AMOUNT", value_parser = crate::cost::parse_budget)]
+    max_increase: Option<f64>,
 }
 
 impl PolicyArgs {
@@ -340,6 +348,22 @@ impl PolicyArgs {
     ) -> Result<crate::policy::Report, Failure> {
         let today = crate::policy::today().map_err(Failure::User)?;
         crate::policy::evaluate(&checked.loaded, graph, plan, today).map_err(Failure::User)
+    }
+
+    /// Estimates the cost before (`recorded`) and after a plan, with the limits it must keep.
+    fn cost(
+        &self,
+        checked: &Checked,
+        graph: &crate::graph::Graph,
+        recorded: &crate::state::State,
+        plan: &crate::plan::Plan,
+    ) -> Result<(crate::cost::Estimate, crate::cost::Limits), Failure> {
+        let estimate =
+            crate::cost::estimate(&checked.loaded, graph, recorded, plan).map_err(Failure::User)?;
+        Ok((
+            estimate,
+            crate::cost::limits(&checked.loaded, self.max_increase),
+        ))
     }
 }
 
@@ -421,6 +445,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args, output),
         Command::Init(args) => init::run(args, output),
         Command::Render(args) => render::run(args, output),
+        Command::Prices(command) => prices::run(command, output),
         Command::State(command) => state::run(command, output),
         Command::Env(command) => env::run(command, output),
         Command::Output(args) => state::output(args),

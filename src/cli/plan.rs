@@ -75,6 +75,7 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
         crate::plan::plan(&graph, &recorded)
     };
     let report = args.policy.evaluate(&checked, &graph, &plan)?;
+    let (estimate, limits) = args.policy.cost(&checked, &graph, &recorded, &plan)?;
     let mut document = serde_json::to_value(&plan)
         .context("serializing the plan")
         .map_err(Failure::Internal)?;
@@ -85,11 +86,23 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
             .context("serializing the policy findings")
             .map_err(Failure::Internal)?;
         fields.insert("policy".to_string(), findings);
+        let cost = serde_json::to_value(&estimate)
+            .context("serializing the cost estimate")
+            .map_err(Failure::Internal)?;
+        fields.insert("cost".to_string(), cost);
     }
     let document = serde_json::to_string_pretty(&document)
         .context("serializing the plan")
         .map_err(Failure::Internal)?;
-    let refusal = report.refusal(args.policy.policy_fail_on);
+    let refusal = match (
+        report.refusal(args.policy.policy_fail_on),
+        estimate.refusal(limits).filter(|_| !plan.destroy),
+    ) {
+        (Some(policy), Some(cost)) => Some(format!("{policy}\nAnd {cost}.")),
+        (Some(policy), None) => Some(policy),
+        (None, Some(cost)) => Some(format!("{cost}.")),
+        (None, None) => None,
+    };
     if let Some(out) = &args.out {
         std::fs::write(out, format!("{document}\n"))
             .with_context(|| format!("cannot write the plan to {}", out.display()))
@@ -98,7 +111,7 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
     let format = if args.json { Format::Json } else { args.format };
     let fail_on = args.policy.policy_fail_on;
     let markdown = (format == Format::Markdown || args.out_markdown.is_some())
-        .then(|| crate::plan::render::markdown(&plan, &report, fail_on));
+        .then(|| crate::plan::render::markdown(&plan, &report, fail_on, &estimate, limits));
     if let (Some(path), Some(markdown)) = (&args.out_markdown, &markdown) {
         std::fs::write(path, markdown)
             .with_context(|| format!("cannot write the Markdown plan to {}", path.display()))
@@ -132,6 +145,7 @@ pub fn run(args: PlanArgs, output: Output) -> Result<Outcome, Failure> {
         }
         if !args.destroy {
             print!("\n{}", crate::policy::text(&report, fail_on));
+            print!("\n{}", crate::cost::text(&estimate, limits));
         }
         if let Some(out) = &args.out {
             println!("Saved the plan to {}.", out.display());

@@ -157,6 +157,8 @@ pub fn markdown(
     plan: &Plan,
     report: &crate::policy::Report,
     fail_on: crate::policy::Severity,
+    estimate: &crate::cost::Estimate,
+    limits: crate::cost::Limits,
 ) -> String {
     let mut out = format!(
         "## trails plan: {} / {}\n\n**{}**\n\n",
@@ -233,6 +235,7 @@ pub fn markdown(
             ));
         }
     }
-    out.push_str("\n### Cost\n\nNot estimated: trails has no price data yet.\n");
+    out.push_str("\n### Cost\n\n");
+    out.push_str(&crate::cost::markdown(estimate, limits));
     out
 }

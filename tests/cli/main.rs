@@ -5,6 +5,7 @@ mod apiserver;
 mod apply_aws;
 mod blueprint_fuzz;
 mod clickhouse;
+mod cost;
 mod graph;
 mod ingest;
 mod kafka;

@@ -9,6 +9,11 @@ the AWS API reference of each operation, kept as small as trails' tests need:
   `deleting` for ever, so a waiter for their deletion could never finish). Tags on parameter groups.
   Replication groups without cluster mode get NumCacheClusters nodes (moto reads only
   ReplicasPerNodeGroup there and makes a lone primary).
+- EKS: CreateCluster and CreateNodegroup refuse a role that does not exist, does not trust
+  eks.amazonaws.com (the cluster) or ec2.amazonaws.com (the nodes), or was created less than
+  the seconds written in the file TRAILS_MOTO_IAM_PROPAGATION names (IAM's eventual
+  consistency; none when there is no such file), with EKS's
+  InvalidParameterException "Role with arn: ... could not be assumed".
 - EKS: UpdateClusterVersion refuses while a managed node group is not on the cluster's minor
   version, and UpdateNodegroupVersion exists; a node group created without a version gets its
   cluster's (all as the EKS User Guide and API reference say).
@@ -495,6 +500,83 @@ def _minor(version):
     return ".".join(str(version).split(".")[:2])
 
 
+def _trusts(document, service):
+    """Whether a trust policy lets `service` call sts:AssumeRole."""
+    import json
+    from urllib.parse import unquote
+
+    try:
+        policy = json.loads(document)
+    except (TypeError, ValueError):
+        try:
+            policy = json.loads(unquote(document))
+        except (TypeError, ValueError):
+            return False
+    statements = policy.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    for statement in statements:
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        services = (statement.get("Principal") or {}).get("Service", [])
+        services = [services] if isinstance(services, str) else services
+        if (
+            statement.get("Effect") == "Allow"
+            and any(action in ("sts:AssumeRole", "sts:*", "*") for action in actions)
+            and service in services
+        ):
+            return True
+    return False
+
+
+def _assumable(backend, cluster_name, role_arn, service):
+    """EKS assumes the role it is given at once: a role that does not exist, does not trust
+    the service, or was made less than TRAILS_MOTO_IAM_PROPAGATION seconds ago (IAM is
+    eventually consistent: "a change may not be visible immediately", IAM User Guide) is
+    refused with the InvalidParameterException EKS answers."""
+    from moto.core.utils import utcnow
+    from moto.iam.models import iam_backends
+    from moto.utilities.utils import get_partition
+
+    refused = InvalidParameterException(
+        clusterName=cluster_name,
+        nodegroupName=None,
+        fargateProfileName=None,
+        addonName=None,
+        message=(
+            f"Role with arn: {role_arn} could not be assumed because it does not exist or "
+            "the trusted entity is not correct"
+        ),
+    )
+    try:
+        iam = iam_backends[backend.account_id][get_partition(backend.region_name)]
+        role = iam.get_role_by_arn(role_arn)
+    except Exception:
+        raise refused
+    delay = 0.0
+    try:
+        with open(os.environ.get("TRAILS_MOTO_IAM_PROPAGATION", ""), encoding="utf-8") as text:
+            delay = float(text.read().strip() or 0)
+    except (OSError, ValueError):
+        pass
+    if (utcnow() - role.create_date).total_seconds() < delay:
+        raise refused
+    if not _trusts(role.assume_role_policy_document, service):
+        raise refused
+
+
+_moto_create_cluster = EKSBackend.create_cluster
+
+
+def create_cluster(self, name, role_arn, *args, **kwargs):
+    if name not in self.clusters:
+        _assumable(self, name, role_arn, "eks.amazonaws.com")
+    return _moto_create_cluster(self, name, role_arn, *args, **kwargs)
+
+
+EKSBackend.create_cluster = create_cluster
+
+
 _moto_create_nodegroup = EKSBackend.create_nodegroup
 
 
@@ -503,6 +585,9 @@ def create_nodegroup(self, cluster_name, *args, **kwargs):
     # CreateNodegroup `version`), not moto's fixed default.
     if not kwargs.get("version") and cluster_name in self.clusters:
         kwargs["version"] = self.clusters[cluster_name].version
+    node_role = kwargs.get("node_role", args[0] if args else None)
+    if cluster_name in self.clusters:
+        _assumable(self, cluster_name, node_role, "ec2.amazonaws.com")
     return _moto_create_nodegroup(self, cluster_name, *args, **kwargs)
 
 

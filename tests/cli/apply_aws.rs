@@ -2142,3 +2142,26 @@ fn destroy_removes_what_the_clusters_controllers_left_and_names_what_it_leaves()
         "{interfaces:?}"
     );
 }
+
+#[test]
+fn a_cluster_made_right_after_its_role_waits_until_eks_can_assume_the_role() {
+    let moto = Moto::start();
+    let rt = runtime();
+    // EKS refuses each new role for 3 s, as while IAM propagates it.
+    moto.iam_propagation(3.0);
+    let (_dir, file) = workspace();
+    let applied = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let creates = moto
+        .calls()
+        .iter()
+        .filter(|call| call.method == "POST" && call.path == "/clusters")
+        .count();
+    assert!(
+        creates >= 2,
+        "CreateCluster was not refused first and repeated ({creates} call(s))"
+    );
+    assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
+    assert_eq!(trails(&moto, &file, &["destroy", "--yes"]).code, 0);
+    assert_eq!(rt.block_on(census(&moto)), NOTHING());
+}

@@ -86,6 +86,10 @@ impl Moto {
             .env("TRAILS_MOTO_GATE", &gate)
             .env("TRAILS_MOTO_GATE_PASSES", format!("/{STATE_BUCKET}"))
             .env("TRAILS_MOTO_FAILING", dir.path().join("failing"))
+            .env(
+                "TRAILS_MOTO_IAM_PROPAGATION",
+                dir.path().join("iam-propagation"),
+            )
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -181,6 +185,16 @@ impl Moto {
                 let _ = std::fs::remove_file(failing);
             }
         }
+    }
+
+    /// Makes EKS refuse a role for `seconds` after it was created, as while IAM propagates a
+    /// new role (zero: at once).
+    pub fn iam_propagation(&self, seconds: f64) {
+        std::fs::write(
+            self._dir.path().join("iam-propagation"),
+            seconds.to_string(),
+        )
+        .expect("write the IAM propagation delay");
     }
 
     /// Lets `more` mutating calls through, then holds every further one until
@@ -313,16 +327,103 @@ impl Drop for Moto {
 mod strictness {
     use super::Moto;
 
+    /// Creates a role that `service` may assume; its ARN.
+    async fn role(moto: &Moto, name: &str, service: &str) -> String {
+        let trust = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "Service": service },
+                "Action": "sts:AssumeRole"
+            }]
+        });
+        moto.iam()
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .expect("create the role")
+            .role()
+            .map(|role| role.arn().to_string())
+            .expect("the role's ARN")
+    }
+
+    async fn create_cluster(moto: &Moto, name: &str, role_arn: &str) -> Result<(), String> {
+        moto.eks()
+            .create_cluster()
+            .name(name)
+            .version("1.30")
+            .role_arn(role_arn)
+            .resources_vpc_config(
+                aws_sdk_eks::types::VpcConfigRequest::builder()
+                    .subnet_ids("subnet-1")
+                    .build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|error| format!("{:?}", error.into_service_error()))
+    }
+
+    #[test]
+    fn eks_refuses_a_role_that_is_missing_trusts_another_service_or_has_not_propagated() {
+        let moto = Moto::start();
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(async {
+            let assumed = "could not be assumed because it does not exist or the trusted entity";
+            let missing = create_cluster(&moto, "a", "arn:aws:iam::123456789012:role/nobody").await;
+            assert!(
+                missing.as_ref().is_err_and(|e| e.contains(assumed)),
+                "{missing:?}"
+            );
+            let nodes = role(&moto, "nodes", "ec2.amazonaws.com").await;
+            let wrong = create_cluster(&moto, "b", &nodes).await;
+            assert!(
+                wrong.as_ref().is_err_and(|e| e.contains(assumed)),
+                "{wrong:?}"
+            );
+            moto.iam_propagation(30.0);
+            let fresh = role(&moto, "cluster", "eks.amazonaws.com").await;
+            let early = create_cluster(&moto, "c", &fresh).await;
+            assert!(
+                early
+                    .as_ref()
+                    .is_err_and(|e| e.contains("InvalidParameterException") && e.contains(assumed)),
+                "{early:?}"
+            );
+            moto.iam_propagation(0.0);
+            create_cluster(&moto, "c", &fresh)
+                .await
+                .expect("the same role once it has propagated");
+            let early_nodes = moto
+                .eks()
+                .create_nodegroup()
+                .cluster_name("c")
+                .nodegroup_name("pool")
+                .node_role(&fresh)
+                .subnets("subnet-1")
+                .send()
+                .await;
+            assert!(
+                early_nodes.is_err(),
+                "a node role must trust ec2.amazonaws.com, not eks.amazonaws.com"
+            );
+        });
+    }
+
     #[test]
     fn eks_refuses_a_control_plane_upgrade_while_a_node_group_lags() {
         let moto = Moto::start();
         let eks = moto.eks();
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
         runtime.block_on(async {
+            let cluster_role = role(&moto, "cluster", "eks.amazonaws.com").await;
+            let node_role = role(&moto, "nodes", "ec2.amazonaws.com").await;
             eks.create_cluster()
                 .name("strict")
                 .version("1.30")
-                .role_arn("arn:aws:iam::123456789012:role/cluster")
+                .role_arn(&cluster_role)
                 .resources_vpc_config(
                     aws_sdk_eks::types::VpcConfigRequest::builder()
                         .subnet_ids("subnet-1")
@@ -335,7 +436,7 @@ mod strictness {
                 .create_nodegroup()
                 .cluster_name("strict")
                 .nodegroup_name("pool")
-                .node_role("arn:aws:iam::123456789012:role/nodes")
+                .node_role(&node_role)
                 .subnets("subnet-1")
                 .send()
                 .await

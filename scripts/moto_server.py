@@ -692,6 +692,138 @@ EKSBackend.untag_resource = untag_resource
 EKSBackend.list_tags_for_resource = list_tags_for_resource
 
 
+# EC2 ----------------------------------------------------------------------------------------
+#
+# What EC2 refuses while something still uses a resource (EC2 API reference): DeleteSubnet and
+# DeleteSecurityGroup answer DependencyViolation while a network interface is in the subnet or
+# uses the group (or another group's rule names it); ReleaseAddress of an address still
+# associated answers InvalidIPAddress.InUse (nondefault VPC). A deleted NAT gateway stays
+# `deleting`, its interface and address held, for the seconds written in the file
+# TRAILS_MOTO_LINGER names (none without it), then is `deleted` and lets them go.
+
+from moto.ec2.exceptions import DependencyViolationError, EC2ClientError
+from moto.ec2.models import EC2Backend
+
+
+class _AddressInUse(EC2ClientError):
+    def __init__(self, allocation_id):
+        super().__init__(
+            "InvalidIPAddress.InUse",
+            f"Address {allocation_id} is in use; disassociate it before releasing it.",
+        )
+
+
+def _linger():
+    try:
+        with open(os.environ.get("TRAILS_MOTO_LINGER", ""), encoding="utf-8") as text:
+            return float(text.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0.0
+
+
+def _settle_nat_gateways(backend):
+    """Ends the deletion of NAT gateways whose linger is over: their address is
+    disassociated and their interface removed, as EC2 does once one is `deleted`."""
+    import time
+
+    for gateway in backend.nat_gateways.values():
+        done = getattr(gateway, "trails_gone_at", None)
+        if gateway.state != "deleting" or done is None or time.time() < done:
+            continue
+        gateway.state = "deleted"
+        eni = getattr(gateway, "_eni", None)
+        if eni is None:
+            continue
+        for address in list(backend.addresses):
+            if address.eni is eni:
+                backend.disassociate_address(address=address.public_ip)
+        backend.enis.pop(eni.id, None)
+
+
+_moto_delete_nat_gateway = EC2Backend.delete_nat_gateway
+
+
+def delete_nat_gateway(self, nat_gateway_id):
+    import time
+
+    gateway = _moto_delete_nat_gateway(self, nat_gateway_id)
+    if getattr(gateway, "trails_gone_at", None) is None:
+        gateway.state = "deleting"
+        gateway.trails_gone_at = time.time() + _linger()
+    _settle_nat_gateways(self)
+    return gateway
+
+
+_moto_describe_nat_gateways = EC2Backend.describe_nat_gateways
+
+
+def describe_nat_gateways(self, *args, **kwargs):
+    _settle_nat_gateways(self)
+    return _moto_describe_nat_gateways(self, *args, **kwargs)
+
+
+_moto_delete_subnet = EC2Backend.delete_subnet
+
+
+def delete_subnet(self, subnet_id):
+    _settle_nat_gateways(self)
+    if any(getattr(eni.subnet, "id", None) == subnet_id for eni in self.enis.values()):
+        raise DependencyViolationError(
+            f"The subnet '{subnet_id}' has dependencies and cannot be deleted."
+        )
+    return _moto_delete_subnet(self, subnet_id)
+
+
+def _names_group(rule, group_id):
+    source = getattr(rule, "source_group", None) or {}
+    return source.get("GroupId") == group_id
+
+
+_moto_delete_security_group = EC2Backend.delete_security_group
+
+
+def delete_security_group(self, name=None, group_id=None):
+    _settle_nat_gateways(self)
+    target = group_id or getattr(self.get_security_group_by_name_or_id(name), "id", None)
+    if target:
+        used = any(
+            any(getattr(group, "id", group) == target for group in eni.group_set)
+            for eni in self.enis.values()
+        )
+        named = any(
+            other.id != target
+            and any(
+                _names_group(rule, target) for rule in other.ingress_rules + other.egress_rules
+            )
+            for groups in self.groups.values()
+            for other in groups.values()
+        )
+        if used or named:
+            raise DependencyViolationError(f"resource {target} has a dependent object")
+    return _moto_delete_security_group(self, name=name, group_id=group_id)
+
+
+_moto_release_address = EC2Backend.release_address
+
+
+def release_address(self, address=None, allocation_id=None):
+    _settle_nat_gateways(self)
+    for eip in self.addresses:
+        if (allocation_id and eip.allocation_id == allocation_id) or (
+            address and eip.public_ip == address
+        ):
+            if eip.eni is not None or eip.instance is not None:
+                raise _AddressInUse(allocation_id or address)
+    return _moto_release_address(self, address=address, allocation_id=allocation_id)
+
+
+EC2Backend.delete_nat_gateway = delete_nat_gateway
+EC2Backend.describe_nat_gateways = describe_nat_gateways
+EC2Backend.delete_subnet = delete_subnet
+EC2Backend.delete_security_group = delete_security_group
+EC2Backend.release_address = release_address
+
+
 # S3 -----------------------------------------------------------------------------------------
 
 

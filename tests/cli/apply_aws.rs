@@ -2165,3 +2165,22 @@ fn a_cluster_made_right_after_its_role_waits_until_eks_can_assume_the_role() {
     assert_eq!(trails(&moto, &file, &["destroy", "--yes"]).code, 0);
     assert_eq!(rt.block_on(census(&moto)), NOTHING());
 }
+
+#[test]
+fn destroy_waits_for_nat_gateways_to_let_go_of_their_subnet_and_address() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let (_dir, file) = workspace();
+    let applied = trails(&moto, &file, &["apply", "--yes"]);
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    // Deleted NAT gateways hold their subnet and address for 3 s, as EC2's do while
+    // `deleting`: the subnet and address deletes must come after, not fail.
+    moto.linger(3.0);
+    let destroyed = trails(&moto, &file, &["destroy", "--yes"]);
+    assert_eq!(
+        destroyed.code, 0,
+        "{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    assert_eq!(rt.block_on(census(&moto)), NOTHING());
+}

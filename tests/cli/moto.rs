@@ -90,6 +90,7 @@ impl Moto {
                 "TRAILS_MOTO_IAM_PROPAGATION",
                 dir.path().join("iam-propagation"),
             )
+            .env("TRAILS_MOTO_LINGER", dir.path().join("linger"))
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -195,6 +196,13 @@ impl Moto {
             seconds.to_string(),
         )
         .expect("write the IAM propagation delay");
+    }
+
+    /// Makes a deleted NAT gateway hold its interface and address for `seconds`, as EC2's do
+    /// while `deleting` (zero: gone at once).
+    pub fn linger(&self, seconds: f64) {
+        std::fs::write(self._dir.path().join("linger"), seconds.to_string())
+            .expect("write the linger");
     }
 
     /// Lets `more` mutating calls through, then holds every further one until
@@ -484,6 +492,165 @@ mod strictness {
                 .send()
                 .await
                 .expect("the next step once the nodes caught up");
+        });
+    }
+
+    /// The error code of an EC2 call that must fail.
+    fn code<T: std::fmt::Debug, E: aws_sdk_ec2::error::ProvideErrorMetadata + std::fmt::Debug>(
+        result: Result<T, E>,
+    ) -> String {
+        result
+            .expect_err("EC2 must refuse this")
+            .code()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn ec2_refuses_to_delete_what_an_interface_or_a_rule_still_uses_and_nat_gateways_linger() {
+        let moto = Moto::start();
+        let (ec2, _) = moto.clients();
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        runtime.block_on(async {
+            let vpc = ec2
+                .create_vpc()
+                .cidr_block("10.9.0.0/16")
+                .send()
+                .await
+                .expect("vpc");
+            let vpc = vpc
+                .vpc()
+                .and_then(|v| v.vpc_id())
+                .expect("vpc id")
+                .to_string();
+            let subnet = ec2
+                .create_subnet()
+                .vpc_id(&vpc)
+                .cidr_block("10.9.0.0/24")
+                .send()
+                .await
+                .expect("subnet");
+            let subnet = subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("id")
+                .to_string();
+            let group = |name: &'static str| {
+                let ec2 = ec2.clone();
+                let vpc = vpc.clone();
+                async move {
+                    ec2.create_security_group()
+                        .group_name(name)
+                        .description(name)
+                        .vpc_id(vpc)
+                        .send()
+                        .await
+                        .expect("group")
+                        .group_id()
+                        .expect("group id")
+                        .to_string()
+                }
+            };
+            let used = group("used").await;
+            let named = group("named").await;
+            let naming = group("naming").await;
+            ec2.authorize_security_group_ingress()
+                .group_id(&naming)
+                .ip_permissions(
+                    aws_sdk_ec2::types::IpPermission::builder()
+                        .ip_protocol("tcp")
+                        .from_port(5432)
+                        .to_port(5432)
+                        .user_id_group_pairs(
+                            aws_sdk_ec2::types::UserIdGroupPair::builder()
+                                .group_id(&named)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("a rule naming a group");
+            let eni = ec2
+                .create_network_interface()
+                .subnet_id(&subnet)
+                .groups(&used)
+                .send()
+                .await
+                .expect("interface");
+            let eni = eni
+                .network_interface()
+                .and_then(|n| n.network_interface_id())
+                .expect("eni id")
+                .to_string();
+            let delete_subnet = || ec2.delete_subnet().subnet_id(&subnet).send();
+            let delete_group = |id: &str| ec2.delete_security_group().group_id(id).send();
+            assert_eq!(code(delete_subnet().await), "DependencyViolation");
+            assert_eq!(code(delete_group(&used).await), "DependencyViolation");
+            assert_eq!(code(delete_group(&named).await), "DependencyViolation");
+            delete_group(&naming).await.expect("a group nothing uses");
+            delete_group(&named)
+                .await
+                .expect("no rule names it any more");
+            ec2.delete_network_interface()
+                .network_interface_id(&eni)
+                .send()
+                .await
+                .expect("delete the interface");
+            delete_group(&used)
+                .await
+                .expect("no interface uses it any more");
+
+            // A NAT gateway being deleted holds its interface and address a while.
+            moto.linger(1.5);
+            let address = ec2
+                .allocate_address()
+                .domain(aws_sdk_ec2::types::DomainType::Vpc)
+                .send()
+                .await
+                .expect("address");
+            let allocation = address.allocation_id().expect("allocation").to_string();
+            let gateway = ec2
+                .create_nat_gateway()
+                .subnet_id(&subnet)
+                .allocation_id(&allocation)
+                .send()
+                .await
+                .expect("nat gateway");
+            let gateway = gateway
+                .nat_gateway()
+                .and_then(|g| g.nat_gateway_id())
+                .expect("gateway id")
+                .to_string();
+            let release = || ec2.release_address().allocation_id(&allocation).send();
+            assert_eq!(code(release().await), "InvalidIPAddress.InUse");
+            ec2.delete_nat_gateway()
+                .nat_gateway_id(&gateway)
+                .send()
+                .await
+                .expect("delete the gateway");
+            let state = || async {
+                ec2.describe_nat_gateways()
+                    .nat_gateway_ids(&gateway)
+                    .send()
+                    .await
+                    .expect("describe")
+                    .nat_gateways()[0]
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default()
+            };
+            assert_eq!(state().await, "deleting");
+            assert_eq!(code(release().await), "InvalidIPAddress.InUse");
+            assert_eq!(code(delete_subnet().await), "DependencyViolation");
+            tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+            assert_eq!(state().await, "deleted");
+            release()
+                .await
+                .expect("the address, once the gateway is gone");
+            delete_subnet()
+                .await
+                .expect("the subnet, once the gateway is gone");
         });
     }
 }

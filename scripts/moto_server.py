@@ -17,6 +17,9 @@ the AWS API reference of each operation, kept as small as trails' tests need:
 - EKS: UpdateClusterVersion refuses while a managed node group is not on the cluster's minor
   version, and UpdateNodegroupVersion exists; a node group created without a version gets its
   cluster's (all as the EKS User Guide and API reference say).
+- EKS: a version update of a cluster or node group can be made to end `Failed` or
+  `Cancelled` (file TRAILS_MOTO_EKS_FAILING, lines `cluster Failed` / `nodegroup Cancelled`),
+  with an error in DescribeUpdate and nothing changed, as EKS reports such updates.
 - EKS: add-ons (Create/Describe/List/Update/Delete), UpdateClusterVersion (one minor version at a
   time, as AWS requires), DescribeUpdate for every update (moto's UpdateClusterConfig answers with
   the cluster instead of the update AWS returns; here it returns the update), and tags on node
@@ -347,16 +350,40 @@ def _updates(cluster):
     return cluster.trails_updates
 
 
-def _update(cluster, kind, params):
+def _failing(target):
+    """`Failed` or `Cancelled` when the file TRAILS_MOTO_EKS_FAILING has a line `TARGET
+    STATUS` (`cluster Failed`, `nodegroup Cancelled`): the next version update of that target
+    ends so, and changes nothing, as a failed or cancelled EKS update does."""
+    try:
+        with open(os.environ.get("TRAILS_MOTO_EKS_FAILING", ""), encoding="utf-8") as text:
+            for line in text:
+                words = line.split()
+                if len(words) == 2 and words[0] == target and words[1] in ("Failed", "Cancelled"):
+                    return words[1]
+    except OSError:
+        pass
+    return None
+
+
+def _update(cluster, kind, params, status="Successful", resource=None):
     """Records a finished update so that DescribeUpdate finds it."""
     import uuid
 
+    errors = []
+    if status != "Successful":
+        errors.append(
+            {
+                "errorCode": "Unknown",
+                "errorMessage": f"the update was {status.lower()} (made to by the test)",
+                "resourceIds": [resource or cluster.name],
+            }
+        )
     update = {
         "id": str(uuid.uuid4()),
-        "status": "Successful",
+        "status": status,
         "type": kind,
         "params": [{"type": key, "value": str(value)} for key, value in params.items()],
-        "errors": [],
+        "errors": errors,
     }
     _updates(cluster)[update["id"]] = update
     return update
@@ -492,8 +519,12 @@ def update_cluster_version(self):
                     f"every managed node group to the cluster's version {cluster.version} first"
                 ),
             )
-    cluster.version = wanted
-    return ActionResult({"update": _update(cluster, "VersionUpdate", {"Version": wanted})})
+    status = _failing("cluster") or "Successful"
+    if status == "Successful":
+        cluster.version = wanted
+    return ActionResult(
+        {"update": _update(cluster, "VersionUpdate", {"Version": wanted}, status)}
+    )
 
 
 def _minor(version):
@@ -616,8 +647,10 @@ def update_nodegroup_version(self):
             addonName=None,
             message=f"Requested Kubernetes version {wanted} is newer than the cluster's {cluster.version}",
         )
-    group.version = wanted
-    update = _update(cluster, "VersionUpdate", {"Version": wanted})
+    status = _failing("nodegroup") or "Successful"
+    if status == "Successful":
+        group.version = wanted
+    update = _update(cluster, "VersionUpdate", {"Version": wanted}, status, name)
     return ActionResult({"update": update})
 
 

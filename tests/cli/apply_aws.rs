@@ -2184,3 +2184,121 @@ fn destroy_waits_for_nat_gateways_to_let_go_of_their_subnet_and_address() {
     );
     assert_eq!(rt.block_on(census(&moto)), NOTHING());
 }
+
+/// The Kubernetes minor of the example's control plane and of each node group, as EKS says.
+async fn versions(moto: &Moto) -> (String, Vec<String>) {
+    let eks = moto.eks();
+    let cluster = eks
+        .describe_cluster()
+        .name("trails-demo-local")
+        .send()
+        .await
+        .expect("cluster");
+    let plane = cluster
+        .cluster()
+        .and_then(|c| c.version())
+        .unwrap_or_default()
+        .to_string();
+    let mut groups = Vec::new();
+    let names = eks
+        .list_nodegroups()
+        .cluster_name("trails-demo-local")
+        .send()
+        .await
+        .expect("node groups");
+    for name in names.nodegroups() {
+        let group = eks
+            .describe_nodegroup()
+            .cluster_name("trails-demo-local")
+            .nodegroup_name(name)
+            .send()
+            .await
+            .expect("node group");
+        groups.push(
+            group
+                .nodegroup()
+                .and_then(|g| g.version())
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    (plane, groups)
+}
+
+#[test]
+fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_finishes_it() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let (_dir, file) = workspace();
+    assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+    let to = |version: &str| format!("kubernetes={version}");
+
+    // The control plane's update fails: nothing moved, the error is EKS's, the plan still
+    // holds the upgrade.
+    moto.eks_updates_end("cluster", Some("Failed"));
+    let v131 = to("1.31");
+    let failed = trails(&moto, &file, &["apply", "--yes", "--var", &v131]);
+    assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stderr.contains("Failed: the update was failed"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(
+        rt.block_on(versions(&moto)),
+        (
+            "1.30".to_string(),
+            vec!["1.30".to_string(), "1.30".to_string()]
+        )
+    );
+    let replan = trails(
+        &moto,
+        &file,
+        &["plan", "--detailed-exitcode", "--var", &v131],
+    );
+    assert_eq!(replan.code, 2, "{}\n{}", replan.stdout, replan.stderr);
+    assert!(
+        replan.stdout.contains("~ aws.eks_cluster.main"),
+        "{}",
+        replan.stdout
+    );
+
+    // Two steps: the control plane reaches 1.31, then the node groups' update to follow it is
+    // cancelled. The walk stops there, half done.
+    moto.eks_updates_end("nodegroup", Some("Cancelled"));
+    let v132 = to("1.32");
+    let cancelled = trails(&moto, &file, &["apply", "--yes", "--var", &v132]);
+    assert_eq!(
+        cancelled.code, 1,
+        "{}\n{}",
+        cancelled.stdout, cancelled.stderr
+    );
+    assert!(
+        cancelled
+            .stderr
+            .contains("Cancelled: the update was cancelled"),
+        "{}",
+        cancelled.stderr
+    );
+    assert_eq!(rt.block_on(versions(&moto)).0, "1.31");
+
+    // Once EKS lets updates through, the next apply goes on from where the cluster is (1.31),
+    // not from the 1.30 the state still records.
+    moto.eks_updates_end("nodegroup", None);
+    let resumed = trails(&moto, &file, &["apply", "--yes", "--var", &v132]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        rt.block_on(versions(&moto)),
+        (
+            "1.32".to_string(),
+            vec!["1.32".to_string(), "1.32".to_string()]
+        )
+    );
+    let clean = trails(
+        &moto,
+        &file,
+        &["plan", "--detailed-exitcode", "--var", &v132],
+    );
+    assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
+    assert_eq!(trails(&moto, &file, &["destroy", "--yes"]).code, 0);
+}

@@ -91,6 +91,7 @@ impl Moto {
                 dir.path().join("iam-propagation"),
             )
             .env("TRAILS_MOTO_LINGER", dir.path().join("linger"))
+            .env("TRAILS_MOTO_EKS_FAILING", dir.path().join("eks-failing"))
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -203,6 +204,19 @@ impl Moto {
     pub fn linger(&self, seconds: f64) {
         std::fs::write(self._dir.path().join("linger"), seconds.to_string())
             .expect("write the linger");
+    }
+
+    /// Makes the next EKS version updates of `target` (`cluster` or `nodegroup`) end with
+    /// `status` (`Failed`, `Cancelled`); `None` lets them succeed again.
+    pub fn eks_updates_end(&self, target: &str, status: Option<&str>) {
+        let file = self._dir.path().join("eks-failing");
+        match status {
+            Some(status) => std::fs::write(file, format!("{target} {status}\n"))
+                .expect("write the EKS failures"),
+            None => {
+                let _ = std::fs::remove_file(file);
+            }
+        }
     }
 
     /// Lets `more` mutating calls through, then holds every further one until

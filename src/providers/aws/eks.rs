@@ -501,13 +501,16 @@ impl AwsProvider for ClusterProvider {
         let cluster: Cluster = spec(desired)?;
         let before: Cluster = recorded_spec(previous)?;
         if before.version != cluster.version {
-            self.upgrade(
-                &cluster.name,
-                &before.version,
-                &cluster.version,
-                &cluster.tags,
-            )
-            .await?;
+            // From where the control plane is, not where the state says: an upgrade that
+            // stopped half way (a step failed, cancelled or interrupted) left it further on
+            // than recorded, and EKS refuses a step to the version it already runs.
+            let live = self
+                .describe(&cluster.name)
+                .await?
+                .and_then(|live| live.version().map(minor_of))
+                .unwrap_or_else(|| before.version.clone());
+            self.upgrade(&cluster.name, &live, &cluster.version, &cluster.tags)
+                .await?;
         }
         // EKS runs one kind of configuration update at a time: network access, then logging.
         let mut updates = Vec::new();

@@ -857,10 +857,17 @@ fn kill_stride(usual: usize) -> usize {
 /// Starts an apply of the example (`extra` arguments added) that moto holds after exactly `k`
 /// mutating calls, and waits until it is held.
 fn apply_held_after(moto: &Moto, file: &Path, k: usize, extra: &[&str]) -> std::process::Child {
+    let mut command = vec!["apply", "--yes"];
+    command.extend(extra);
+    held_after(moto, file, k, &command)
+}
+
+/// Starts `trails COMMAND` on the example, which moto holds after exactly `k` mutating calls,
+/// and waits until it is held.
+fn held_after(moto: &Moto, file: &Path, k: usize, command: &[&str]) -> std::process::Child {
     moto.close_gate_after(k);
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"))
-        .args(["apply", "--yes"])
-        .args(extra)
+        .args(command)
         .arg("-f")
         .arg(file)
         .envs(moto.env())
@@ -877,7 +884,7 @@ fn apply_held_after(moto: &Moto, file: &Path, k: usize, extra: &[&str]) -> std::
         let status = child.try_wait().expect("child status");
         assert!(
             status.is_none(),
-            "kill point {k}: the apply ended ({status:?}) before any call was held"
+            "kill point {k}: trails ended ({status:?}) before any call was held"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -2301,4 +2308,59 @@ fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_fin
     );
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
     assert_eq!(trails(&moto, &file, &["destroy", "--yes"]).code, 0);
+}
+
+#[test]
+fn a_destroy_killed_after_any_mutating_call_is_finished_by_the_next_one() {
+    let moto = Moto::start();
+    let rt = runtime();
+    let one_at_a_time = ["destroy", "--yes", "--parallelism", "1"];
+    let total = {
+        let (_dir, file) = workspace();
+        assert_eq!(trails(&moto, &file, &["apply", "--yes"]).code, 0);
+        let before = moto.mutating_calls();
+        let destroyed = trails(&moto, &file, &one_at_a_time);
+        assert_eq!(destroyed.code, 0, "{}", destroyed.stderr);
+        moto.mutating_calls() - before
+    };
+    assert!(total > 30, "the destroy made only {total} mutating calls");
+
+    // Every third point (every one with TRAILS_KILL_EVERY=1): killed with SIGKILL after the
+    // k-th mutating call of a destroy, one change at a time; the held call runs after the kill.
+    // The next destroy must finish the job from what the state and the tags say.
+    for k in (1..total).step_by(kill_stride(3)) {
+        moto.reset();
+        let (dir, file) = workspace();
+        let applied = trails(&moto, &file, &["apply", "--yes"]);
+        assert_eq!(applied.code, 0, "kill point {k}: {}", applied.stderr);
+        let mut child = held_after(&moto, &file, k, &one_at_a_time);
+        let _ = child.kill();
+        let _ = child.wait();
+        moto.open_gate();
+        let again = trails(&moto, &file, &["destroy", "--yes"]);
+        assert_eq!(
+            again.code, 0,
+            "kill point {k} of {total}: the second destroy failed\n{}\n{}",
+            again.stdout, again.stderr
+        );
+        assert_eq!(
+            rt.block_on(census(&moto)),
+            NOTHING(),
+            "kill point {k} of {total}: the second destroy left something\n{}",
+            again.stdout
+        );
+        let state: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(".trails/local.state.json"))
+                .expect("state file"),
+        )
+        .expect("json");
+        assert_eq!(
+            (
+                state["resources"].as_object().map(|r| r.len()),
+                state.get("intents")
+            ),
+            (Some(0), None),
+            "kill point {k}: {state}"
+        );
+    }
 }

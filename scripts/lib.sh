@@ -25,15 +25,16 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Makes a new virtualenv at $1 (python3-venv installed when missing) with the packages $2...
+# Makes a new virtualenv at $1 (python3-venv installed when missing) with the packages $2...,
+# with $VENV_PYTHON (default python3).
 fresh_venv() {
-  local venv="$1"
+  local venv="$1" python="${VENV_PYTHON:-python3}"
   shift
-  if ! python3 -m venv --help > /dev/null 2>&1 || ! python3 -c 'import ensurepip' 2> /dev/null; then
+  if ! "$python" -m venv --help > /dev/null 2>&1 || ! "$python" -c 'import ensurepip' 2> /dev/null; then
     apt-get update -qq && apt-get install -y -qq python3-venv > /dev/null
   fi
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
 }
 
@@ -65,6 +66,37 @@ ensure_chdb() {
   fresh_venv "$venv" "chdb==$CHDB_VERSION" "chdb-core==$CHDB_CORE_VERSION"
   "$CHDB_PYTHON" -c 'from chdb import session' # fails the run here if the engine cannot load
   echo "$CHDB_VERSION/$CHDB_CORE_VERSION" > "$venv/trails-version"
+}
+
+# schemathesis, the OpenAPI fuzzer the ingest contract test runs, in its own virtualenv cached
+# outside the clone. Sets SCHEMATHESIS, its `st`, and SCHEMATHESIS_PHASES. On CPython 3.11 its
+# coverage phase can crash inside the interpreter ("SystemError: AST constructor recursion depth
+# mismatch", from Hypothesis describing a strategy), so a newer python is used when the machine
+# has one; on 3.11 alone the coverage phase is left out and the run says so.
+SCHEMATHESIS_VERSION="4.32.5"
+ensure_schemathesis() {
+  local venv="$TRAILS_CACHE/schemathesis-venv" python=""
+  SCHEMATHESIS="$venv/bin/st"
+  for candidate in python3.13 python3.12 "$HOME"/.pyenv/versions/3.13*/bin/python \
+    "$HOME"/.pyenv/versions/3.12*/bin/python; do
+    if command -v "$candidate" > /dev/null 2>&1 && "$candidate" -c 'import ensurepip' 2> /dev/null; then
+      python="$candidate"
+      break
+    fi
+  done
+  local wanted="$SCHEMATHESIS_VERSION ${python:-python3}"
+  if ! [ -x "$SCHEMATHESIS" ] || [ "$(cat "$venv/trails-version" 2> /dev/null)" != "$wanted" ]; then
+    step "installing schemathesis==$SCHEMATHESIS_VERSION with ${python:-python3} into $venv (once; cached)"
+    VENV_PYTHON="${python:-python3}" fresh_venv "$venv" "schemathesis==$SCHEMATHESIS_VERSION"
+    "$SCHEMATHESIS" --version > /dev/null # fails the run here if it cannot start
+    echo "$wanted" > "$venv/trails-version"
+  fi
+  if [ -n "$python" ]; then
+    SCHEMATHESIS_PHASES="examples,coverage,fuzzing,stateful"
+  else
+    SCHEMATHESIS_PHASES="examples,fuzzing,stateful"
+    echo "note: no python 3.12 or newer here; schemathesis runs without its coverage phase" >&2
+  fi
 }
 
 # Installs Debian packages (apt-get update once per run).

@@ -22,7 +22,9 @@
 //! - CRDs: their kinds become discoverable, and the CRD `Established`, a moment after apply;
 //!   for 1.5 s more, applying an object of the kind fails with the 500 `InternalError` of an
 //!   admission webhook that is not up yet ("failed calling webhook"), as cert-manager's does;
-//! - Deployments: a controller reports `observedGeneration` and ready replicas a moment later.
+//! - Deployments: a controller reports `observedGeneration` and ready replicas a moment later;
+//!   one whose image cannot be pulled (its name contains `unpullable`) never has a ready
+//!   replica, as with ImagePullBackOff, and says so in its `Available` condition.
 //!
 //! - the kubeconfig's bearer token is required (401 without it).
 //!
@@ -1162,8 +1164,30 @@ fn reconcile(inner: &mut Inner) {
                 .pointer("/spec/replicas")
                 .cloned()
                 .unwrap_or(json!(1));
-            let status = json!({"observedGeneration": generation, "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+            let pullable = stored
+                .object
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .is_none_or(|containers| {
+                    containers.iter().all(|container| {
+                        container
+                            .get("image")
+                            .and_then(Value::as_str)
+                            .is_none_or(|image| !image.contains("unpullable"))
+                    })
+                });
+            let status = if pullable {
+                json!({"observedGeneration": generation, "replicas": replicas,
+                    "updatedReplicas": replicas, "readyReplicas": replicas,
+                    "availableReplicas": replicas})
+            } else {
+                json!({"observedGeneration": generation, "replicas": replicas,
+                    "updatedReplicas": replicas, "readyReplicas": 0, "availableReplicas": 0,
+                    "unavailableReplicas": replicas,
+                    "conditions": [{"type": "Available", "status": "False",
+                        "reason": "MinimumReplicasUnavailable",
+                        "message": "Deployment does not have minimum availability."}]})
+            };
             if stored.object.get("status") != Some(&status) {
                 stored.object["status"] = status;
                 bumps += 1;

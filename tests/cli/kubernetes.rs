@@ -1476,3 +1476,64 @@ helm:
     assert_eq!(run.code, 2, "a new value is a change: {}", run.stdout);
     assert!(!run.stdout.contains("rotated-0451"), "{}", run.stdout);
 }
+
+#[test]
+fn a_deployment_that_never_becomes_ready_fails_its_apply_at_the_wait_timeout_saying_why() {
+    let platform = Platform::start();
+    std::fs::write(
+        platform.dir.path().join("templates/test/web.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  \
+         selector:\n    matchLabels: { app: web }\n  template:\n    metadata:\n      labels: { app: \
+         web }\n    spec:\n      containers:\n        - name: web\n          image: \
+         {{ values.image }}\n          securityContext: { runAsNonRoot: true }\n          \
+         resources: { limits: { memory: 64Mi } }\n",
+    )
+    .expect("manifest template");
+    let blueprint = |image: &str| {
+        format!(
+            r#"
+blueprint: trails-unready
+region: us-east-1
+templates: templates
+environments:
+  dev: {{}}
+kubernetes:
+  context: double
+  namespaces:
+    web: {{}}
+  manifests:
+    web:
+      template: test/web.yaml
+      namespace: web
+      values: {{ image: "{image}" }}
+"#
+        )
+    };
+    // Its image cannot be pulled: no replica ever becomes ready.
+    std::fs::write(&platform.file, blueprint("registry.example/unpullable:1.0"))
+        .expect("blueprint");
+    let started = std::time::Instant::now();
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "3s"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the wait took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        run.stderr.contains("Deployment web/web to be ready")
+            && run.stderr.contains("0 of 2 replicas ready"),
+        "{}",
+        run.stderr
+    );
+    // A pullable image: the next apply updates it and waits until it is ready.
+    std::fs::write(&platform.file, blueprint("registry.example/web:1.0")).expect("blueprint");
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "30s"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let live = platform
+        .api
+        .get("apps/v1", "Deployment", Some("web"), "web")
+        .expect("deployment");
+    assert_eq!(live["status"]["readyReplicas"], json!(2), "{live:#}");
+    assert_eq!(platform.trails(&[], &["destroy", "--yes"]).code, 0);
+}

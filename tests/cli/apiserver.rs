@@ -20,6 +20,7 @@
 //!   removed; a namespace turns `Terminating`, its content is deleted, and it goes when empty,
 //!   reporting `NamespaceContentRemaining`/`NamespaceFinalizersRemaining` meanwhile;
 //! - CRDs: their kinds become discoverable, and the CRD `Established`, a moment after apply;
+//!   deleting one deletes every object of its kind and stops serving it;
 //!   for 1.5 s more, applying an object of the kind fails with the 500 `InternalError` of an
 //!   admission webhook that is not up yet ("failed calling webhook"), as cert-manager's does;
 //! - Deployments: a controller reports `observedGeneration` and ready replicas a moment later;
@@ -1080,7 +1081,35 @@ fn delete(inner: &mut Inner, target: &Target, name: &str) -> Response {
     }
     let removed = inner.objects.remove(&key).expect("present");
     event(inner, "delete", &removed.object);
+    if target.resource.kind == "CustomResourceDefinition" {
+        forget_kind(inner, &removed.object);
+    }
     ok(removed.object)
+}
+
+/// A deleted CRD takes every object of its kind with it, and the kind is served no more (the
+/// "Delete a CustomResourceDefinition" section of the Kubernetes documentation).
+fn forget_kind(inner: &mut Inner, crd: &Value) {
+    let text = |pointer: &str| crd.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+    let (group, plural) = (text("/spec/group").to_string(), text("/spec/names/plural"));
+    let plural = plural.to_string();
+    let gone: Vec<Key> = inner
+        .objects
+        .keys()
+        .filter(|(g, p, _, _)| *g == group && *p == plural)
+        .cloned()
+        .collect();
+    for key in gone {
+        if let Some(removed) = inner.objects.remove(&key) {
+            event(inner, "delete", &removed.object);
+        }
+    }
+    inner
+        .types
+        .retain(|t| !(t.group == group && t.plural == plural));
+    inner
+        .pending_types
+        .retain(|(t, _)| !(t.group == group && t.plural == plural));
 }
 
 /// What the controllers do: serve established CRDs, report Deployments ready, finish

@@ -1537,3 +1537,88 @@ kubernetes:
     assert_eq!(live["status"]["readyReplicas"], json!(2), "{live:#}");
     assert_eq!(platform.trails(&[], &["destroy", "--yes"]).code, 0);
 }
+
+#[test]
+fn custom_resources_gone_with_their_crd_are_drift_and_destroy_still_finishes() {
+    let platform = Platform::start();
+    std::fs::write(
+        platform.dir.path().join("templates/test/monitor.yaml"),
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: web\n\
+         spec:\n  selector: { matchLabels: { app: web } }\n  endpoints: [{ port: http }]\n",
+    )
+    .expect("custom resource template");
+    let blueprint = r#"
+blueprint: trails-crds
+region: us-east-1
+templates: templates
+environments:
+  dev: {}
+kubernetes:
+  context: double
+  namespaces:
+    monitoring: {}
+  manifests:
+    crds:
+      template: test/servicemonitor-crd.yaml
+    web-monitor:
+      template: test/monitor.yaml
+      namespace: monitoring
+      depends_on: [k8s.manifest.crds]
+"#;
+    std::fs::write(&platform.file, blueprint).expect("blueprint");
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "30s"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        platform
+            .api
+            .get(
+                "monitoring.coreos.com/v1",
+                "ServiceMonitor",
+                Some("monitoring"),
+                "web"
+            )
+            .is_some()
+    );
+    // Someone deletes the CRD (a chart uninstalled by hand): its objects go with it.
+    delete_by_hand(
+        &platform.api,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
+    );
+    let diff = platform.trails(&[], &["diff", "--detailed-exitcode"]);
+    assert_eq!(diff.code, 2, "{}{}", diff.stdout, diff.stderr);
+    for gone in ["k8s.manifest.crds", "k8s.manifest.web-monitor"] {
+        assert!(
+            diff.stdout.contains(gone),
+            "{gone} not in:\n{}",
+            diff.stdout
+        );
+    }
+    // A refreshed apply brings back the CRD, then its object once the kind is served again.
+    let repaired = platform.trails(
+        &[],
+        &["apply", "--yes", "--refresh", "--wait-timeout", "30s"],
+    );
+    assert_eq!(repaired.code, 0, "{}{}", repaired.stdout, repaired.stderr);
+    assert!(
+        platform
+            .api
+            .get(
+                "monitoring.coreos.com/v1",
+                "ServiceMonitor",
+                Some("monitoring"),
+                "web"
+            )
+            .is_some()
+    );
+    // Gone again, then destroyed: nothing left to delete is no failure.
+    delete_by_hand(
+        &platform.api,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
+    );
+    let destroyed = platform.trails(&[], &["destroy", "--yes", "--wait-timeout", "30s"]);
+    assert_eq!(
+        destroyed.code, 0,
+        "{}{}",
+        destroyed.stdout, destroyed.stderr
+    );
+}

@@ -4,6 +4,7 @@ pub mod diagnostic;
 pub mod expression;
 pub mod load;
 pub mod naming;
+pub mod reference;
 pub mod schema;
 pub mod validate;
 

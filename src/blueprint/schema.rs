@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub type Map<T> = IndexMap<String, T>;
 
 /// The whole document after the selected environment's overlay was merged in.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Document {
     /// Name of the platform; prefixes every AWS name and tags every resource.
@@ -25,8 +25,10 @@ pub struct Document {
     pub templates: String,
     /// Values for `${var.NAME}` references; environments may override them. Each is a value,
     /// or `{ value, sensitive, description }` (a sensitive one's value never shows in a plan
-    /// or the state). Read from the YAML while loading, where each gets its own diagnostics.
+    /// or the state).
+    // Read from the YAML while loading, where each gets its own diagnostics.
     #[serde(default)]
+    #[schemars(with = "Map<Variable>")]
     pub variables: serde::de::IgnoredAny,
     /// The VPC and everything inside it.
     pub network: Option<Network>,
@@ -62,8 +64,63 @@ pub struct Document {
     pub policy: Option<Policy>,
 }
 
+// For the reference only: loading reads variables from the YAML itself, each with its own
+// diagnostics.
+/// A variable: a single value, or the long form.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Variable {
+    /// The value (a string, number or boolean, read as a string).
+    Value(Scalar),
+    /// The long form.
+    Long(LongVariable),
+}
+
+/// A single YAML value: a string, number or boolean.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Scalar {
+    /// Text.
+    Text(String),
+    /// A number.
+    Number(f64),
+    /// `true` or `false`.
+    Flag(bool),
+}
+
+/// A variable with its flags.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct LongVariable {
+    /// The value; an environment's `variables` may give it instead.
+    pub value: Option<Scalar>,
+    /// A sensitive value never shows in a plan or the state, and every attribute it reaches
+    /// is recorded as a digest.
+    #[serde(default)]
+    pub sensitive: bool,
+    /// What it is for.
+    pub description: Option<String>,
+}
+
+// For the reference only: loading takes the overlay apart from the settings.
+/// An environment: its settings, and the overlay merged over the document.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Environment {
+    /// The environment's settings.
+    #[serde(flatten)]
+    pub settings: EnvironmentSettings,
+    /// Blueprint sections merged over the document for this environment: mappings merge key
+    /// by key, anything else replaces, and `null` removes a key.
+    pub overlay: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 /// What the plan is checked against besides the built-in rules, and what is accepted.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Rego files, or directories of them, relative to the blueprint: conftest-style
@@ -76,7 +133,7 @@ pub struct Policy {
 }
 
 /// One accepted finding.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Waiver {
     /// The rule's id, e.g. `s3.versioning` or a Rego rule's `PACKAGE.deny`.
@@ -90,7 +147,7 @@ pub struct Waiver {
 }
 
 /// The shared place for every environment's state.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateBackend {
     /// A versioned S3 bucket: each environment's state at `PREFIX/BLUEPRINT/ENV.state.json`.
@@ -98,7 +155,7 @@ pub struct StateBackend {
 }
 
 /// The S3 state backend.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct S3Backend {
     /// The bucket (it must keep versions).
@@ -116,7 +173,7 @@ fn default_templates() -> String {
 }
 
 /// Per-environment settings; the `overlay` part is merged into the document before typing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentSettings {
     /// A protected environment is never destroyed without an explicit override.
@@ -136,7 +193,9 @@ pub struct EnvironmentSettings {
 }
 
 /// How NAT gateways are laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum NatLayout {
     /// One NAT gateway per availability zone (highly available).
@@ -149,7 +208,7 @@ pub enum NatLayout {
 }
 
 /// The VPC, its subnets and the network plumbing trails derives from them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// The VPC's IPv4 CIDR block.
@@ -173,7 +232,7 @@ fn default_ingress_cidrs() -> Vec<String> {
 }
 
 /// Subnet CIDRs per tier, one per availability zone in the order of `azs`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subnets {
     /// Load balancers and NAT gateways.
@@ -186,7 +245,7 @@ pub struct Subnets {
 }
 
 /// Where VPC flow logs go.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowLogs {
     /// Short name of a bucket declared under `buckets`.
@@ -201,7 +260,7 @@ fn default_traffic() -> String {
 }
 
 /// IAM beyond the cluster and node roles.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Iam {
     /// Roles for Kubernetes service accounts (IRSA), by name.
@@ -210,7 +269,7 @@ pub struct Iam {
 }
 
 /// Access a service account gets to a bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BucketAccess {
     /// List and get.
@@ -220,7 +279,7 @@ pub enum BucketAccess {
 }
 
 /// An IAM role that one Kubernetes service account may assume through the cluster's OIDC provider.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceAccountRole {
     /// Namespace of the service account.
@@ -233,7 +292,7 @@ pub struct ServiceAccountRole {
 }
 
 /// The EKS cluster.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Eks {
     /// Kubernetes version, pinned (e.g. `"1.30"`).
@@ -266,7 +325,7 @@ fn default_cluster_logs() -> Vec<String> {
 }
 
 /// A managed node group.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodePool {
     /// EC2 instance types.
@@ -300,7 +359,7 @@ fn default_capacity_type() -> String {
 }
 
 /// A node taint.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Taint {
     /// Taint key.
@@ -313,7 +372,7 @@ pub struct Taint {
 }
 
 /// An RDS PostgreSQL instance and the database trails prepares inside it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Postgres {
     /// Engine version, e.g. `"16.4"`.
@@ -366,7 +425,7 @@ fn default_master_username() -> String {
 }
 
 /// A database inside a PostgreSQL instance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresDatabase {
     /// Schemas to create.
@@ -382,7 +441,7 @@ pub struct PostgresDatabase {
 }
 
 /// A least-privilege login role of one database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresRole {
     /// Privileges by table (`api_keys`, `schema.table`): `SELECT`, `INSERT`, `UPDATE`,
@@ -392,7 +451,7 @@ pub struct PostgresRole {
 }
 
 /// An ElastiCache Redis replication group.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Redis {
     /// Engine version, e.g. `"7.1"`.
@@ -437,7 +496,7 @@ fn default_maxmemory_policy() -> String {
 }
 
 /// Object Lock retention mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ObjectLockMode {
     /// Nobody, not even root, can delete a locked version before it expires.
@@ -447,7 +506,7 @@ pub enum ObjectLockMode {
 }
 
 /// Object Lock default retention.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectLock {
     /// Retention mode.
@@ -457,7 +516,7 @@ pub struct ObjectLock {
 }
 
 /// An S3 bucket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bucket {
     /// Full AWS name; defaults to `BLUEPRINT-ENV-SHORTNAME`.
@@ -486,7 +545,7 @@ fn default_encryption() -> String {
 }
 
 /// One lifecycle rule of a bucket.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LifecycleRule {
     /// Rule identifier.
@@ -504,7 +563,7 @@ pub struct LifecycleRule {
 }
 
 /// A lifecycle transition.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
     /// Days after creation.
@@ -514,7 +573,7 @@ pub struct Transition {
 }
 
 /// In-cluster resources.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Kubernetes {
     /// Kubeconfig context of an existing cluster; without it the blueprint's EKS cluster is used.
@@ -537,7 +596,7 @@ pub struct Kubernetes {
 }
 
 /// A namespace.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Namespace {
     /// Labels on the namespace.
@@ -546,7 +605,7 @@ pub struct Namespace {
 }
 
 /// A storage class.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageClass {
     /// CSI provisioner, e.g. `ebs.csi.aws.com`.
@@ -576,7 +635,7 @@ fn default_binding_mode() -> String {
 }
 
 /// A binding of a group to a cluster role, in one namespace or cluster-wide.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleBinding {
     /// Namespace; cluster-wide when absent.
@@ -588,7 +647,7 @@ pub struct RoleBinding {
 }
 
 /// A secret; every value is sensitive.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Secret {
     /// Namespace of the secret.
@@ -598,7 +657,7 @@ pub struct Secret {
 }
 
 /// A manifest rendered from a tera template.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Template path, relative to the `templates` directory.
@@ -614,7 +673,7 @@ pub struct Manifest {
 }
 
 /// A Helm release.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HelmRelease {
     /// Chart name in the repository.
@@ -643,7 +702,7 @@ fn default_helm_timeout() -> u32 {
 }
 
 /// Kafka topics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Kafka {
     /// Helm release that runs the brokers (topics wait for it).
@@ -658,7 +717,7 @@ pub struct Kafka {
 }
 
 /// TLS to the Kafka brokers; `tls: {}` verifies them against the system's CA certificates.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTls {
     /// PEM file of the CA certificates that sign the brokers' certificates, relative to the
@@ -668,7 +727,7 @@ pub struct KafkaTls {
 }
 
 /// A Kafka topic.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Topic {
     /// Number of partitions (can only grow).
@@ -686,7 +745,7 @@ fn default_rf() -> u32 {
 }
 
 /// ClickHouse databases.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouse {
     /// Helm release that runs ClickHouse.
@@ -698,7 +757,7 @@ pub struct ClickHouse {
 }
 
 /// A ClickHouse database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseDatabase {
     /// SQL files under `templates/`, applied in order, each once.
@@ -707,7 +766,7 @@ pub struct ClickHouseDatabase {
 }
 
 /// OpenSearch day-one configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSearch {
     /// Helm release that runs OpenSearch.
@@ -723,7 +782,7 @@ pub struct OpenSearch {
 }
 
 /// The ingest service deployment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ingest {
     /// Container image with a pinned tag or digest.
@@ -756,7 +815,7 @@ fn default_issuer() -> String {
 }
 
 /// Horizontal pod autoscaler bounds.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Autoscaling {
     /// Fewest replicas.
@@ -773,7 +832,7 @@ fn default_cpu_target() -> u32 {
 }
 
 /// Container resource requests and limits.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU request, e.g. `500m`.

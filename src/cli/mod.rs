@@ -12,6 +12,7 @@ mod init;
 mod plan;
 mod prices;
 mod render;
+mod schema;
 mod state;
 mod validate;
 mod verify;
@@ -65,6 +66,9 @@ enum Command {
     /// Adopt something that exists without trails' mark (a namespace, Helm release, Kafka
     /// topic, database) as a blueprint address on the next apply, instead of refusing it.
     Import(state::ImportArgs),
+    /// Print the blueprint's JSON Schema (for editors), or with `--markdown` its reference:
+    /// every field with its type, default and meaning, and each resource type's outputs.
+    Schema(schema::SchemaArgs),
     /// Print the resource graph as Graphviz DOT or Mermaid.
     Graph(graph::GraphArgs),
     /// Print every Kubernetes object and Helm values file trails would apply, as YAML
@@ -443,6 +447,7 @@ pub fn main() -> ExitCode {
         Command::Destroy(args) => apply::destroy(args, output),
         Command::Verify(args) => verify::run(args, output),
         Command::Graph(args) => graph::run(args, output),
+        Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run(args, output),
         Command::Render(args) => render::run(args, output),
         Command::Prices(command) => prices::run(command, output),

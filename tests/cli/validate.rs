@@ -267,3 +267,42 @@ fn init_writes_a_starter_that_validates_and_plans_and_never_overwrites() {
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("--name `Shop`"), "{}", bad.stderr);
 }
+
+#[test]
+fn the_shipped_blueprints_and_examples_satisfy_the_published_json_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("docs/blueprint.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let mut files = vec![repo("blueprints/turia-trails.yaml")];
+    files.extend(
+        std::fs::read_dir(repo("examples"))
+            .expect("examples")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "yaml")),
+    );
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("blueprint");
+        assert!(
+            text.starts_with("# yaml-language-server: $schema="),
+            "{} does not name the schema for editors",
+            file.display()
+        );
+        let document: serde_json::Value = serde_yaml::from_str(&text).expect("yaml");
+        let problems: Vec<String> = validator
+            .iter_errors(&document)
+            .map(|error| format!("{}: {error}", error.instance_path()))
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{} breaks the schema an editor checks it with:\n{}",
+            file.display(),
+            problems.join("\n")
+        );
+    }
+    // And the schema is not lenient: a misspelled field is refused, as trails refuses it.
+    let typo: serde_json::Value =
+        serde_yaml::from_str("blueprint: a\nregion: eu-west-1\nnetwrok: {}\n").expect("yaml");
+    assert!(!validator.is_valid(&typo));
+}

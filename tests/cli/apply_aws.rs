@@ -915,6 +915,36 @@ fn mutating_calls_of_the_example(moto: &Moto) -> usize {
     total
 }
 
+/// Destroys the example `file` and checks that nothing is left: in moto (census) and in the
+/// state (no resource, no intent).
+fn destroys_clean(moto: &Moto, rt: &tokio::runtime::Runtime, file: &Path, what: &str) {
+    let destroyed = trails(moto, file, &["destroy", "--yes"]);
+    assert_eq!(
+        destroyed.code, 0,
+        "{what}: the destroy failed\n{}\n{}",
+        destroyed.stdout, destroyed.stderr
+    );
+    assert_eq!(
+        rt.block_on(census(moto)),
+        NOTHING(),
+        "{what}: the destroy left something\n{}",
+        destroyed.stdout
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(file.with_file_name(".trails/local.state.json"))
+            .expect("state file"),
+    )
+    .expect("json");
+    assert_eq!(
+        (
+            state["resources"].as_object().map(|r| r.len()),
+            state.get("intents")
+        ),
+        (Some(0), None),
+        "{what}: {state}"
+    );
+}
+
 #[test]
 fn an_apply_killed_after_any_mutating_call_resumes_with_one_of_everything_and_destroys_clean() {
     let moto = Moto::start();
@@ -977,33 +1007,9 @@ fn an_apply_killed_at_any_point_and_then_destroyed_leaves_nothing_behind() {
     let first = if kill_stride(4) == 1 { 1 } else { 2 };
     for k in (first..total).step_by(kill_stride(4)) {
         moto.reset();
-        let (dir, file) = workspace();
+        let (_dir, file) = workspace();
         kill_apply_after(&moto, &file, k);
-        let destroyed = trails(&moto, &file, &["destroy", "--yes"]);
-        assert_eq!(
-            destroyed.code, 0,
-            "kill point {k} of {total}: the destroy failed\n{}\n{}",
-            destroyed.stdout, destroyed.stderr
-        );
-        assert_eq!(
-            rt.block_on(census(&moto)),
-            NOTHING(),
-            "kill point {k} of {total}: the destroy left something\n{}",
-            destroyed.stdout
-        );
-        let state: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(".trails/local.state.json"))
-                .expect("state file"),
-        )
-        .expect("json");
-        assert_eq!(
-            (
-                state["resources"].as_object().map(|r| r.len()),
-                state.get("intents")
-            ),
-            (Some(0), None),
-            "kill point {k}: {state}"
-        );
+        destroys_clean(&moto, &rt, &file, &format!("kill point {k} of {total}"));
     }
 }
 
@@ -2330,37 +2336,13 @@ fn a_destroy_killed_after_any_mutating_call_is_finished_by_the_next_one() {
     // The next destroy must finish the job from what the state and the tags say.
     for k in (1..total).step_by(kill_stride(3)) {
         moto.reset();
-        let (dir, file) = workspace();
+        let (_dir, file) = workspace();
         let applied = trails(&moto, &file, &["apply", "--yes"]);
         assert_eq!(applied.code, 0, "kill point {k}: {}", applied.stderr);
         let mut child = held_after(&moto, &file, k, &one_at_a_time);
         let _ = child.kill();
         let _ = child.wait();
         moto.open_gate();
-        let again = trails(&moto, &file, &["destroy", "--yes"]);
-        assert_eq!(
-            again.code, 0,
-            "kill point {k} of {total}: the second destroy failed\n{}\n{}",
-            again.stdout, again.stderr
-        );
-        assert_eq!(
-            rt.block_on(census(&moto)),
-            NOTHING(),
-            "kill point {k} of {total}: the second destroy left something\n{}",
-            again.stdout
-        );
-        let state: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join(".trails/local.state.json"))
-                .expect("state file"),
-        )
-        .expect("json");
-        assert_eq!(
-            (
-                state["resources"].as_object().map(|r| r.len()),
-                state.get("intents")
-            ),
-            (Some(0), None),
-            "kill point {k}: {state}"
-        );
+        destroys_clean(&moto, &rt, &file, &format!("kill point {k} of {total}"));
     }
 }

@@ -1,12 +1,11 @@
 //! The cost estimate: prices from Price List extracts, what stays unpriced, `prices update`,
 //! and the budget and `--max-increase` gates on `plan` and `apply`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Run, repo, run, run_with};
+use super::{Run, repo, run, run_with, watched_aws};
 
 /// The cost fixture copied into a fresh directory (with its templates directory), so that
 /// `prices update` writes `.trails/prices/` there and nowhere in the repository.
@@ -224,19 +223,11 @@ fn a_budget_or_an_increase_past_its_limit_gates_plan_and_apply_refuses_before_an
         bad.stderr
     );
 
-    // Where AWS would be: any connection at all shows up here.
-    let aws = TcpListener::bind("127.0.0.1:0").expect("listener");
-    aws.set_nonblocking(true).expect("non-blocking");
-    let url = format!("http://{}", aws.local_addr().expect("address"));
+    let (aws, env) = watched_aws();
     let state = dir.path().join("tight.state.json");
     let applied = run_with(
         None,
-        &[
-            ("AWS_ENDPOINT_URL", url),
-            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ],
+        &env,
         &[
             "apply",
             "--yes",

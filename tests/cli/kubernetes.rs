@@ -95,6 +95,10 @@ ingest:
     KAFKA_BROKERS: redpanda.redpanda.svc:9093
 "#;
 
+/// Where the API server keeps the ServiceMonitor CRD.
+const CRD_PATH: &str =
+    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com";
+
 /// The ServiceMonitor CRD, which kube-prometheus-stack brings in a real cluster.
 const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -1580,10 +1584,7 @@ kubernetes:
             .is_some()
     );
     // Someone deletes the CRD (a chart uninstalled by hand): its objects go with it.
-    delete_by_hand(
-        &platform.api,
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
-    );
+    delete_by_hand(&platform.api, CRD_PATH);
     let diff = platform.trails(&[], &["diff", "--detailed-exitcode"]);
     assert_eq!(diff.code, 2, "{}{}", diff.stdout, diff.stderr);
     for gone in ["k8s.manifest.crds", "k8s.manifest.web-monitor"] {
@@ -1611,10 +1612,7 @@ kubernetes:
             .is_some()
     );
     // Gone again, then destroyed: nothing left to delete is no failure.
-    delete_by_hand(
-        &platform.api,
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com",
-    );
+    delete_by_hand(&platform.api, CRD_PATH);
     let destroyed = platform.trails(&[], &["destroy", "--yes", "--wait-timeout", "30s"]);
     assert_eq!(
         destroyed.code, 0,

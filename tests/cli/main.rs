@@ -88,6 +88,21 @@ pub fn run_with(dir: Option<&Path>, env: &[(&str, String)], args: &[&str]) -> Ru
     run
 }
 
+/// Where AWS would be, for a run that must make no AWS call at all: any connection shows up as
+/// an accepted one on the listener. The environment points the SDK at it with test credentials.
+pub fn watched_aws() -> (std::net::TcpListener, Vec<(&'static str, String)>) {
+    let aws = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    aws.set_nonblocking(true).expect("non-blocking");
+    let url = format!("http://{}", aws.local_addr().expect("address"));
+    let env = vec![
+        ("AWS_ENDPOINT_URL", url),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ];
+    (aws, env)
+}
+
 /// Runs trails on `file` with the endpoint `NAME=URL` in `TRAILS_ENDPOINTS` (none when `url` is
 /// empty) and no AWS behind it: for day-one tests whose servers are local.
 pub fn run_with_endpoint(file: &Path, name: &str, url: &str, args: &[&str]) -> Run {

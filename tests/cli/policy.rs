@@ -1,12 +1,11 @@
 //! Guardrails: the built-in rules, Rego policies, waivers and the gates on `plan` and `apply`.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Run, repo, run_with};
+use super::{Run, repo, run_with, watched_aws};
 
 /// `trails plan --json` of `file` (environment `prod`) against an empty state in `dir`.
 fn plan(file: &Path, state: &Path, env: &[(&str, String)], extra: &[&str]) -> Run {
@@ -318,19 +317,11 @@ fn warnings_gate_only_when_asked() {
 fn apply_refuses_a_gated_plan_before_any_aws_call_or_state_write() {
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state.json");
-    // Where AWS would be: any connection at all shows up here.
-    let aws = TcpListener::bind("127.0.0.1:0").expect("listener");
-    aws.set_nonblocking(true).expect("non-blocking");
-    let url = format!("http://{}", aws.local_addr().expect("address"));
+    let (aws, env) = watched_aws();
     let file = repo("tests/fixtures/policy/s3.public-access-block.yaml");
     let run = run_with(
         None,
-        &[
-            ("AWS_ENDPOINT_URL", url),
-            ("AWS_ACCESS_KEY_ID", "testing".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ],
+        &env,
         &[
             "apply",
             "--yes",

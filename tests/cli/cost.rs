@@ -67,9 +67,13 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 0.005
 }
 
+/// `trails prices update` of the fixture offer file `offer`.
 fn update(file: &Path, offer: &str) -> Run {
-    let from = repo(&format!("tests/fixtures/cost/{offer}"));
-    run(&["prices", "update", "--from", path(&from), "-f", path(file)])
+    update_from(file, &repo(&format!("tests/fixtures/cost/{offer}")))
+}
+
+fn update_from(file: &Path, from: &Path) -> Run {
+    run(&["prices", "update", "--from", path(from), "-f", path(file)])
 }
 
 #[test]
@@ -295,14 +299,7 @@ fn offer_files_trails_cannot_use_and_bad_budgets_are_refused_with_the_reason() {
         r#"{"offerCode": "AmazonSageMaker", "publicationDate": "2026-11-01T00:00:00Z", "products": {}, "terms": {}}"#,
     )
     .expect("write");
-    let unknown = run(&[
-        "prices",
-        "update",
-        "--from",
-        path(&other),
-        "-f",
-        path(&file),
-    ]);
+    let unknown = update_from(&file, &other);
     assert_eq!(unknown.code, 1);
     assert!(
         unknown
@@ -312,14 +309,7 @@ fn offer_files_trails_cannot_use_and_bad_budgets_are_refused_with_the_reason() {
         unknown.stderr
     );
     std::fs::write(&other, "[1, 2]").expect("write");
-    let garbage = run(&[
-        "prices",
-        "update",
-        "--from",
-        path(&other),
-        "-f",
-        path(&file),
-    ]);
+    let garbage = update_from(&file, &other);
     assert_eq!(garbage.code, 1);
     assert!(
         garbage

@@ -1542,6 +1542,18 @@ kubernetes:
     assert_eq!(platform.trails(&[], &["destroy", "--yes"]).code, 0);
 }
 
+fn monitor_exists(platform: &Platform) -> bool {
+    platform
+        .api
+        .get(
+            "monitoring.coreos.com/v1",
+            "ServiceMonitor",
+            Some("monitoring"),
+            "web",
+        )
+        .is_some()
+}
+
 #[test]
 fn custom_resources_gone_with_their_crd_are_drift_and_destroy_still_finishes() {
     let platform = Platform::start();
@@ -1572,17 +1584,7 @@ kubernetes:
     std::fs::write(&platform.file, blueprint).expect("blueprint");
     let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "30s"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(
-        platform
-            .api
-            .get(
-                "monitoring.coreos.com/v1",
-                "ServiceMonitor",
-                Some("monitoring"),
-                "web"
-            )
-            .is_some()
-    );
+    assert!(monitor_exists(&platform));
     // Someone deletes the CRD (a chart uninstalled by hand): its objects go with it.
     delete_by_hand(&platform.api, CRD_PATH);
     let diff = platform.trails(&[], &["diff", "--detailed-exitcode"]);
@@ -1600,17 +1602,7 @@ kubernetes:
         &["apply", "--yes", "--refresh", "--wait-timeout", "30s"],
     );
     assert_eq!(repaired.code, 0, "{}{}", repaired.stdout, repaired.stderr);
-    assert!(
-        platform
-            .api
-            .get(
-                "monitoring.coreos.com/v1",
-                "ServiceMonitor",
-                Some("monitoring"),
-                "web"
-            )
-            .is_some()
-    );
+    assert!(monitor_exists(&platform));
     // Gone again, then destroyed: nothing left to delete is no failure.
     delete_by_hand(&platform.api, CRD_PATH);
     let destroyed = platform.trails(&[], &["destroy", "--yes", "--wait-timeout", "30s"]);

@@ -146,7 +146,7 @@ impl Checker<'_> {
             _ => {}
         }
         if let Some(budget) = &settings.budget
-            && let Err(problem) = crate::cost::parse_budget(budget)
+            && let Err(problem) = super::schema::parse_budget(budget)
         {
             self.error(&path.key("budget"), problem);
         }

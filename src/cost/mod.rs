@@ -250,27 +250,7 @@ pub fn estimate(
     })
 }
 
-/// A `budget` such as `1500 USD/month` (or `1500`): the USD amount, or what is wrong with it.
-pub fn parse_budget(text: &str) -> Result<f64, String> {
-    let mut words = text.split_whitespace();
-    let amount = words.next().unwrap_or_default();
-    let unit = words.next();
-    let rest = words.next();
-    let amount: f64 = amount
-        .trim_start_matches('$')
-        .replace(',', "")
-        .parse()
-        .map_err(|_| format!("`{text}` is not an amount such as `1500 USD/month`"))?;
-    if !amount.is_finite() || amount < 0.0 {
-        return Err(format!("`{text}`: the amount must be zero or more"));
-    }
-    match (unit, rest) {
-        (None, None) | (Some("USD" | "USD/month"), None) => Ok(amount),
-        _ => Err(format!(
-            "`{text}`: expected `AMOUNT USD/month`; prices are in USD, for a month"
-        )),
-    }
-}
+pub use crate::blueprint::schema::parse_budget;
 
 /// The limits a plan's cost must keep.
 #[derive(Debug, Clone, Copy, Default)]

@@ -139,11 +139,70 @@ pub fn region_problem(region: &str) -> Result<Option<String>, String> {
     }
 }
 
-/// `1.30`: a Kubernetes minor version.
-pub fn is_kubernetes_version(version: &str) -> bool {
-    match version.split_once('.') {
-        Some((major, minor)) => major == "1" && minor.parse::<u16>().is_ok(),
-        None => false,
+/// EKS's Kubernetes minor versions with the last day of their standard and of their extended
+/// support (`YYYY-MM-DD`), as the EKS release calendar gave them on [`EKS_VERSIONS_TAKEN`]
+/// (read from endoflife.date's copy of it; AWS's "Understand the Kubernetes version lifecycle
+/// on EKS" page holds the calendar: 14 months of standard support, then 12 of extended).
+pub const EKS_VERSIONS: &[(u16, &str, &str)] = &[
+    (29, "2025-03-23", "2026-03-23"),
+    (30, "2025-07-23", "2026-07-23"),
+    (31, "2025-11-26", "2026-11-26"),
+    (32, "2026-03-23", "2027-03-23"),
+    (33, "2026-07-29", "2027-07-29"),
+    (34, "2026-12-02", "2027-12-02"),
+    (35, "2027-03-27", "2028-03-27"),
+];
+
+/// When [`EKS_VERSIONS`] was taken.
+pub const EKS_VERSIONS_TAKEN: &str = "2026-12-02";
+
+/// What is wrong with an EKS Kubernetes version as of `today` (`YYYY-MM-DD`): `Err` for one EKS
+/// cannot run (not `1.N`, older than the list, or beyond the next one to come), `Ok(Some)` for
+/// a warning (past its standard or extended support, or newer than the list), `Ok(None)` for a
+/// version in standard support.
+pub fn eks_version_problem(version: &str, today: &str) -> Result<Option<String>, String> {
+    let minor = match version.split_once('.') {
+        Some(("1", minor)) => minor.parse::<u16>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!("`{version}` is not a pinned Kubernetes minor version such as \"1.33\"")
+    })?;
+    let (oldest, newest) = match (EKS_VERSIONS.first(), EKS_VERSIONS.last()) {
+        (Some(oldest), Some(newest)) => (oldest.0, newest.0),
+        _ => return Ok(None),
+    };
+    if minor > newest + 1 {
+        return Err(format!(
+            "EKS has no Kubernetes {version}: the newest on trails' list (taken {EKS_VERSIONS_TAKEN}) \
+             is 1.{newest}"
+        ));
+    }
+    if minor > newest {
+        return Ok(Some(format!(
+            "Kubernetes {version} is newer than trails' list of EKS versions (taken \
+             {EKS_VERSIONS_TAKEN}); if EKS offers it since, this warning can be ignored"
+        )));
+    }
+    let Some((_, standard, extended)) = EKS_VERSIONS.iter().find(|(m, _, _)| *m == minor) else {
+        return Err(format!(
+            "EKS no longer runs Kubernetes {version}: the oldest version it still ran on \
+             {EKS_VERSIONS_TAKEN} was 1.{oldest}"
+        ));
+    };
+    if today > *extended {
+        Ok(Some(format!(
+            "EKS's extended support of Kubernetes {version} ended on {extended}: a new cluster \
+             cannot be made with it and EKS upgrades existing ones on its own; move to a newer \
+             version"
+        )))
+    } else if today > *standard {
+        Ok(Some(format!(
+            "Kubernetes {version} left EKS's standard support on {standard}; extended support, \
+             until {extended}, costs more per cluster hour"
+        )))
+    } else {
+        Ok(None)
     }
 }
 
@@ -254,7 +313,18 @@ mod tests {
         assert!(region_problem("europe").is_err());
         assert!(is_dns_label("turia-trails") && !is_dns_label("Turia") && !is_dns_label("a-"));
         assert!(is_bucket_name("turia-prod-backups") && !is_bucket_name("Up"));
-        assert!(is_kubernetes_version("1.30") && !is_kubernetes_version("1.30.2"));
+        let day = "2026-12-02";
+        assert_eq!(eks_version_problem("1.35", day), Ok(None));
+        assert!(eks_version_problem("1.30.2", day).is_err());
+        assert!(eks_version_problem("1.99", day).is_err_and(|e| e.contains("newest")));
+        assert!(eks_version_problem("1.20", day).is_err_and(|e| e.contains("no longer")));
+        assert!(eks_version_problem("1.36", day).is_ok_and(|w| w.is_some()));
+        assert!(eks_version_problem("1.32", day).is_ok_and(|w| {
+            w.is_some_and(|w| w.contains("left EKS's standard support on 2026-03-23"))
+        }));
+        assert!(eks_version_problem("1.30", day).is_ok_and(|w| {
+            w.is_some_and(|w| w.contains("extended support of Kubernetes 1.30 ended"))
+        }));
         assert!(is_time_window("03:00-04:00") && !is_time_window("3-4"));
         assert!(
             is_pinned_version("4.11.3") && !is_pinned_version("4.x") && !is_pinned_version("^4")

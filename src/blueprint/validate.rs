@@ -355,14 +355,13 @@ impl Checker<'_> {
                 "an EKS cluster needs a `network` section for its subnets",
             );
         }
-        if !naming::is_kubernetes_version(&eks.version) {
-            self.error(
-                &base.key("version"),
-                format!(
-                    "`{}` is not a pinned Kubernetes minor version such as \"1.30\"",
-                    eks.version
-                ),
-            );
+        let today = crate::policy::today()
+            .map(|day| day.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+        match naming::eks_version_problem(&eks.version, &today) {
+            Ok(None) => {}
+            Ok(Some(warning)) => self.warning(&base.key("version"), warning),
+            Err(error) => self.error(&base.key("version"), error),
         }
         const LOG_TYPES: &[&str] = &[
             "api",

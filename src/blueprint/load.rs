@@ -293,8 +293,7 @@ impl Source {
         if !diagnostics.is_empty() {
             return Err(Diagnostics(diagnostics));
         }
-        let document: Document = marked_yaml::from_node(&tree)
-            .map_err(|error| Diagnostics(vec![from_node_error(&self.file, &error, None)]))?;
+        let document = type_document(&self.file, &tree)?;
         if let (Some((key, value)), Node::Mapping(map)) = (&self.environments_node, &mut tree) {
             map.insert(key.clone(), value.clone());
         }
@@ -622,6 +621,90 @@ fn load_error(file: &Path, error: &LoadError) -> Diagnostic {
     let mut diagnostic = Diagnostic::file_error(file.to_path_buf(), message);
     diagnostic.location = marker.map(|m| location(file, &m));
     diagnostic
+}
+
+/// Types the merged document, reporting every schema error at once rather than the first:
+/// after each error the value it is about is set aside and the rest typed again, and an error
+/// that setting a value aside causes (a required field now missing, at a path above one
+/// already reported) is not reported.
+fn type_document(file: &Path, tree: &Node) -> Result<Document, Diagnostics> {
+    let mut remaining = tree.clone();
+    let mut found: Vec<Diagnostic> = Vec::new();
+    let mut reported: Vec<Vec<String>> = Vec::new();
+    for _ in 0..64 {
+        let error = match marked_yaml::from_node::<Document>(&remaining) {
+            Ok(document) if found.is_empty() => return Ok(document),
+            Ok(_) => break,
+            Err(error) => error,
+        };
+        let path = segments(error.path().unwrap_or_default());
+        let caused = reported.iter().any(|earlier| earlier.starts_with(&path));
+        if !caused {
+            found.push(from_node_error(file, &error, None));
+            reported.push(path.clone());
+        }
+        if path.is_empty() || !set_aside(&mut remaining, &path) {
+            break;
+        }
+    }
+    if found.is_empty() {
+        // Unreachable in practice: the loop ends with an error found or the document typed.
+        return marked_yaml::from_node(tree)
+            .map_err(|error| Diagnostics(vec![from_node_error(file, &error, None)]));
+    }
+    Err(Diagnostics(found))
+}
+
+/// `buckets.logs.lifecycle[0].days` as `["buckets", "logs", "lifecycle", "[0]", "days"]`.
+fn segments(path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|part| !part.is_empty()) {
+        let (name, rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !name.is_empty() {
+            out.push(name.to_string());
+        }
+        out.extend(
+            rest.split_inclusive(']')
+                .filter(|index| !index.is_empty())
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+/// Removes the value at `path` from `tree`; false when the path leads nowhere.
+fn set_aside(tree: &mut Node, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = tree;
+    for segment in parents {
+        let next = match segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(index) => index
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| node.as_sequence_mut()?.get_mut(index)),
+            None => node
+                .as_mapping_mut()
+                .and_then(|map| map.get_mut(segment.as_str())),
+        };
+        match next {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    match last.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        Some(index) => match (index.parse::<usize>(), node.as_sequence_mut()) {
+            (Ok(index), Some(items)) if index < items.len() => {
+                items.remove(index);
+                true
+            }
+            _ => false,
+        },
+        None => node
+            .as_mapping_mut()
+            .is_some_and(|map| map.remove(last.as_str()).is_some()),
+    }
 }
 
 fn from_node_error(

@@ -31,6 +31,9 @@ pub struct Loaded {
     /// The values of the variables declared `sensitive`: every attribute one reaches is
     /// sensitive.
     pub sensitive: Sensitive,
+    /// The first and last line of the selected environment's overlay, if it has one: a
+    /// problem found there is the environment's, and says so.
+    pub overlay_lines: Option<(usize, usize)>,
 }
 
 /// The values of sensitive variables; `Debug` never shows them.
@@ -293,7 +296,9 @@ impl Source {
         if !diagnostics.is_empty() {
             return Err(Diagnostics(diagnostics));
         }
-        let document = type_document(&self.file, &tree)?;
+        let overlay_lines = overlay.as_ref().and_then(lines_of);
+        let document = type_document(&self.file, &tree)
+            .map_err(|Diagnostics(found)| Diagnostics(blame(found, environment, overlay_lines)))?;
         if let (Some((key, value)), Node::Mapping(map)) = (&self.environments_node, &mut tree) {
             map.insert(key.clone(), value.clone());
         }
@@ -311,6 +316,7 @@ impl Source {
             document,
             tree,
             sensitive,
+            overlay_lines,
         })
     }
 
@@ -621,6 +627,55 @@ fn load_error(file: &Path, error: &LoadError) -> Diagnostic {
     let mut diagnostic = Diagnostic::file_error(file.to_path_buf(), message);
     diagnostic.location = marker.map(|m| location(file, &m));
     diagnostic
+}
+
+/// The first and last line any part of `node` is on.
+fn lines_of(node: &Node) -> Option<(usize, usize)> {
+    fn walk(node: &Node, lines: &mut Vec<usize>) {
+        lines.push(node.span().start().map(|mark| mark.line()).unwrap_or(0));
+        match node {
+            Node::Mapping(map) => {
+                for (key, value) in map.iter() {
+                    lines.push(key.span().start().map(|mark| mark.line()).unwrap_or(0));
+                    walk(value, lines);
+                }
+            }
+            Node::Sequence(items) => items.iter().for_each(|item| walk(item, lines)),
+            Node::Scalar(_) => {}
+        }
+    }
+    let mut lines = Vec::new();
+    walk(node, &mut lines);
+    lines.retain(|line| *line > 0);
+    Some((*lines.iter().min()?, *lines.iter().max()?))
+}
+
+/// Marks each problem that lies in `environment`'s overlay (`lines`) as that environment's:
+/// the field path alone reads as the shared document's.
+pub fn blame(
+    diagnostics: Vec<Diagnostic>,
+    environment: &str,
+    lines: Option<(usize, usize)>,
+) -> Vec<Diagnostic> {
+    let Some((first, last)) = lines else {
+        return diagnostics;
+    };
+    diagnostics
+        .into_iter()
+        .map(|mut diagnostic| {
+            let inside = diagnostic
+                .location
+                .as_ref()
+                .is_some_and(|at| (first..=last).contains(&at.line));
+            if inside {
+                diagnostic.message = format!(
+                    "{} (set by environment `{environment}`'s overlay)",
+                    diagnostic.message
+                );
+            }
+            diagnostic
+        })
+        .collect()
 }
 
 /// Types the merged document, reporting every schema error at once rather than the first:

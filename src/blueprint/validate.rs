@@ -29,7 +29,11 @@ pub fn validate(loaded: &Loaded) -> Vec<Diagnostic> {
     checker.day_one();
     checker.ingest();
     checker.policy();
-    checker.diagnostics
+    super::load::blame(
+        checker.diagnostics,
+        &loaded.environment,
+        loaded.overlay_lines,
+    )
 }
 
 struct Checker<'a> {

@@ -34,6 +34,9 @@ pub struct Loaded {
     /// The first and last line of the selected environment's overlay, if it has one: a
     /// problem found there is the environment's, and says so.
     pub overlay_lines: Option<(usize, usize)>,
+    /// Entries the overlay adds beside a near namesake in the document (a typo that would make
+    /// a second database, say), for validation to report.
+    pub overlay_warnings: Vec<Diagnostic>,
 }
 
 /// The values of sensitive variables; `Debug` never shows them.
@@ -249,7 +252,15 @@ impl Source {
             .get(environment)
             .ok_or_else(|| self.file_error(format!("no environment `{environment}`")))?;
         let mut tree = Node::Mapping(self.root.clone());
+        let mut overlay_warnings = Vec::new();
         if let Some(overlay) = overlay {
+            additions(
+                &self.file,
+                &tree,
+                overlay,
+                &FieldPath::root(),
+                &mut overlay_warnings,
+            );
             merge(&mut tree, overlay.clone());
         }
         let mut diagnostics = Vec::new();
@@ -317,6 +328,7 @@ impl Source {
             tree,
             sensitive,
             overlay_lines,
+            overlay_warnings,
         })
     }
 
@@ -627,6 +639,49 @@ fn load_error(file: &Path, error: &LoadError) -> Diagnostic {
     let mut diagnostic = Diagnostic::file_error(file.to_path_buf(), message);
     diagnostic.location = marker.map(|m| location(file, &m));
     diagnostic
+}
+
+/// Warns of each entry `overlay` adds where the document has a near namesake (`ap` beside
+/// `app`): merged, it is a second entry, not a change to the first. Only entries that are
+/// mappings count (a database, a bucket, a release), so an added scalar setting never warns.
+fn additions(
+    file: &Path,
+    base: &Node,
+    overlay: &Node,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    let (Some(base), Some(overlay)) = (base.as_mapping(), overlay.as_mapping()) else {
+        return;
+    };
+    for (key, value) in overlay.iter() {
+        let here = path.key(key.as_str());
+        if let Some(existing) = base.get(key.as_str()) {
+            additions(file, existing, value, &here, out);
+            continue;
+        }
+        if value.as_mapping().is_none() {
+            continue;
+        }
+        let entries = base
+            .iter()
+            .filter(|(_, entry)| entry.as_mapping().is_some())
+            .map(|(name, _)| name.as_str());
+        if let Some(near) = super::diagnostic::nearest(key.as_str(), entries) {
+            let mut warning = located(
+                file,
+                here,
+                key.span().start(),
+                format!(
+                    "adds a new entry `{}` beside the document's `{near}`, not a change to it; \
+                     did you mean `{near}`?",
+                    key.as_str()
+                ),
+            );
+            warning.severity = super::diagnostic::Severity::Warning;
+            out.push(warning);
+        }
+    }
 }
 
 /// The first and last line any part of `node` is on.

@@ -29,6 +29,9 @@ pub fn validate(loaded: &Loaded) -> Vec<Diagnostic> {
     checker.day_one();
     checker.ingest();
     checker.policy();
+    checker
+        .diagnostics
+        .extend(loaded.overlay_warnings.iter().cloned());
     super::load::blame(
         checker.diagnostics,
         &loaded.environment,

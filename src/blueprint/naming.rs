@@ -156,6 +156,33 @@ pub const EKS_VERSIONS: &[(u16, &str, &str)] = &[
 /// When [`EKS_VERSIONS`] was taken.
 pub const EKS_VERSIONS_TAKEN: &str = "2026-12-02";
 
+/// Where a Kubernetes version stands in EKS's support on a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EksSupport {
+    /// In standard support.
+    Standard,
+    /// In extended support, which costs more, until the day given.
+    Extended(&'static str),
+    /// Past extended support since the day given: EKS upgrades such clusters itself.
+    Ended(&'static str),
+    /// Not on the calendar (malformed, too old or too new).
+    Unknown,
+}
+
+/// Where `version` (`1.N`) stands on `today` (`YYYY-MM-DD`) by [`EKS_VERSIONS`].
+pub fn eks_support(version: &str, today: &str) -> EksSupport {
+    let minor = match version.split_once('.') {
+        Some(("1", minor)) => minor.parse::<u16>().ok(),
+        _ => None,
+    };
+    match EKS_VERSIONS.iter().find(|(m, _, _)| Some(*m) == minor) {
+        None => EksSupport::Unknown,
+        Some((_, _, extended)) if today > *extended => EksSupport::Ended(extended),
+        Some((_, standard, extended)) if today > *standard => EksSupport::Extended(extended),
+        Some(_) => EksSupport::Standard,
+    }
+}
+
 /// What is wrong with an EKS Kubernetes version as of `today` (`YYYY-MM-DD`): `Err` for one EKS
 /// cannot run (not `1.N`, older than the list, or beyond the next one to come), `Ok(Some)` for
 /// a warning (past its standard or extended support, or newer than the list), `Ok(None)` for a
@@ -184,25 +211,21 @@ pub fn eks_version_problem(version: &str, today: &str) -> Result<Option<String>,
              {EKS_VERSIONS_TAKEN}); if EKS offers it since, this warning can be ignored"
         )));
     }
-    let Some((_, standard, extended)) = EKS_VERSIONS.iter().find(|(m, _, _)| *m == minor) else {
-        return Err(format!(
+    match eks_support(version, today) {
+        EksSupport::Unknown => Err(format!(
             "EKS no longer runs Kubernetes {version}: the oldest version it still ran on \
              {EKS_VERSIONS_TAKEN} was 1.{oldest}"
-        ));
-    };
-    if today > *extended {
-        Ok(Some(format!(
+        )),
+        EksSupport::Ended(extended) => Ok(Some(format!(
             "EKS's extended support of Kubernetes {version} ended on {extended}: a new cluster \
              cannot be made with it and EKS upgrades existing ones on its own; move to a newer \
              version"
-        )))
-    } else if today > *standard {
-        Ok(Some(format!(
-            "Kubernetes {version} left EKS's standard support on {standard}; extended support, \
-             until {extended}, costs more per cluster hour"
-        )))
-    } else {
-        Ok(None)
+        ))),
+        EksSupport::Extended(extended) => Ok(Some(format!(
+            "Kubernetes {version} left EKS's standard support; extended support, until \
+             {extended}, costs more per cluster hour"
+        ))),
+        EksSupport::Standard => Ok(None),
     }
 }
 
@@ -320,8 +343,12 @@ mod tests {
         assert!(eks_version_problem("1.20", day).is_err_and(|e| e.contains("no longer")));
         assert!(eks_version_problem("1.36", day).is_ok_and(|w| w.is_some()));
         assert!(eks_version_problem("1.32", day).is_ok_and(|w| {
-            w.is_some_and(|w| w.contains("left EKS's standard support on 2026-03-23"))
+            w.is_some_and(|w| w.contains("extended support, until 2027-03-23"))
         }));
+        assert_eq!(eks_support("1.35", day), EksSupport::Standard);
+        assert_eq!(eks_support("1.32", day), EksSupport::Extended("2027-03-23"));
+        assert_eq!(eks_support("1.30", day), EksSupport::Ended("2026-07-23"));
+        assert_eq!(eks_support("1.99", day), EksSupport::Unknown);
         assert!(eks_version_problem("1.30", day).is_ok_and(|w| {
             w.is_some_and(|w| w.contains("extended support of Kubernetes 1.30 ended"))
         }));

@@ -165,6 +165,7 @@ pub fn estimate(
         .unwrap_or_else(|| std::path::Path::new("."));
     let region = &loaded.document.region;
     let prices = Prices::for_region(dir, region)?;
+    let today = crate::policy::today()?.format("%Y-%m-%d").to_string();
     let mut lines = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let desired: Vec<_> = if plan.destroy {
@@ -174,7 +175,7 @@ pub fn estimate(
     };
     for resource in &desired {
         seen.insert(resource.address.clone());
-        let after: Vec<Priced> = usage::components(resource.kind, &resource.attributes)
+        let after: Vec<Priced> = usage::components(resource.kind, &resource.attributes, &today)
             .into_iter()
             .map(|c| price(&prices, c))
             .collect();
@@ -183,7 +184,7 @@ pub fn estimate(
             .get(&resource.address)
             .and_then(|r| crate::resources::kind(&r.kind).map(|kind| (kind, &r.attributes)))
             .map(|(kind, attributes)| {
-                usage::components(kind, attributes)
+                usage::components(kind, attributes, &today)
                     .into_iter()
                     .map(|c| price(&prices, c))
                     .collect::<Vec<_>>()
@@ -207,7 +208,7 @@ pub fn estimate(
         let Some(kind) = crate::resources::kind(&record.kind) else {
             continue;
         };
-        let before: Vec<Priced> = usage::components(kind, &record.attributes)
+        let before: Vec<Priced> = usage::components(kind, &record.attributes, &today)
             .into_iter()
             .map(|c| price(&prices, c))
             .collect();

@@ -25,6 +25,7 @@ const SHIPPED: &[(&str, &str)] = &[
 /// An offer file is trimmed to these; [`super::usage`] selects among them.
 pub const KEPT: &[(&str, Option<&str>, Option<&str>)] = &[
     ("AmazonEKS", None, Some("AmazonEKS-Hours:perCluster")),
+    ("AmazonEKS", None, Some("AmazonEKS-Hours:extendedSupport")),
     ("AmazonEC2", Some("Compute Instance"), None),
     ("AmazonEC2", Some("NAT Gateway"), Some("NatGateway-Hours")),
     ("AmazonVPC", None, Some("PublicIPv4:InUseAddress")),

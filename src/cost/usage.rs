@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::prices::Selector;
+use crate::blueprint::naming::{self, EksSupport};
 use crate::resources::{Kind, Spec, cache, eks, helm, network, rds, s3};
 
 /// Hours in a month, as AWS's pricing pages count them.
@@ -66,23 +67,14 @@ fn flag(attributes: &serde_json::Map<String, Value>, name: &str) -> bool {
 
 /// The billed components of one resource, from its attributes (desired or recorded). Types
 /// AWS does not bill for (a VPC, a subnet, a role) and in-cluster objects have none.
-pub fn components(kind: &Kind, attributes: &serde_json::Map<String, Value>) -> Vec<Component> {
+/// `today` (`YYYY-MM-DD`) places an EKS version in its support.
+pub fn components(
+    kind: &Kind,
+    attributes: &serde_json::Map<String, Value>,
+    today: &str,
+) -> Vec<Component> {
     if kind == eks::Cluster::KIND {
-        let mut plane = hours(
-            "control plane".into(),
-            selector(
-                "AmazonEKS",
-                None,
-                Some("AmazonEKS-Hours:perCluster"),
-                vec![],
-            ),
-            1.0,
-        );
-        plane.note = Some(
-            "assumes the Kubernetes version is in standard support; extended support costs more"
-                .into(),
-        );
-        vec![plane]
+        vec![control_plane(text(attributes, "version"), today)]
     } else if kind == eks::NodeGroup::KIND {
         node_group(attributes)
     } else if kind == network::NatGateway::KIND {
@@ -153,6 +145,46 @@ pub fn components(kind: &Kind, attributes: &serde_json::Map<String, Value>) -> V
         vec![balancer]
     } else {
         Vec::new()
+    }
+}
+
+/// The control plane's hours, at the standard or the extended-support price by where its
+/// version stands on `today`.
+fn control_plane(version: &str, today: &str) -> Component {
+    let plane = |usage: &str, name: String, note: String| {
+        let mut plane = hours(name, selector("AmazonEKS", None, Some(usage), vec![]), 1.0);
+        plane.note = Some(note);
+        plane
+    };
+    match naming::eks_support(version, today) {
+        EksSupport::Standard => plane(
+            "AmazonEKS-Hours:perCluster",
+            "control plane".into(),
+            format!("Kubernetes {version}, in standard support"),
+        ),
+        EksSupport::Extended(until) => plane(
+            "AmazonEKS-Hours:extendedSupport",
+            "control plane in extended support".into(),
+            format!("Kubernetes {version} is in EKS's extended support until {until}"),
+        ),
+        EksSupport::Unknown => plane(
+            "AmazonEKS-Hours:perCluster",
+            "control plane".into(),
+            format!(
+                "Kubernetes {version} is not on trails' EKS calendar; priced as in standard \
+                 support"
+            ),
+        ),
+        EksSupport::Ended(on) => Component {
+            name: "control plane".into(),
+            product: None,
+            quantity: HOURS,
+            unit: "Hrs",
+            note: Some(format!(
+                "EKS's support of Kubernetes {version} ended on {on}: no price applies, EKS \
+                 upgrades such a cluster itself"
+            )),
+        },
     }
 }
 

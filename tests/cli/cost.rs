@@ -24,11 +24,14 @@ fn path(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
+/// The day the EKS calendar is read on, fixed so that versions stay where the tests expect.
+const TODAY: &str = "2026-12-02";
+
 fn plan(file: &Path, env: &str, extra: &[&str]) -> Run {
     let state = file.with_file_name(format!("{env}.state.json"));
     let mut args = vec!["plan", "-f", path(file), "-e", env, "--state", path(&state)];
     args.extend(extra);
-    run(&args)
+    run_with(None, &[("TRAILS_TODAY", TODAY.to_string())], &args)
 }
 
 fn cost(run: &Run) -> Value {
@@ -227,7 +230,8 @@ fn a_budget_or_an_increase_past_its_limit_gates_plan_and_apply_refuses_before_an
         bad.stderr
     );
 
-    let (aws, env) = watched_aws();
+    let (aws, mut env) = watched_aws();
+    env.push(("TRAILS_TODAY", TODAY.to_string()));
     let state = dir.path().join("tight.state.json");
     let applied = run_with(
         None,
@@ -329,5 +333,29 @@ fn offer_files_trails_cannot_use_and_bad_budgets_are_refused_with_the_reason() {
             && validated.stderr.contains("expected `AMOUNT USD/month`"),
         "{}",
         validated.stderr
+    );
+}
+
+#[test]
+fn a_cluster_in_extended_support_costs_the_extended_price_and_one_past_it_is_unpriced() {
+    let (_dir, file) = workspace();
+    // $0.60 an hour in extended support, as AWS's announcement of its pricing says.
+    let lagging = cost(&plan(&file, "lagging", &["--json"]));
+    let (eks, components) = line(&lagging, "aws.eks_cluster.main");
+    assert!(close(eks, 438.0), "{eks} {components:?}");
+    assert_eq!(components, ["control plane in extended support: priced"]);
+    let abandoned = cost(&plan(&file, "abandoned", &["--json"]));
+    let (eks, components) = line(&abandoned, "aws.eks_cluster.main");
+    assert!(close(eks, 0.0));
+    assert_eq!(
+        components,
+        ["control plane: the Price List has no price for it"]
+    );
+    let text = plan(&file, "abandoned", &[]);
+    assert!(
+        text.stdout
+            .contains("EKS's support of Kubernetes 1.30 ended on 2026-07-23"),
+        "{}",
+        text.stdout
     );
 }

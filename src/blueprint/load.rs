@@ -738,29 +738,27 @@ pub fn blame(
 /// that setting a value aside causes (a required field now missing, at a path above one
 /// already reported) is not reported.
 fn type_document(file: &Path, tree: &Node) -> Result<Document, Diagnostics> {
+    let mut error = match marked_yaml::from_node::<Document>(tree) {
+        Ok(document) => return Ok(document),
+        Err(error) => error,
+    };
+    // Only a document with errors is copied, to set its values aside one by one.
     let mut remaining = tree.clone();
     let mut found: Vec<Diagnostic> = Vec::new();
     let mut reported: Vec<Vec<String>> = Vec::new();
     for _ in 0..64 {
-        let error = match marked_yaml::from_node::<Document>(&remaining) {
-            Ok(document) if found.is_empty() => return Ok(document),
-            Ok(_) => break,
-            Err(error) => error,
-        };
         let path = segments(error.path().unwrap_or_default());
-        let caused = reported.iter().any(|earlier| earlier.starts_with(&path));
-        if !caused {
+        if !reported.iter().any(|earlier| earlier.starts_with(&path)) {
             found.push(from_node_error(file, &error, None));
             reported.push(path.clone());
         }
         if path.is_empty() || !set_aside(&mut remaining, &path) {
             break;
         }
-    }
-    if found.is_empty() {
-        // Unreachable in practice: the loop ends with an error found or the document typed.
-        return marked_yaml::from_node(tree)
-            .map_err(|error| Diagnostics(vec![from_node_error(file, &error, None)]));
+        match marked_yaml::from_node::<Document>(&remaining) {
+            Ok(_) => break,
+            Err(next) => error = next,
+        }
     }
     Err(Diagnostics(found))
 }

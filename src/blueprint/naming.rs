@@ -169,12 +169,17 @@ pub enum EksSupport {
     Unknown,
 }
 
+/// `N` of a Kubernetes minor version `1.N`.
+fn kubernetes_minor(version: &str) -> Option<u16> {
+    match version.split_once('.') {
+        Some(("1", minor)) => minor.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Where `version` (`1.N`) stands on `today` (`YYYY-MM-DD`) by [`EKS_VERSIONS`].
 pub fn eks_support(version: &str, today: &str) -> EksSupport {
-    let minor = match version.split_once('.') {
-        Some(("1", minor)) => minor.parse::<u16>().ok(),
-        _ => None,
-    };
+    let minor = kubernetes_minor(version);
     match EKS_VERSIONS.iter().find(|(m, _, _)| Some(*m) == minor) {
         None => EksSupport::Unknown,
         Some((_, _, extended)) if today > *extended => EksSupport::Ended(extended),
@@ -188,11 +193,7 @@ pub fn eks_support(version: &str, today: &str) -> EksSupport {
 /// a warning (past its standard or extended support, or newer than the list), `Ok(None)` for a
 /// version in standard support.
 pub fn eks_version_problem(version: &str, today: &str) -> Result<Option<String>, String> {
-    let minor = match version.split_once('.') {
-        Some(("1", minor)) => minor.parse::<u16>().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| {
+    let minor = kubernetes_minor(version).ok_or_else(|| {
         format!("`{version}` is not a pinned Kubernetes minor version such as \"1.33\"")
     })?;
     let (oldest, newest) = match (EKS_VERSIONS.first(), EKS_VERSIONS.last()) {

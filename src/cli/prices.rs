@@ -35,13 +35,9 @@ pub struct UpdateArgs {
 pub fn run(command: PricesCommand, output: Output) -> Result<Outcome, Failure> {
     match command {
         PricesCommand::Update(args) => {
-            let dir = args
-                .file
-                .parent()
-                .map(|parent| parent.join(".trails").join("prices"))
-                .unwrap_or_else(|| PathBuf::from(".trails/prices"));
+            let blueprint_dir = args.file.parent().unwrap_or(std::path::Path::new("."));
             let (region, kept, file) =
-                crate::cost::prices::update(&dir, &args.from).map_err(Failure::User)?;
+                crate::cost::prices::update(blueprint_dir, &args.from).map_err(Failure::User)?;
             if !output.quiet {
                 println!(
                     "Kept {kept} product(s) for {region} from {}; wrote {}.",

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::blueprint::Loaded;
 use crate::graph::Graph;
 use crate::plan::Plan;
+use crate::resources::Kind;
 use crate::state::State;
 use prices::Prices;
 use usage::Component;
@@ -166,63 +167,41 @@ pub fn estimate(
     let region = &loaded.document.region;
     let prices = Prices::for_region(dir, region)?;
     let today = crate::policy::today()?.format("%Y-%m-%d").to_string();
-    let mut lines = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    let desired: Vec<_> = if plan.destroy {
-        Vec::new()
-    } else {
-        graph.resources().collect()
-    };
-    for resource in &desired {
-        seen.insert(resource.address.clone());
-        let after: Vec<Priced> = usage::components(resource.kind, &resource.attributes, &today)
+    let priced = |kind: &Kind, attributes: &serde_json::Map<String, serde_json::Value>| {
+        usage::components(kind, attributes, &today)
             .into_iter()
-            .map(|c| price(&prices, c))
-            .collect();
-        let before = recorded
-            .resources
-            .get(&resource.address)
-            .and_then(|r| crate::resources::kind(&r.kind).map(|kind| (kind, &r.attributes)))
-            .map(|(kind, attributes)| {
-                usage::components(kind, attributes, &today)
-                    .into_iter()
-                    .map(|c| price(&prices, c))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        if after.is_empty() && before.is_empty() {
-            continue;
+            .map(|component| price(&prices, component))
+            .collect::<Vec<_>>()
+    };
+    // By address, in the blueprint's order then the state's: the type, the components as
+    // recorded (before) and as the blueprint asks (after; none in a destroy).
+    type Sides = (&'static Kind, Vec<Priced>, Vec<Priced>);
+    let mut sides: indexmap::IndexMap<&str, Sides> = indexmap::IndexMap::new();
+    if !plan.destroy {
+        for resource in graph.resources() {
+            let after = priced(resource.kind, &resource.attributes);
+            sides.insert(&resource.address, (resource.kind, Vec::new(), after));
         }
-        lines.push(Line {
-            address: resource.address.clone(),
-            kind: resource.kind.name,
+    }
+    for (address, record) in &recorded.resources {
+        if let Some(kind) = crate::resources::kind(&record.kind) {
+            sides
+                .entry(address.as_str())
+                .or_insert_with(|| (kind, Vec::new(), Vec::new()))
+                .1 = priced(kind, &record.attributes);
+        }
+    }
+    let lines: Vec<Line> = sides
+        .into_iter()
+        .filter(|(_, (_, before, after))| !(before.is_empty() && after.is_empty()))
+        .map(|(address, (kind, before, after))| Line {
+            address: address.to_string(),
+            kind: kind.name,
             monthly_before: monthly(&before),
             monthly_after: monthly(&after),
             components: if after.is_empty() { before } else { after },
-        });
-    }
-    for (address, record) in &recorded.resources {
-        if seen.contains(address) {
-            continue;
-        }
-        let Some(kind) = crate::resources::kind(&record.kind) else {
-            continue;
-        };
-        let before: Vec<Priced> = usage::components(kind, &record.attributes, &today)
-            .into_iter()
-            .map(|c| price(&prices, c))
-            .collect();
-        if before.is_empty() {
-            continue;
-        }
-        lines.push(Line {
-            address: address.clone(),
-            kind: kind.name,
-            monthly_before: monthly(&before),
-            monthly_after: 0.0,
-            components: before,
-        });
-    }
+        })
+        .collect();
     let monthly_after = total(lines.iter().map(|l| l.monthly_after));
     let until_expiry = crate::state::lifetime::ttl(&loaded.settings)
         .filter(|_| !plan.destroy)

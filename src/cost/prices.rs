@@ -176,12 +176,21 @@ impl Prices {
                 origin: file.display().to_string(),
             });
         }
-        Ok(Self {
-            extract: shipped(region)?.unwrap_or_else(|| Extract {
+        let extract = SHIPPED
+            .iter()
+            .find(|(name, _)| *name == region)
+            .map(|(_, text)| {
+                serde_json::from_str(text)
+                    .with_context(|| format!("the built-in prices of {region} do not parse"))
+            })
+            .transpose()?
+            .unwrap_or_else(|| Extract {
                 format_version: "v1.0".into(),
                 region: region.into(),
                 offers: BTreeMap::new(),
-            }),
+            });
+        Ok(Self {
+            extract,
             origin: BUILT_IN.into(),
         })
     }
@@ -231,17 +240,6 @@ pub fn override_file(blueprint_dir: &Path, region: &str) -> PathBuf {
         .join(format!("{region}.json"))
 }
 
-fn shipped(region: &str) -> anyhow::Result<Option<Extract>> {
-    SHIPPED
-        .iter()
-        .find(|(name, _)| *name == region)
-        .map(|(_, text)| {
-            serde_json::from_str(text)
-                .with_context(|| format!("the built-in prices of {region} do not parse"))
-        })
-        .transpose()
-}
-
 fn usage_is(usagetype: &str, suffix: &str) -> bool {
     usagetype == suffix
         || usagetype
@@ -249,38 +247,35 @@ fn usage_is(usagetype: &str, suffix: &str) -> bool {
             .is_some_and(|prefix| prefix.ends_with('-'))
 }
 
+/// Whether `product` is of `family` and its usage type is `usage` (each when given).
+fn of_kind(product: &Product, family: Option<&str>, usage: Option<&str>) -> bool {
+    family.is_none_or(|family| product.product_family.as_deref() == Some(family))
+        && usage.is_none_or(|usage| {
+            product
+                .attributes
+                .get("usagetype")
+                .is_some_and(|t| usage_is(t, usage))
+        })
+}
+
 fn selects(selector: &Selector, product: &Product) -> bool {
-    let attribute = |name: &str| product.attributes.get(name).map(String::as_str);
-    selector
-        .family
-        .is_none_or(|family| product.product_family.as_deref() == Some(family))
-        && selector
-            .usage
-            .as_deref()
-            .is_none_or(|usage| attribute("usagetype").is_some_and(|t| usage_is(t, usage)))
+    of_kind(product, selector.family, selector.usage.as_deref())
         && selector
             .attributes
             .iter()
-            .all(|(name, value)| attribute(name) == Some(value.as_str()))
+            .all(|(name, value)| product.attributes.get(*name) == Some(value))
 }
 
 fn kept(offer: &str, product: &Product) -> bool {
-    KEPT.iter().any(|(code, family, usage)| {
-        *code == offer
-            && family.is_none_or(|family| product.product_family.as_deref() == Some(family))
-            && usage.is_none_or(|usage| {
-                product
-                    .attributes
-                    .get("usagetype")
-                    .is_some_and(|t| usage_is(t, usage))
-            })
-    })
+    KEPT.iter()
+        .any(|(code, family, usage)| *code == offer && of_kind(product, *family, *usage))
 }
 
 /// Reads a downloaded bulk offer file (one service, one region: the file the Price List's
-/// `regionIndex` points at) and merges what trails prices into `REGION.json` under `dir`,
-/// replacing that offer's earlier prices. Returns the region and how many products were kept.
-pub fn update(dir: &Path, from: &Path) -> anyhow::Result<(String, usize, PathBuf)> {
+/// `regionIndex` points at) and merges what trails prices into the region's prices beside the
+/// blueprint ([`override_file`]), replacing that offer's earlier prices. Returns the region,
+/// how many products were kept and the file written.
+pub fn update(blueprint_dir: &Path, from: &Path) -> anyhow::Result<(String, usize, PathBuf)> {
     let text = std::fs::read_to_string(from)
         .with_context(|| format!("cannot read the offer file {}", from.display()))?;
     let offer: Offer = serde_json::from_str(&text).with_context(|| {
@@ -342,19 +337,8 @@ pub fn update(dir: &Path, from: &Path) -> anyhow::Result<(String, usize, PathBuf
         .map(|(sku, terms)| (sku.clone(), terms.clone()))
         .collect();
     let count = products.len();
-    let file = dir.join(format!("{region}.json"));
-    let mut extract = if file.exists() {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a trails price extract", file.display()))?
-    } else {
-        shipped(&region)?.unwrap_or_else(|| Extract {
-            format_version: "v1.0".into(),
-            region: region.clone(),
-            offers: BTreeMap::new(),
-        })
-    };
+    let file = override_file(blueprint_dir, &region);
+    let mut extract = Prices::for_region(blueprint_dir, &region)?.extract;
     extract.offers.insert(
         offer.offer_code.clone(),
         Offer {
@@ -366,7 +350,9 @@ pub fn update(dir: &Path, from: &Path) -> anyhow::Result<(String, usize, PathBuf
             terms: Terms { on_demand },
         },
     );
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let text = serde_json::to_string_pretty(&extract).context("serializing the prices")?;
     std::fs::write(&file, format!("{text}\n"))
         .with_context(|| format!("cannot write {}", file.display()))?;
@@ -388,7 +374,9 @@ mod tests {
     #[test]
     fn every_shipped_extract_parses_names_its_region_and_says_where_its_figures_come_from() {
         for (region, _) in SHIPPED {
-            let extract = shipped(region).expect("parses").expect("present");
+            let prices = Prices::for_region(Path::new("/nonexistent"), region).expect("parses");
+            assert_eq!(prices.origin, BUILT_IN);
+            let extract = prices.extract;
             assert_eq!(&extract.region, region);
             for offer in extract.offers.values() {
                 assert!(

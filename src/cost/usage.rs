@@ -26,6 +26,16 @@ pub struct Component {
     pub note: Option<String>,
 }
 
+impl Component {
+    /// With the assumption behind it, or why it is not priced.
+    fn noted(self, note: impl Into<String>) -> Self {
+        Self {
+            note: Some(note.into()),
+            ..self
+        }
+    }
+}
+
 fn hours(name: String, product: Selector, count: f64) -> Component {
     Component {
         name,
@@ -78,18 +88,19 @@ pub fn components(
     } else if kind == eks::NodeGroup::KIND {
         node_group(attributes)
     } else if kind == network::NatGateway::KIND {
-        let mut gateway = hours(
-            "gateway hours".into(),
-            selector(
-                "AmazonEC2",
-                Some("NAT Gateway"),
-                Some("NatGateway-Hours"),
-                vec![],
-            ),
-            1.0,
-        );
-        gateway.note = Some("data processed is billed per GB on top, not estimated".into());
-        vec![gateway]
+        vec![
+            hours(
+                "gateway hours".into(),
+                selector(
+                    "AmazonEC2",
+                    Some("NAT Gateway"),
+                    Some("NatGateway-Hours"),
+                    vec![],
+                ),
+                1.0,
+            )
+            .noted("data processed is billed per GB on top, not estimated"),
+        ]
     } else if kind == network::Eip::KIND {
         vec![hours(
             "public IPv4 address".into(),
@@ -131,18 +142,19 @@ pub fn components(
     } else if kind == helm::Release::KIND && text(attributes, "chart") == "ingress-nginx" {
         // The controller's Service of type LoadBalancer makes the cloud provider create a
         // load balancer that no resource of the blueprint names.
-        let mut balancer = hours(
-            "network load balancer its Service implies".into(),
-            selector(
-                "AWSELB",
-                Some("Load Balancer-Network"),
-                Some("LoadBalancerUsage"),
-                vec![],
-            ),
-            1.0,
-        );
-        balancer.note = Some("capacity units (LCUs) are billed on top, not estimated".into());
-        vec![balancer]
+        vec![
+            hours(
+                "network load balancer its Service implies".into(),
+                selector(
+                    "AWSELB",
+                    Some("Load Balancer-Network"),
+                    Some("LoadBalancerUsage"),
+                    vec![],
+                ),
+                1.0,
+            )
+            .noted("capacity units (LCUs) are billed on top, not estimated"),
+        ]
     } else {
         Vec::new()
     }
@@ -152,9 +164,7 @@ pub fn components(
 /// version stands on `today`.
 fn control_plane(version: &str, today: &str) -> Component {
     let plane = |usage: &str, name: String, note: String| {
-        let mut plane = hours(name, selector("AmazonEKS", None, Some(usage), vec![]), 1.0);
-        plane.note = Some(note);
-        plane
+        hours(name, selector("AmazonEKS", None, Some(usage), vec![]), 1.0).noted(note)
     };
     match naming::eks_support(version, today) {
         EksSupport::Standard => plane(
@@ -210,7 +220,7 @@ fn node_group(attributes: &serde_json::Map<String, Value>) -> Vec<Component> {
             note: Some("spot prices move by the hour; the Price List has none".into()),
         }];
     }
-    let mut instances = hours(
+    let instances = hours(
         name,
         selector(
             "AmazonEC2",
@@ -226,8 +236,7 @@ fn node_group(attributes: &serde_json::Map<String, Value>) -> Vec<Component> {
         ),
         desired,
     );
-    instances.note = Some("on demand; the nodes' EBS volumes are not estimated".into());
-    vec![instances]
+    vec![instances.noted("on demand; the nodes' EBS volumes are not estimated")]
 }
 
 fn database(attributes: &serde_json::Map<String, Value>) -> Vec<Component> {

@@ -2238,6 +2238,11 @@ async fn versions(moto: &Moto) -> (String, Vec<String>) {
     (plane, groups)
 }
 
+/// The control plane and both node groups on `version`, as [`versions`] reads them.
+fn everything_on(version: &str) -> (String, Vec<String>) {
+    (version.to_string(), vec![version.to_string(); 2])
+}
+
 #[test]
 fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_finishes_it() {
     let moto = Moto::start();
@@ -2257,13 +2262,7 @@ fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_fin
         "{}",
         failed.stderr
     );
-    assert_eq!(
-        rt.block_on(versions(&moto)),
-        (
-            "1.30".to_string(),
-            vec!["1.30".to_string(), "1.30".to_string()]
-        )
-    );
+    assert_eq!(rt.block_on(versions(&moto)), everything_on("1.30"));
     let replan = trails(
         &moto,
         &file,
@@ -2300,13 +2299,7 @@ fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_fin
     moto.eks_updates_end("nodegroup", None);
     let resumed = trails(&moto, &file, &["apply", "--yes", "--var", &v132]);
     assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
-    assert_eq!(
-        rt.block_on(versions(&moto)),
-        (
-            "1.32".to_string(),
-            vec!["1.32".to_string(), "1.32".to_string()]
-        )
-    );
+    assert_eq!(rt.block_on(versions(&moto)), everything_on("1.32"));
     let clean = trails(
         &moto,
         &file,

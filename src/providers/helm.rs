@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -103,14 +104,22 @@ fn stderr_note(stderr: &[u8]) -> String {
     }
 }
 
+/// helm's `--timeout`: the release's `timeout_minutes`, but never longer than the apply's
+/// `--wait-timeout` (helm waits for readiness, which that flag bounds for everything else).
+fn timeout(release: &Release, wait: Duration) -> String {
+    let minutes = Duration::from_secs(u64::from(release.timeout_minutes) * 60);
+    format!("{}s", minutes.min(wait).as_secs().max(1))
+}
+
 /// The arguments of `helm upgrade --install` for one release; `values` is the rendered values
-/// file, `cluster` the arguments that reach the cluster.
+/// file, `cluster` the arguments that reach the cluster, `wait` the apply's `--wait-timeout`.
 pub fn install_args(
     release: &Release,
     values: &Path,
     cluster: &[String],
     create_namespace: bool,
     major: u64,
+    wait: Duration,
 ) -> Vec<String> {
     let mut args: Vec<String> = vec!["upgrade".into(), "--install".into(), release.name.clone()];
     if release.repository.starts_with("oci://") {
@@ -147,7 +156,7 @@ pub fn install_args(
     args.extend([
         "--wait".into(),
         "--timeout".into(),
-        format!("{}m", release.timeout_minutes),
+        timeout(release, wait),
         "--values".into(),
         values.display().to_string(),
     ]);
@@ -229,7 +238,7 @@ async fn mark_of(
 }
 
 /// The arguments of `helm uninstall` for one release.
-pub fn uninstall_args(release: &Release, cluster: &[String]) -> Vec<String> {
+pub fn uninstall_args(release: &Release, cluster: &[String], wait: Duration) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "uninstall".into(),
         release.name.clone(),
@@ -237,7 +246,7 @@ pub fn uninstall_args(release: &Release, cluster: &[String]) -> Vec<String> {
         release.namespace.clone(),
         "--wait".into(),
         "--timeout".into(),
-        format!("{}m", release.timeout_minutes),
+        timeout(release, wait),
     ];
     args.extend(cluster.iter().cloned());
     args
@@ -381,6 +390,7 @@ impl ReleaseProvider {
             &kubeconfig.args,
             !release.namespace_managed,
             major,
+            self.cluster.settings().timeout,
         );
         run(&format!("helm upgrade --install {}", release.name), &args)
             .await
@@ -531,7 +541,7 @@ impl Converging for ReleaseProvider {
             &release.owner,
             address,
         )?;
-        let args = uninstall_args(&release, &kubeconfig.args);
+        let args = uninstall_args(&release, &kubeconfig.args, self.cluster.settings().timeout);
         match run(&format!("helm uninstall {}", release.name), &args).await {
             Ok(_) => Ok(()),
             // Already gone is what a delete wants.
@@ -643,11 +653,12 @@ mod tests {
             &["--kube-context".into(), "kind".into()],
             false,
             3,
+            Duration::from_secs(1800),
         );
         assert_eq!(
             args.join(" "),
             "upgrade --install cert-manager cert-manager --repo https://charts.jetstack.io \
-             --version v1.16.1 --namespace cert-manager --atomic --wait --timeout 10m \
+             --version v1.16.1 --namespace cert-manager --atomic --wait --timeout 600s \
              --values /tmp/v.yaml --labels trails-blueprint=platform,trails-environment=prod,\
              trails-resource=cert-manager --kube-context kind"
         );
@@ -657,11 +668,14 @@ mod tests {
             &[],
             true,
             4,
+            Duration::from_secs(90),
         );
         assert_eq!(oci[3], "oci://registry.example/charts/cert-manager");
         assert!(oci.contains(&"--create-namespace".to_string()));
         assert!(oci.contains(&"--rollback-on-failure".to_string()));
         assert!(!oci.contains(&"--atomic".to_string()));
+        // A shorter --wait-timeout bounds helm's wait too.
+        assert!(oci.join(" ").contains("--wait --timeout 90s"));
     }
 
     #[test]

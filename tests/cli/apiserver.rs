@@ -27,7 +27,11 @@
 //!   one whose image cannot be pulled (its name contains `unpullable`) never has a ready
 //!   replica, as with ImagePullBackOff, and says so in its `Available` condition.
 //!
-//! - the kubeconfig's bearer token is required (401 without it).
+//! - the kubeconfig's bearer token is required (401 without it);
+//! - an apply patch of a built-in kind with a field its schema does not declare (or a value
+//!   of the wrong type) is a 400, as server-side apply always refuses one;
+//! - a gate can hold mutating requests after the first N (kill-point tests): a held request
+//!   runs to its end once the gate opens, even if its caller died.
 //!
 //! Every create, update and delete is appended to an event log file, which the fake helm
 //! writes to as well, so a test can check the order of everything an apply did.
@@ -166,6 +170,20 @@ struct Inner {
     objects: BTreeMap<Key, Stored>,
     resource_version: u64,
     events: PathBuf,
+    gate: Gate,
+}
+
+/// Holds mutating requests after a number of them, for kill-point tests: a held request waits
+/// until the gate opens and then runs to the end even if its caller died, as a request that
+/// reached a real API server does.
+#[derive(Default)]
+struct Gate {
+    /// Mutating requests let through before the gate holds the rest; `None` when open.
+    allowed: Option<usize>,
+    /// Mutating requests seen since the gate was last set.
+    seen: usize,
+    /// Requests held and not yet run.
+    held: usize,
 }
 
 /// The running double.
@@ -206,6 +224,7 @@ impl ApiServer {
             objects,
             resource_version: 1,
             events,
+            gate: Gate::default(),
         }));
         let app = Router::new()
             .fallback(handle)
@@ -286,6 +305,35 @@ impl ApiServer {
         );
     }
 
+    /// Holds every mutating request after the next `allowed` ones (see [`Gate`]).
+    pub fn close_gate_after(&self, allowed: usize) {
+        let mut inner = self.inner.lock().expect("state lock");
+        inner.gate = Gate {
+            allowed: Some(allowed),
+            ..Gate::default()
+        };
+    }
+
+    /// Requests held at the gate now.
+    pub fn held(&self) -> usize {
+        self.inner.lock().expect("state lock").gate.held
+    }
+
+    /// Mutating requests seen since the gate was last set.
+    pub fn mutations(&self) -> usize {
+        self.inner.lock().expect("state lock").gate.seen
+    }
+
+    /// Opens the gate and returns once every held request has run.
+    pub fn open_gate(&self) {
+        self.inner.lock().expect("state lock").gate.allowed = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.held() > 0 {
+            assert!(Instant::now() < deadline, "held requests did not run");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// `api_version kind namespace/name` of every object, sorted.
     pub fn inventory(&self) -> Vec<String> {
         let inner = self.inner.lock().expect("state lock");
@@ -352,8 +400,59 @@ async fn handle(
             "Unauthorized".to_string(),
         );
     }
-    let mut inner = inner.lock().expect("state lock");
-    reconcile(&mut inner);
+    if !matches!(method, Method::PATCH | Method::PUT | Method::DELETE) {
+        return serve(
+            &mut inner.lock().expect("state lock"),
+            method,
+            uri,
+            query,
+            headers,
+            body,
+        );
+    }
+    // A request that reached the server runs to the end even if its caller goes away.
+    let task = tokio::spawn(async move {
+        let mut holding = false;
+        loop {
+            {
+                let mut inner = inner.lock().expect("state lock");
+                let gate = &mut inner.gate;
+                if !holding {
+                    gate.seen += 1;
+                    holding = gate.allowed.is_some_and(|allowed| gate.seen > allowed);
+                    if holding {
+                        gate.held += 1;
+                    }
+                }
+                if !holding || gate.allowed.is_none() {
+                    let response = serve(&mut inner, method, uri, query, headers, body);
+                    if holding {
+                        inner.gate.held -= 1;
+                    }
+                    return response;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    task.await.unwrap_or_else(|error| {
+        status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("the double failed: {error}"),
+        )
+    })
+}
+
+fn serve(
+    inner: &mut Inner,
+    method: Method,
+    uri: Uri,
+    query: BTreeMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    reconcile(inner);
     let path = uri.path().trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match (method.clone(), segments.as_slice()) {
@@ -361,9 +460,9 @@ async fn handle(
             return ok(json!({"major": "1", "minor": "30", "gitVersion": "v1.30.0-double"}));
         }
         (Method::GET, ["api"]) => return ok(json!({"kind": "APIVersions", "versions": ["v1"]})),
-        (Method::GET, ["apis"]) => return ok(group_list(&inner)),
-        (Method::GET, ["api", "v1"]) => return resource_list(&inner, "", "v1"),
-        (Method::GET, ["apis", group, version]) => return resource_list(&inner, group, version),
+        (Method::GET, ["apis"]) => return ok(group_list(inner)),
+        (Method::GET, ["api", "v1"]) => return resource_list(inner, "", "v1"),
+        (Method::GET, ["apis", group, version]) => return resource_list(inner, group, version),
         _ => {}
     }
     let (group, version, rest) = match segments.as_slice() {
@@ -412,10 +511,10 @@ async fn handle(
             Some(stored) => ok(stored.object.clone()),
             None => not_found(&target.resource, name),
         },
-        (Method::GET, None) => list(&inner, &target, query.get("labelSelector")),
-        (Method::PATCH, Some(name)) => apply(&mut inner, &target, name, &query, &headers, &body),
-        (Method::PUT, Some(name)) => replace(&mut inner, &target, name, &query, &body),
-        (Method::DELETE, Some(name)) => delete(&mut inner, &target, name),
+        (Method::GET, None) => list(inner, &target, query.get("labelSelector")),
+        (Method::PATCH, Some(name)) => apply(inner, &target, name, &query, &headers, &body),
+        (Method::PUT, Some(name)) => replace(inner, &target, name, &query, &body),
+        (Method::DELETE, Some(name)) => delete(inner, &target, name),
         _ => status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -622,6 +721,23 @@ fn apply(
             "apiVersion and kind must match the URL".into(),
         );
     }
+    // An apply patch must fit its kind's schema: an undeclared field is a 400 whatever the
+    // fieldValidation (server-side apply needs a typed object; kubernetes#105916, #119178).
+    // Built-in kinds are typed from k8s-openapi; custom resources here preserve unknown fields.
+    let undeclared = trails::render::unknown_fields(&config);
+    if !undeclared.is_empty() {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "failed to create typed patch object ({}, Kind={}) {}/{name}: {}",
+                target.resource.api_version(),
+                target.resource.kind,
+                target.namespace.as_deref().unwrap_or_default(),
+                undeclared.join("; ")
+            ),
+        );
+    }
     if let Some(refused) = namespace_refuses(inner, target) {
         return refused;
     }
@@ -742,12 +858,7 @@ fn apply(
         }
         inner.resource_version += 1;
         stored.object["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
-        let managers: Vec<Value> = stored
-            .applied
-            .keys()
-            .map(|m| json!({"manager": m, "operation": "Apply", "apiVersion": target.resource.api_version(), "fieldsType": "FieldsV1"}))
-            .collect();
-        stored.object["metadata"]["managedFields"] = Value::Array(managers);
+        stored.object["metadata"]["managedFields"] = managed_fields(&stored);
         stored.changed = Instant::now();
         event(
             inner,
@@ -766,6 +877,64 @@ fn apply(
         StatusCode::OK
     };
     (code, axum::Json(object)).into_response()
+}
+
+/// `metadata.managedFields` as Kubernetes shows it: one entry per manager, `Apply` for one
+/// that applied and `Update` for one that only updated, its fields as `fieldsV1` (`f:FIELD`
+/// for a field, `k:{"KEY":VALUE}` for an item of a list-map, `.` for the item itself).
+fn managed_fields(stored: &Stored) -> Value {
+    let mut by_manager: BTreeMap<&str, Value> = BTreeMap::new();
+    for (path, manager) in &stored.owners {
+        if [
+            "/metadata/name",
+            "/metadata/namespace",
+            "/apiVersion",
+            "/kind",
+        ]
+        .contains(&path.as_str())
+        {
+            continue;
+        }
+        let mut node = by_manager.entry(manager).or_insert_with(|| json!({}));
+        for segment in path.split('/').skip(1) {
+            let name = match segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                Some(selector) => {
+                    let (key, value) = selector.split_once('=').unwrap_or((selector, ""));
+                    let value = serde_json::from_str::<Value>(value)
+                        .ok()
+                        .filter(Value::is_number)
+                        .unwrap_or_else(|| json!(value));
+                    let item = format!("k:{}", json!({ key: value }));
+                    node[&item]["."] = json!({});
+                    item
+                }
+                None => format!("f:{}", segment.replace("~1", "/").replace("~0", "~")),
+            };
+            node = &mut node[&name];
+            if node.is_null() {
+                *node = json!({});
+            }
+        }
+    }
+    let api_version = stored
+        .object
+        .get("apiVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    Value::Array(
+        by_manager
+            .into_iter()
+            .map(|(manager, fields)| {
+                let operation = if stored.applied.contains_key(manager) {
+                    "Apply"
+                } else {
+                    "Update"
+                };
+                json!({"manager": manager, "operation": operation, "apiVersion": api_version,
+                    "time": "2026-11-23T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields})
+            })
+            .collect(),
+    )
 }
 
 /// The key field of a list Kubernetes declares as a map (`x-kubernetes-list-type: map`), by
@@ -1031,7 +1200,10 @@ fn replace(
         .unwrap_or_else(|| "kubectl-edit".to_string());
     let mut owners = stored.owners.clone();
     for (field, value) in leaves(&updated) {
-        if field.starts_with("/metadata/") || field.starts_with("/status") {
+        let metadata = field.starts_with("/metadata/")
+            && !field.starts_with("/metadata/labels/")
+            && !field.starts_with("/metadata/annotations/");
+        if metadata || field.starts_with("/status") {
             continue;
         }
         if lookup(&stored.object, &field) != Some(&value) {
@@ -1040,16 +1212,16 @@ fn replace(
     }
     inner.resource_version += 1;
     updated["metadata"]["resourceVersion"] = json!(inner.resource_version.to_string());
+    let mut replaced = Stored {
+        object: updated,
+        applied: stored.applied,
+        owners,
+        changed: Instant::now(),
+    };
+    replaced.object["metadata"]["managedFields"] = managed_fields(&replaced);
+    let updated = replaced.object.clone();
     event(inner, "update", &updated);
-    inner.objects.insert(
-        key,
-        Stored {
-            object: updated.clone(),
-            applied: stored.applied,
-            owners,
-            changed: Instant::now(),
-        },
-    );
+    inner.objects.insert(key, replaced);
     ok(updated)
 }
 
@@ -1391,6 +1563,16 @@ fn apply_conflicts_with_another_managers_field_unless_forced_and_a_token_is_requ
         .send()
         .expect("put");
     assert_eq!(put.status(), StatusCode::OK);
+    // managedFields say who owns what, in fieldsV1 form: the edited field is kubectl-edit's.
+    let live = server
+        .get("v1", "ConfigMap", Some("default"), "settings")
+        .expect("the object");
+    assert_eq!(
+        live["metadata"]["managedFields"],
+        json!([{"manager": "kubectl-edit", "operation": "Update", "apiVersion": "v1",
+            "time": "2026-11-23T00:00:00Z", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:level": {}}}}])
+    );
 
     // Applying the old value back without force is a conflict that names the field and owner.
     let refused = apply("trails", false, "warn");
@@ -1415,6 +1597,40 @@ fn apply_conflicts_with_another_managers_field_unless_forced_and_a_token_is_requ
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     let wrong = http.get(&url).bearer_auth("stolen").send().expect("get");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn an_apply_with_a_field_its_kind_does_not_declare_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start(dir.path().join("events.log"));
+    let http = reqwest::blocking::Client::new();
+    let apply = |spec: Value| {
+        http.patch(format!(
+            "{}/apis/apps/v1/namespaces/default/deployments/web?fieldManager=test",
+            server.url
+        ))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/apply-patch+yaml")
+        .body(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "default"}, "spec": spec})
+            .to_string(),
+        )
+        .send()
+        .expect("apply")
+    };
+    let refused = apply(json!({"replica": 2}));
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let message = refused.text().expect("body");
+    assert!(message.contains("spec.replica"), "{message}");
+    let wrong_type = apply(json!({"replicas": "two"}));
+    assert_eq!(wrong_type.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        server
+            .get("apps/v1", "Deployment", Some("default"), "web")
+            .is_none()
+    );
+    assert_eq!(apply(json!({"replicas": 2})).status(), StatusCode::CREATED);
 }
 
 #[test]
@@ -1512,6 +1728,21 @@ fn list_maps_merge_item_by_item_and_keep_other_managers_items() {
     );
     let (live, names) = env();
     assert_eq!(names, ["A", "B", "DEBUG"]);
+    // Each manager owns its own items, keyed as fieldsV1 keys them.
+    let owned = |manager: &str| {
+        live["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["manager"] == manager)
+            .map(|entry| entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        owned("kubectl-set"),
+        json!({".": {}, "f:env": {"k:{\"name\":\"DEBUG\"}": {".": {}, "f:name": {}, "f:value": {}}}, "f:name": {}})
+    );
+    assert_eq!(owned("trails")["f:image"], json!({}));
     assert_eq!(
         live["spec"]["template"]["spec"]["containers"][0]["image"],
         "web:1"

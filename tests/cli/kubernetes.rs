@@ -458,7 +458,8 @@ fn apply_and_destroy_the_in_cluster_platform_against_the_api_server_double() {
         "kube-prometheus-stack --repo https://prometheus-community.github.io/helm-charts",
         "--version 65.5.0",
         "--namespace monitoring",
-        "--atomic --wait --timeout 15m",
+        // The release's 15 minutes, bounded by this apply's --wait-timeout 60s.
+        "--atomic --wait --timeout 60s",
         "--kube-context double",
     ] {
         assert!(upgrade.contains(part), "`{part}` missing from {upgrade}");
@@ -749,8 +750,8 @@ fn drift_is_shown_and_repaired(platform: &Platform) {
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     for expected in [
         "k8s.manifest.ingest-deployment: changed outside trails",
-        "apps/v1 Deployment turia-trails/ingest: spec.template.spec.containers[name=ingest].image: \"ghcr.io/turia/trails:0.1.0\" -> \"ghcr.io/evil/trails:1\"",
-        "v1 Namespace turia-trails: metadata.labels.team: \"platform\" -> \"someone-else\"",
+        "apps/v1 Deployment turia-trails/ingest: spec.template.spec.containers[name=ingest].image: \"ghcr.io/turia/trails:0.1.0\" -> \"ghcr.io/evil/trails:1\" (set by kubectl-edit)",
+        "v1 Namespace turia-trails: metadata.labels.team: \"platform\" -> \"someone-else\" (set by kubectl-edit)",
         "k8s.role_binding.readers: deleted outside trails",
         "k8s.secret.postgres-credentials: deleted outside trails",
         "helm.release.metrics-server: deleted outside trails",
@@ -1611,4 +1612,288 @@ kubernetes:
         "{}{}",
         destroyed.stdout, destroyed.stderr
     );
+}
+
+#[test]
+fn a_release_slower_than_the_wait_timeout_fails_in_time_rolled_back_and_is_not_drift() {
+    let platform = Platform::start();
+    std::fs::write(&platform.file, OWNED).expect("blueprint");
+    let run = platform.trails(&[], &["apply", "--yes", "--wait-timeout", "30s"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+
+    // A new chart whose pods take 20 s to be ready, under a 2 s --wait-timeout: helm's own
+    // wait is bounded by it (not the release's 10 minutes), fails, and --atomic rolls back.
+    std::fs::write(&platform.file, OWNED.replace("3.12.2", "3.12.3")).expect("blueprint");
+    let slow = [("FAKE_HELM_READY_AFTER", "metrics-server=20".to_string())];
+    let started = std::time::Instant::now();
+    let run = platform.trails(&slow, &["apply", "--yes", "--wait-timeout", "2s"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "helm waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        run.stderr.contains("context deadline exceeded") && run.stderr.contains("rolled back"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        platform
+            .events()
+            .iter()
+            .any(|line| line.contains("--wait --timeout 2s")),
+        "{:?}",
+        platform.events()
+    );
+    // Revisions 2 (failed) and 3 (the rollback to 1) are helm's own undoing: no drift, and
+    // the plan still holds the upgrade.
+    let diff = platform.trails(&[], &["diff"]);
+    assert!(
+        !diff.stdout.contains("revision:"),
+        "a rolled-back upgrade reported as drift:\n{}",
+        diff.stdout
+    );
+    let plan = platform.trails(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("3.12.3"), "{}", plan.stdout);
+
+    // Given the time it needs, the same upgrade converges and the plan is clean.
+    let slowish = [("FAKE_HELM_READY_AFTER", "metrics-server=1".to_string())];
+    let run = platform.trails(&slowish, &["apply", "--yes", "--wait-timeout", "30s"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let plan = platform.trails(&[], &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}{}", plan.stdout, plan.stderr);
+    assert_eq!(platform.trails(&[], &["destroy", "--yes"]).code, 0);
+}
+
+/// Namespaces, a Deployment and a Helm release: what the kill-point test walks through.
+const KILLED: &str = r#"
+blueprint: trails-killed
+region: us-east-1
+templates: templates
+environments:
+  dev: {}
+kubernetes:
+  context: double
+  namespaces:
+    team-a: {}
+    team-b: {}
+  manifests:
+    web:
+      template: test/web.yaml
+      namespace: team-a
+      values: { image: "registry.example/web:1.0" }
+helm:
+  metrics-server:
+    chart: metrics-server
+    repository: https://kubernetes-sigs.github.io/metrics-server
+    version: 3.12.2
+    namespace: kube-system
+    values_template: helm/metrics-server.yaml
+"#;
+
+/// Where a kill-point test holds a step: at the API server's k-th mutating request, or at
+/// helm's k-th upgrade or uninstall.
+#[derive(Clone, Copy, Debug)]
+enum HoldAt {
+    Api(usize),
+    Helm(usize),
+}
+
+impl Platform {
+    /// The directory of the fake helm's gate.
+    fn helm_hold(&self) -> PathBuf {
+        self.dir.path().join("helm-hold")
+    }
+
+    /// Upgrades and uninstalls helm has run since the count was last reset.
+    fn helm_calls(&self) -> usize {
+        std::fs::read_to_string(self.helm_hold().join("seen"))
+            .map(|text| text.trim().parse().expect("a count"))
+            .unwrap_or(0)
+    }
+
+    fn helm_held(&self) -> usize {
+        std::fs::read_dir(self.helm_hold())
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| entry.file_name().to_string_lossy().starts_with("held."))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Runs `trails COMMAND --parallelism 1` until it is held at `at`, SIGKILLs it, and lets
+    /// the held step run to its end, as a real API server or a helm process (in its own
+    /// process group) finishes what reached it.
+    fn kill_at(&self, at: HoldAt, command: &str) {
+        let hold = self.helm_hold();
+        std::fs::create_dir_all(&hold).expect("helm gate");
+        let _ = std::fs::remove_file(hold.join("seen"));
+        match at {
+            HoldAt::Api(k) => self.api.close_gate_after(k),
+            HoldAt::Helm(k) => std::fs::write(hold.join("allowed"), k.to_string()).expect("gate"),
+        }
+        let mut env = self.env();
+        env.push(("FAKE_HELM_HOLD", hold.display().to_string()));
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("trails"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TRAILS_") {
+                child.env_remove(key);
+            }
+        }
+        let mut child = child
+            .args([
+                command,
+                "--yes",
+                "--parallelism",
+                "1",
+                "--wait-timeout",
+                "30s",
+                "-f",
+            ])
+            .arg(&self.file)
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("trails starts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.api.held() + self.helm_held() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{command} {at:?}: nothing was held within 60s"
+            );
+            if let Some(status) = child.try_wait().expect("child status") {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                panic!(
+                    "{command} {at:?}: trails ended ({status}) before anything was held\n{stderr}"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        self.api.open_gate();
+        let _ = std::fs::remove_file(hold.join("allowed"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.helm_held() > 0 {
+            assert!(std::time::Instant::now() < deadline, "helm did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The objects and releases there are, beside those the double starts with.
+    fn leftovers(&self, baseline: &[String]) -> (Vec<String>, Vec<String>) {
+        let objects = self
+            .api
+            .inventory()
+            .into_iter()
+            .filter(|object| !baseline.contains(object))
+            .collect();
+        let releases = std::fs::read_dir(self.dir.path().join("helm/releases"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (objects, releases)
+    }
+}
+
+#[test]
+fn an_in_cluster_apply_or_destroy_killed_at_any_step_is_finished_by_the_next_run() {
+    let platform = Platform::start();
+    std::fs::write(
+        platform.dir.path().join("templates/test/web.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  \
+         selector:\n    matchLabels: { app: web }\n  template:\n    metadata:\n      labels: { app: \
+         web }\n    spec:\n      containers:\n        - name: web\n          image: \
+         {{ values.image }}\n          securityContext: { runAsNonRoot: true }\n          \
+         resources: { limits: { memory: 64Mi } }\n",
+    )
+    .expect("manifest template");
+    std::fs::write(&platform.file, KILLED).expect("blueprint");
+    let baseline = platform.api.inventory();
+    let nothing: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+
+    // Count the steps of a whole apply and a whole destroy, one change at a time.
+    let count = |command: &str| {
+        platform.api.close_gate_after(usize::MAX);
+        let hold = platform.helm_hold();
+        std::fs::create_dir_all(&hold).expect("helm gate");
+        let _ = std::fs::remove_file(hold.join("seen"));
+        let run = platform.trails(
+            &[("FAKE_HELM_HOLD", hold.display().to_string())],
+            &[command, "--yes", "--parallelism", "1"],
+        );
+        assert_eq!(run.code, 0, "{command}: {}{}", run.stdout, run.stderr);
+        let counted = (platform.api.mutations(), platform.helm_calls());
+        platform.api.open_gate();
+        counted
+    };
+    let (api_applies, helm_applies) = count("apply");
+    let (api_destroys, helm_destroys) = count("destroy");
+    assert_eq!(platform.leftovers(&baseline), nothing);
+    assert!(
+        api_applies >= 3 && helm_applies == 1 && api_destroys >= 3 && helm_destroys == 1,
+        "{api_applies} {helm_applies} {api_destroys} {helm_destroys}"
+    );
+
+    // Every point: before each API request and each helm call of the apply and the destroy.
+    let mut points: Vec<(&str, HoldAt)> = Vec::new();
+    points.extend((0..api_applies).map(|k| ("apply", HoldAt::Api(k))));
+    points.extend((0..helm_applies).map(|k| ("apply", HoldAt::Helm(k))));
+    points.extend((0..api_destroys).map(|k| ("destroy", HoldAt::Api(k))));
+    points.extend((0..helm_destroys).map(|k| ("destroy", HoldAt::Helm(k))));
+    for (command, at) in points {
+        if command == "destroy" {
+            let run = platform.trails(&[], &["apply", "--yes"]);
+            assert_eq!(run.code, 0, "{at:?}: {}{}", run.stdout, run.stderr);
+        }
+        platform.kill_at(at, command);
+        // The next run of the same command finishes the job...
+        let run = platform.trails(&[], &[command, "--yes", "--wait-timeout", "30s"]);
+        assert_eq!(
+            run.code, 0,
+            "{command} killed at {at:?}: the next {command} failed\n{}{}",
+            run.stdout, run.stderr
+        );
+        if command == "apply" {
+            // ...with nothing left to do, and everything in place.
+            let plan = platform.trails(&[], &["plan", "--detailed-exitcode"]);
+            assert_eq!(
+                plan.code, 0,
+                "apply killed at {at:?}: the re-plan is not clean\n{}{}",
+                plan.stdout, plan.stderr
+            );
+            let run = platform.trails(&[], &["destroy", "--yes"]);
+            assert_eq!(run.code, 0, "{at:?}: {}{}", run.stdout, run.stderr);
+        }
+        assert_eq!(
+            platform.leftovers(&baseline),
+            nothing,
+            "{command} killed at {at:?}: the destroy left something"
+        );
+        let state: Value = serde_json::from_str(
+            &std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json"))
+                .expect("state file"),
+        )
+        .expect("json");
+        assert_eq!(
+            (
+                state["resources"].as_object().map(|r| r.len()),
+                state.get("intents")
+            ),
+            (Some(0), None),
+            "{command} killed at {at:?}: {state}"
+        );
+    }
 }

@@ -483,7 +483,7 @@ impl Provider for ObjectsProvider {
                 .map(|(_, body)| body);
             if let Some(body) = body {
                 differences.extend(
-                    objects::differences(body, &live)
+                    objects::differences(body, &live, FIELD_MANAGER)
                         .into_iter()
                         .map(|difference| format!("{object}: {difference}")),
                 );

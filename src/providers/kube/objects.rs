@@ -285,9 +285,95 @@ pub fn expected(
 
 /// The fields trails set that the live object does not have as set (see
 /// [`crate::providers::compare::differences`]); values under a Secret's data are never shown.
-pub fn differences(applied: &Value, live: &Value) -> Vec<String> {
+/// A field another field manager owns now (its `managedFields`) names it: `(set by
+/// kubectl-edit)` says who changed it; trails' next apply takes it back by force.
+pub fn differences(applied: &Value, live: &Value, manager: &str) -> Vec<String> {
     let secret = applied.get("kind").and_then(Value::as_str) == Some("Secret");
+    let owners = field_owners(live);
     crate::providers::compare::differences(applied, live, secret)
+        .into_iter()
+        .map(|difference| {
+            let path = difference.split(": ").next().unwrap_or_default();
+            match owner_of(&owners, path, manager) {
+                Some(owner) => format!("{difference} (set by {owner})"),
+                None => difference,
+            }
+        })
+        .collect()
+}
+
+/// Every field of `managedFields` (`fieldsV1`) with its manager, as difference paths
+/// (`spec.template.spec.containers[name=web].image`).
+fn field_owners(live: &Value) -> Vec<(String, String)> {
+    fn walk(fields: &Value, path: String, manager: &str, out: &mut Vec<(String, String)>) {
+        let Some(map) = fields.as_object() else {
+            return;
+        };
+        if map.is_empty() || map.contains_key(".") {
+            out.push((path.clone(), manager.to_string()));
+        }
+        for (key, child) in map {
+            let segment = if let Some(field) = key.strip_prefix("f:") {
+                if field.contains(['.', '/']) {
+                    format!("{path}[\"{field}\"]")
+                } else if path.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{path}.{field}")
+                }
+            } else if let Some(item) = key.strip_prefix("k:") {
+                let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(item) else {
+                    continue;
+                };
+                let chosen = ["name", "containerPort", "port", "mountPath"]
+                    .into_iter()
+                    .find_map(|name| keys.get(name).map(|value| (name, value)));
+                let Some((name, value)) = chosen else {
+                    continue;
+                };
+                let value = match value {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                format!("{path}[{name}={value}]")
+            } else {
+                continue;
+            };
+            walk(child, segment, manager, out);
+        }
+    }
+    let mut out = Vec::new();
+    for entry in live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let manager = entry.get("manager").and_then(Value::as_str).unwrap_or("");
+        if let Some(fields) = entry.get("fieldsV1") {
+            walk(fields, String::new(), manager, &mut out);
+        }
+    }
+    out
+}
+
+/// The manager other than `ours` that owns the field at `path`, or the nearest field above it
+/// that is owned whole.
+fn owner_of<'a>(owners: &'a [(String, String)], path: &str, ours: &str) -> Option<&'a str> {
+    let covering: Vec<&(String, String)> = owners
+        .iter()
+        .filter(|(field, _)| {
+            path == field
+                || path
+                    .strip_prefix(field.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        })
+        .collect();
+    let nearest = covering.iter().map(|(field, _)| field.len()).max()?;
+    covering
+        .into_iter()
+        .find(|(field, manager)| field.len() == nearest && manager != ours)
+        .map(|(_, manager)| manager.as_str())
 }
 
 fn int(value: &Value, pointer: &str) -> Option<i64> {
@@ -486,12 +572,12 @@ mod tests {
         live["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] =
             json!({"cpu": "0.5", "memory": "1024Mi"});
         live["status"] = json!({"readyReplicas": 2});
-        assert_eq!(differences(&applied, &live), Vec::<String>::new());
+        assert_eq!(differences(&applied, &live, "trails"), Vec::<String>::new());
         live["spec"]["replicas"] = json!(5);
         live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b:2");
         live["metadata"]["labels"] = json!({});
         assert_eq!(
-            differences(&applied, &live),
+            differences(&applied, &live, "trails"),
             [
                 "metadata.labels[\"app.kubernetes.io/name\"]: \"ingest\" -> (absent)",
                 "spec.replicas: 2 -> 5",
@@ -505,7 +591,7 @@ mod tests {
         let applied = json!({"kind": "Secret", "data": {"password": "aHVudGVyMg=="}});
         let live = json!({"kind": "Secret", "data": {"password": "b3RoZXI="}});
         assert_eq!(
-            differences(&applied, &live),
+            differences(&applied, &live, "trails"),
             ["data.password: (hidden) -> (hidden)"]
         );
     }
@@ -550,6 +636,45 @@ mod tests {
         assert_eq!(
             what_holds(&live),
             "finalizers: example.com/block, kubernetes; NamespaceContentRemaining: 1 ConfigMap left"
+        );
+    }
+
+    #[test]
+    fn a_difference_names_the_field_manager_that_owns_the_field_now() {
+        // managedFields as the Kubernetes server-side apply documentation shows them.
+        let applied = json!({"kind": "Deployment", "metadata": {"labels": {"app.kubernetes.io/name": "web"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "web", "image": "web:1", "ports": [{"containerPort": 8080}]}]}}}});
+        let live = json!({"kind": "Deployment", "metadata": {
+            "labels": {"app.kubernetes.io/name": "api"},
+            "managedFields": [
+                {"manager": "trails", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {
+                    "f:spec": {"f:template": {"f:spec": {"f:containers": {
+                        "k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:ports": {
+                            "k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}}}}}}},
+                {"manager": "kubectl-edit", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {
+                    "f:metadata": {"f:labels": {"f:app.kubernetes.io/name": {}}},
+                    "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                        "k:{\"name\":\"web\"}": {"f:image": {}}}}}}}}]},
+            "spec": {"replicas": 5, "template": {"spec": {"containers": [
+                {"name": "web", "image": "web:2", "ports": [{"containerPort": 8080, "protocol": "TCP"}]}]}}}});
+        assert_eq!(
+            differences(&applied, &live, "trails"),
+            [
+                "metadata.labels[\"app.kubernetes.io/name\"]: \"web\" -> \"api\" (set by kubectl-edit)",
+                "spec.replicas: 2 -> 5 (set by kubectl-edit)",
+                "spec.template.spec.containers[name=web].image: \"web:1\" -> \"web:2\" (set by kubectl-edit)",
+            ]
+        );
+        // Without managedFields (or when trails still owns the field), nobody is named.
+        let mut unowned = live.clone();
+        unowned["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("managedFields");
+        assert_eq!(
+            differences(&applied, &unowned, "trails")[1],
+            "spec.replicas: 2 -> 5"
         );
     }
 }

@@ -61,7 +61,8 @@ enum Command {
     /// to end. Exit 1 when any check fails.
     Verify(verify::VerifyArgs),
     /// What the applied resources expose (endpoints, ids, ARNs), read from the state:
-    /// `ADDRESS.OUTPUT = VALUE` lines, or `--json`.
+    /// `ADDRESS.OUTPUT = VALUE` lines, or `--json`. `trails output kubeconfig` prints a
+    /// kubeconfig for the environment's EKS cluster whose user runs `trails eks-token`.
     Output(state::OutputArgs),
     /// Adopt something that exists without trails' mark (a namespace, Helm release, Kafka
     /// topic, database) as a blueprint address on the next apply, instead of refusing it.

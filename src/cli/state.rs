@@ -328,7 +328,8 @@ fn migrate(args: StateArgs, to: String) -> Result<Outcome, Failure> {
 pub struct OutputArgs {
     #[command(flatten)]
     args: StateArgs,
-    /// Only this resource's outputs, e.g. `aws.db_instance.main`.
+    /// Only this resource's outputs, e.g. `aws.db_instance.main`; `kubeconfig` prints a
+    /// kubeconfig for the EKS cluster (`trails output kubeconfig > ~/.kube/prod`).
     address: Option<String>,
     /// One JSON document: `{ADDRESS: {OUTPUT: VALUE}}`.
     #[arg(long)]
@@ -371,6 +372,11 @@ pub fn import(args: ImportArgs) -> Result<Outcome, Failure> {
 pub fn output(args: OutputArgs) -> Result<Outcome, Failure> {
     let (loaded, location) = args.args.locate()?;
     let recorded = super::read_state(&location, &loaded.document.blueprint, &loaded.environment)?;
+    if args.address.as_deref() == Some("kubeconfig")
+        && !recorded.resources.contains_key("kubeconfig")
+    {
+        return kubeconfig(&loaded, &recorded, &location);
+    }
     if let Some(address) = &args.address
         && !recorded.resources.contains_key(address)
     {
@@ -412,5 +418,51 @@ pub fn output(args: OutputArgs) -> Result<Outcome, Failure> {
             println!("{address}.{name} = {shown}");
         }
     }
+    Ok(Outcome::Success)
+}
+
+/// `trails output kubeconfig`: a kubeconfig for the environment's EKS cluster as the state
+/// records it (endpoint, CA), whose user runs `trails eks-token`; no AWS call is made.
+fn kubeconfig(
+    loaded: &crate::blueprint::Loaded,
+    recorded: &crate::state::State,
+    location: &crate::state::store::Location,
+) -> Result<Outcome, Failure> {
+    use crate::resources::Spec;
+    let cluster_kind = crate::resources::eks::Cluster::KIND.name;
+    let clusters: Vec<&crate::state::Recorded> = recorded
+        .resources
+        .values()
+        .filter(|resource| resource.kind == cluster_kind)
+        .collect();
+    let [cluster] = clusters.as_slice() else {
+        return Err(Failure::User(anyhow!(
+            "{location} records {} EKS clusters; `trails output kubeconfig` needs exactly one \
+             (apply the blueprint's `eks` first)",
+            clusters.len()
+        )));
+    };
+    let output = |name: &str| {
+        cluster
+            .outputs
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| {
+                Failure::User(anyhow!(
+                    "the EKS cluster in {location} has no recorded `{name}`; `trails apply \
+                     --refresh` records it"
+                ))
+            })
+    };
+    let document = crate::providers::kube::connect::eks_kubeconfig(
+        output("name")?,
+        output("endpoint")?,
+        output("certificate_authority")?,
+        &loaded.document.region,
+    )
+    .map_err(|error| Failure::Internal(error.into()))?;
+    let text = serde_yaml::to_string(&document).map_err(|error| Failure::Internal(error.into()))?;
+    print!("{text}");
     Ok(Outcome::Success)
 }

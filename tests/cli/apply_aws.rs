@@ -739,6 +739,38 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
         shown.stdout
     );
 
+    // A kubeconfig for the cluster, from the state alone (no AWS call): the recorded endpoint
+    // and CA, and a user that runs this trails binary's `eks-token`.
+    let before = moto.requests();
+    let kubeconfig = trails(&moto, &file, &["output", "kubeconfig"]);
+    assert_eq!(kubeconfig.code, 0, "{}", kubeconfig.stderr);
+    assert_eq!(moto.requests(), before, "output kubeconfig called AWS");
+    let document: serde_json::Value =
+        serde_yaml::from_str(&kubeconfig.stdout).expect("a YAML kubeconfig");
+    let outputs: serde_json::Value =
+        serde_json::from_str(&trails(&moto, &file, &["output", "--json"]).stdout).expect("json");
+    let cluster = &outputs["aws.eks_cluster.main"];
+    assert_eq!(
+        document["clusters"][0]["cluster"]["server"], cluster["endpoint"],
+        "{document:#}"
+    );
+    assert_eq!(
+        document["clusters"][0]["cluster"]["certificate-authority-data"],
+        cluster["certificate_authority"]
+    );
+    assert_eq!(document["current-context"], cluster["name"]);
+    let exec = &document["users"][0]["user"]["exec"];
+    assert_eq!(
+        exec["args"],
+        serde_json::json!([
+            "eks-token",
+            "--cluster",
+            cluster["name"],
+            "--region",
+            "us-east-1"
+        ])
+    );
+
     let before = moto.requests();
     let again = trails(&moto, &file, &["apply", "--yes"]);
     assert_eq!(again.code, 0, "{}", again.stderr);

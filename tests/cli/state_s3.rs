@@ -652,6 +652,14 @@ fn outputs_are_shown_and_state_rm_and_mv_edit_only_the_record() {
             .is_some_and(|o| !o.is_empty()),
         "{outputs}"
     );
+    // No cluster in this blueprint: a kubeconfig cannot be written, and it says why.
+    let kubeconfig = trails(&moto, &file, &["output", "-e", "stable", "kubeconfig"]);
+    assert_eq!(kubeconfig.code, 1);
+    assert!(
+        kubeconfig.stderr.contains("records 0 EKS clusters"),
+        "{}",
+        kubeconfig.stderr
+    );
     let one = trails(
         &moto,
         &file,

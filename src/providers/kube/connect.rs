@@ -89,14 +89,7 @@ pub async fn kubeconfig(
         }),
         Target::Eks(cluster) => {
             let (endpoint, ca) = describe(context, cluster).await?;
-            let document = json!({
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
-                "users": [{"name": "trails", "user": {"exec": exec_credential(cluster, &context.region)?}}],
-                "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": "trails"}}],
-                "current-context": cluster,
-            });
+            let document = eks_kubeconfig(cluster, &endpoint, &ca, &context.region)?;
             // Private to this user and removed after use (it names no secret, but the cluster).
             let mut file = tempfile::Builder::new()
                 .prefix("trails-kubeconfig-")
@@ -115,6 +108,25 @@ pub async fn kubeconfig(
             })
         }
     }
+}
+
+/// A kubeconfig for EKS cluster `cluster` at `endpoint` (its CA bundle `ca`, base64), whose
+/// user runs this binary's `eks-token` for a token: one context named after the cluster.
+pub fn eks_kubeconfig(
+    cluster: &str,
+    endpoint: &str,
+    ca: &str,
+    region: &str,
+) -> Result<serde_json::Value, ProviderError> {
+    let user = format!("trails-{cluster}");
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
+        "users": [{"name": user, "user": {"exec": exec_credential(cluster, region)?}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+        "current-context": cluster,
+    }))
 }
 
 /// How long an EKS token is accepted (the STS presigned URL's lifetime, minus a margin).

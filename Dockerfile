@@ -13,6 +13,6 @@ RUN apt-get update \
     && useradd --system --uid 10001 --no-create-home ingest
 COPY --from=build /src/target/release/trails /usr/local/bin/trails
 USER 10001
-ENV INGEST_LISTEN_ADDR=0.0.0.0:8080
-EXPOSE 8080
+ENV INGEST_LISTEN_ADDR=0.0.0.0:8080 INGEST_ADMIN_ADDR=0.0.0.0:9090
+EXPOSE 8080 9090
 ENTRYPOINT ["trails", "ingest", "serve"]

@@ -226,13 +226,17 @@ async fn main() {
     )
     .await
     .expect("key");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    };
+    let (port, admin) = (free_port(), free_port());
     let mut service = Command::new(env("TRAILS_BIN"))
         .args(["ingest", "serve"])
         .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -244,7 +248,7 @@ async fn main() {
         .expect("client");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http
-        .get(format!("{base}/health"))
+        .get(format!("http://127.0.0.1:{admin}/health"))
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())

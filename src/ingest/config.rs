@@ -10,8 +10,12 @@ pub const DEFAULT_TOPIC: &str = "audit.events.v1";
 /// Where the service listens and what it talks to.
 #[derive(Clone)]
 pub struct Config {
-    /// `INGEST_LISTEN_ADDR`, host:port (default `0.0.0.0:8080`).
+    /// `INGEST_LISTEN_ADDR`, host:port (default `0.0.0.0:8080`): the API (`/v1/*`,
+    /// `/openapi.json`).
     pub listen_addr: SocketAddr,
+    /// `INGEST_ADMIN_ADDR`, host:port (default `0.0.0.0:9090`): `/health`, `/ready` and
+    /// `/metrics`, for the cluster's probes and Prometheus, never routed from outside.
+    pub admin_addr: SocketAddr,
     /// `DATABASE_URL`: PostgreSQL holding `api_keys`.
     pub database_url: String,
     /// `REDIS_URL`: rate-limit counters.
@@ -63,6 +67,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
+            .field("admin_addr", &self.admin_addr)
             .field("database", &redact(&self.database_url))
             .field("redis", &redact(&self.redis_url))
             .field("kafka_brokers", &self.kafka_brokers)
@@ -151,13 +156,28 @@ impl Config {
                 }),
             }
         };
-        let listen = lookup("INGEST_LISTEN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".to_string());
-        let listen_addr = listen.parse().map_err(|_| ConfigError {
-            variable: "INGEST_LISTEN_ADDR",
-            message: format!("`{listen}` is not host:port, e.g. 0.0.0.0:8080"),
-        })?;
+        let address = |variable: &'static str, default: &str| -> Result<SocketAddr, ConfigError> {
+            let text = lookup(variable).unwrap_or_else(|| default.to_string());
+            text.parse().map_err(|_| ConfigError {
+                variable,
+                message: format!("`{text}` is not host:port, e.g. {default}"),
+            })
+        };
+        let listen_addr = address("INGEST_LISTEN_ADDR", "0.0.0.0:8080")?;
+        let admin_addr = address("INGEST_ADMIN_ADDR", "0.0.0.0:9090")?;
+        if admin_addr.port() == listen_addr.port() && admin_addr.port() != 0 {
+            return Err(ConfigError {
+                variable: "INGEST_ADMIN_ADDR",
+                message: format!(
+                    "`{admin_addr}` uses the API's port {}: the probes and metrics need a port \
+                     of their own",
+                    listen_addr.port()
+                ),
+            });
+        }
         Ok(Self {
             listen_addr,
+            admin_addr,
             database_url: required("DATABASE_URL", "postgres://ingest@db:5432/turia_trails")?,
             redis_url: required("REDIS_URL", "redis://cache:6379")?,
             kafka_brokers: required("KAFKA_BROKERS", "broker-0:9092,broker-1:9092")?,
@@ -227,6 +247,15 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(error.variable, "INGEST_LISTEN_ADDR");
+        let error = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("INGEST_ADMIN_ADDR", "0.0.0.0:8080"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "INGEST_ADMIN_ADDR");
+        assert!(error.to_string().contains("uses the API's port 8080"));
         let error = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://x"),
             ("REDIS_URL", "redis://x"),

@@ -154,13 +154,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .with_context(|| format!("INGEST_LISTEN_ADDR {}: cannot listen", config.listen_addr))?;
+    let admin = tokio::net::TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("INGEST_ADMIN_ADDR {}: cannot listen", config.admin_addr))?;
+    let address = |listener: &tokio::net::TcpListener| {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
     tracing::info!(
-        address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        address = %address(&listener),
+        admin = %address(&admin),
         topic = %config.topic,
         node = %config.node_name,
         "ingest service listening"
     );
-    serve_http(listener, server::router(app), config.header_read_timeout).await;
+    tokio::join!(
+        serve_http(
+            listener,
+            server::router(app.clone()),
+            config.header_read_timeout
+        ),
+        serve_http(admin, server::admin_router(app), config.header_read_timeout),
+    );
     tracing::info!("shutting down: flushing events in flight");
     let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
         .await

@@ -154,16 +154,24 @@ impl Metrics {
     }
 }
 
-/// The router of the service.
+/// The router of the API (`INGEST_LISTEN_ADDR`): what clients and the Ingress reach.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/events", post(single))
         .route("/v1/events/batch", post(batch))
+        .route("/openapi.json", get(openapi))
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .with_state(app)
+}
+
+/// The router of the admin port (`INGEST_ADMIN_ADDR`): probes and metrics, for the cluster
+/// only. Not bounded by the API's in-flight limit, so a busy replica still answers its probes
+/// instead of being restarted.
+pub fn admin_router(app: Arc<App>) -> Router {
+    Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
 }
 
@@ -200,9 +208,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let route = match path.as_str() {
-        "/v1/events" | "/v1/events/batch" | "/health" | "/ready" | "/metrics" | "/openapi.json" => {
-            path.clone()
-        }
+        "/v1/events" | "/v1/events/batch" | "/openapi.json" => path.clone(),
         _ => "other".to_string(),
     };
     let response = bounded(&app, request, next).await;

@@ -660,20 +660,41 @@ fn http() -> Result<reqwest::Client, String> {
         .map_err(|error| format!("cannot build an HTTP client: {error}"))
 }
 
+/// The service answers on its public address: `GET /openapi.json` (the one route beside
+/// `/v1/*` the Ingress passes) is its API document. Whether it can store events is the
+/// end-to-end check's; its probes are on the admin port, which is not reachable from outside.
 async fn ingest_health(url: String) -> Result<String, String> {
-    let ready = format!("{url}/ready");
+    let contract = format!("{url}/openapi.json");
     let response = http()?
-        .get(&ready)
+        .get(&contract)
         .send()
         .await
-        .map_err(|error| format!("GET {ready}: {}", error_chain(&error)))?;
+        .map_err(|error| format!("GET {contract}: {}", error_chain(&error)))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    let body: String = body.chars().take(300).collect();
-    if status.is_success() {
-        Ok(format!("GET {ready}: {status} {}", body.trim()))
-    } else {
-        Err(format!("GET {ready}: {status} {}", body.trim()))
+    let document: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+    let version = document
+        .as_ref()
+        .and_then(|document| document.get("openapi"))
+        .and_then(serde_json::Value::as_str);
+    match version {
+        Some(version) if status.is_success() => {
+            let paths = document
+                .as_ref()
+                .and_then(|document| document.get("paths"))
+                .and_then(serde_json::Value::as_object)
+                .map_or(0, serde_json::Map::len);
+            Ok(format!(
+                "GET {contract}: {status}, the service's OpenAPI {version} document ({paths} paths)"
+            ))
+        }
+        _ => {
+            let body: String = body.chars().take(300).collect();
+            Err(format!(
+                "GET {contract}: {status} {} (not the ingest service's API document)",
+                body.trim()
+            ))
+        }
     }
 }
 

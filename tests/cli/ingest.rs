@@ -36,7 +36,10 @@ const UNDECIDED: &str = "tt_undecided_key_for_tests";
 struct Stack {
     service: Option<Child>,
     log: std::path::PathBuf,
+    /// The API port.
     base: String,
+    /// The admin port: probes and metrics.
+    admin: String,
     http: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     tansu: Tansu,
@@ -87,6 +90,7 @@ impl Stack {
             service: None,
             log: dir.path().join("ingest.log"),
             base: String::new(),
+            admin: String::new(),
             http: reqwest::Client::new(),
             runtime,
             tansu,
@@ -102,7 +106,9 @@ impl Stack {
     /// Starts `trails ingest serve` and waits for `/health`.
     fn launch(&mut self, extra: &[(&str, &str)]) {
         let port = free_port();
+        let admin = free_port();
         self.base = format!("http://127.0.0.1:{port}");
+        self.admin = format!("http://127.0.0.1:{admin}");
         let log = std::fs::File::create(&self.log).expect("log");
         let mut command = Command::new(assert_cmd::cargo::cargo_bin("trails"));
         command
@@ -110,6 +116,7 @@ impl Stack {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
             .env("DATABASE_URL", &self.postgres.url)
             .env("REDIS_URL", &self.redis.url)
             .env("KAFKA_BROKERS", &self.tansu.brokers)
@@ -127,7 +134,7 @@ impl Stack {
             }
             let healthy = self
                 .runtime
-                .block_on(self.http.get(format!("{}/health", self.base)).send())
+                .block_on(self.http.get(format!("{}/health", self.admin)).send())
                 .is_ok_and(|response| response.status() == StatusCode::OK);
             if healthy {
                 break;
@@ -264,11 +271,16 @@ impl Stack {
         )
     }
 
+    /// `GET path`: on the admin port for the probes and metrics, else on the API's.
     fn get(&self, path: &str) -> Reply {
+        let base = match path {
+            "/health" | "/ready" | "/metrics" => &self.admin,
+            _ => &self.base,
+        };
         self.runtime.block_on(async {
             let response = self
                 .http
-                .get(format!("{}{path}", self.base))
+                .get(format!("{base}{path}"))
                 .send()
                 .await
                 .expect("request");
@@ -476,6 +488,20 @@ fn every_status_code_of_the_api_is_answered_as_documented() {
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     let openapi = stack.get("/openapi.json");
     assert_eq!(openapi.body["openapi"], "3.1.0");
+    // Probes and metrics are on the admin port only: the API port, which the Ingress routes,
+    // does not serve them.
+    for path in ["/health", "/ready", "/metrics"] {
+        let exposed = stack.runtime.block_on(async {
+            stack
+                .http
+                .get(format!("{}{path}", stack.base))
+                .send()
+                .await
+                .expect("request")
+                .status()
+        });
+        assert_eq!(exposed, StatusCode::NOT_FOUND, "{path} on the API port");
+    }
     let metrics = stack.get("/metrics");
     assert!(
         metrics
@@ -747,6 +773,10 @@ fn slow_clients_are_cut_off_and_a_full_replica_refuses_at_once() {
     );
     assert_eq!(full.header("retry-after"), Some("1"));
     assert!(started.elapsed() < Duration::from_secs(1));
+    // The probes, on the admin port, are not behind that limit: a full replica is not
+    // restarted or taken out of service for being busy.
+    assert_eq!(stack.get("/health").status, StatusCode::OK);
+    assert_eq!(stack.get("/ready").status, StatusCode::OK);
     // The slow one is answered 408 when the request timeout passes, and the permit is back.
     let mut line = String::new();
     BufReader::new(slow_body)

@@ -186,11 +186,13 @@ impl Platform {
     /// Starts `trails ingest serve` on the stand-ins and creates the verify key.
     fn launch_ingest(&mut self) {
         let port = free_port();
+        let admin = free_port();
         self.ingest_url = format!("http://127.0.0.1:{port}");
         let log = std::fs::File::create(self.file("ingest.log")).expect("log");
         let child = Command::new(assert_cmd::cargo::cargo_bin("trails"))
             .args(["ingest", "serve"])
             .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
             .env("DATABASE_URL", self.database_url())
             .env("REDIS_URL", self.redis_with_token())
             .env("KAFKA_BROKERS", &self.tansu.brokers)
@@ -201,7 +203,7 @@ impl Platform {
             .expect("trails ingest serve starts");
         self.ingest = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let ready = format!("{}/ready", self.ingest_url);
+        let ready = format!("http://127.0.0.1:{admin}/ready");
         loop {
             let answered = self
                 .runtime
@@ -881,7 +883,8 @@ fn a_fresh_environment_verifies_clean_and_each_fault_fails_only_its_check() {
         "{report:#}"
     );
     assert!(
-        evidence(&report, "ingest.health").contains(&format!("GET {}/ready", platform.ingest_url))
+        evidence(&report, "ingest.health")
+            .contains(&format!("GET {}/openapi.json", platform.ingest_url))
     );
     assert_eq!(
         evidence(&report, "ingest.end_to_end"),

@@ -62,6 +62,21 @@ pub struct Document {
     pub state: Option<StateBackend>,
     /// User policies (Rego) and waivers of findings; the built-in rules always run.
     pub policy: Option<Policy>,
+    /// Renames: a resource recorded at `from` is the one now declared at `to`, so a rename
+    /// is planned as a move of the record, not a delete and a create. Keep an entry until
+    /// every environment has been applied once after the rename.
+    #[serde(default)]
+    pub moved: Vec<Moved>,
+}
+
+/// One rename of a resource's address.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Moved {
+    /// The old address, e.g. `aws.s3_bucket.logs`.
+    pub from: String,
+    /// The new address, of the same type, declared in the blueprint: `aws.s3_bucket.audit`.
+    pub to: String,
 }
 
 // For the reference only: loading reads variables from the YAML itself, each with its own

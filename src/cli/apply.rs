@@ -412,6 +412,24 @@ impl Locked<'_> {
         if !args.yes {
             confirm(operation, &loaded.environment)?;
         }
+        // Records the blueprint renames move first: what follows is planned at the new
+        // addresses.
+        let moves = planned.moves();
+        if !moves.is_empty() {
+            // Checked on a copy first, so the write below cannot half-apply them.
+            let mut moved = store.state().clone();
+            for (from, to) in &moves {
+                crate::state::edit::rename(&mut moved, from, to).map_err(|problem| {
+                    Failure::User(anyhow!("cannot move {from} to {to}: {problem}"))
+                })?;
+            }
+            self.write(store, |state| {
+                for (from, to) in &moves {
+                    // Cannot fail: the same renames just succeeded on a copy of this state.
+                    let _ = crate::state::edit::rename(state, from, to);
+                }
+            })?;
+        }
         if let Some(protected) = protection {
             self.write(store, |state| state.protected = protected)?;
         }

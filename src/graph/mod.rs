@@ -172,9 +172,15 @@ impl<'a> Builder<'a> {
 #[derive(Debug, Clone)]
 pub struct Graph {
     resources: IndexMap<String, Resource>,
+    moves: Vec<(String, String)>,
 }
 
 impl Graph {
+    /// The blueprint's renames (`moved:`), as (old address, declared address).
+    pub fn moves(&self) -> &[(String, String)] {
+        &self.moves
+    }
+
     /// Resources in dependency order.
     pub fn resources(&self) -> impl Iterator<Item = &Resource> {
         self.resources.values()
@@ -203,9 +209,10 @@ pub fn build(loaded: &Loaded, expand: fn(&mut Builder<'_>)) -> Result<Graph, Dia
     expand(&mut builder);
     link_references(&mut builder);
     link_declared(&mut builder);
+    let moves = check_moves(&mut builder);
     // Order even when something is already wrong, so that a cycle is reported with the rest.
     match (order(builder.resources, loaded), builder.diagnostics) {
-        (Ok(resources), diagnostics) if diagnostics.is_empty() => Ok(Graph { resources }),
+        (Ok(resources), diagnostics) if diagnostics.is_empty() => Ok(Graph { resources, moves }),
         (Ok(_), diagnostics) => Err(Diagnostics(diagnostics)),
         (Err(Diagnostics(cycles)), mut diagnostics) => {
             diagnostics.extend(cycles);
@@ -299,6 +306,69 @@ fn link_declared(builder: &mut Builder<'_>) {
             );
         }
     }
+}
+
+/// The `moved:` entries that can be followed: `to` declared, `from` not (a resource cannot be
+/// both), the same type, each address in one entry only. Every other is an error at its line.
+fn check_moves(builder: &mut Builder<'_>) -> Vec<(String, String)> {
+    let mut moves: Vec<(String, String)> = Vec::new();
+    for (index, moved) in builder.loaded.document.moved.iter().enumerate() {
+        let path = FieldPath::root().key("moved").index(index);
+        let problem = match builder.resources.get(&moved.to) {
+            None => Some((
+                path.key("to"),
+                format!(
+                    "`{}` is not the address of any resource{}",
+                    moved.to,
+                    suggestion(&moved.to, builder.resources.keys())
+                ),
+            )),
+            Some(_) if builder.resources.contains_key(&moved.from) => Some((
+                path.key("from"),
+                format!(
+                    "`{}` is still declared: a resource moved away from it must not be; remove \
+                     the declaration or this entry",
+                    moved.from
+                ),
+            )),
+            Some(target)
+                if moved
+                    .from
+                    .strip_prefix(target.kind.name)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_none_or(|name| name.is_empty() || name.contains('.')) =>
+            {
+                Some((
+                    path.key("from"),
+                    format!(
+                        "`{}` is not an address of `{}`'s type: expected `{}.NAME` (a resource \
+                         cannot change its type by a move)",
+                        moved.from, moved.to, target.kind.name
+                    ),
+                ))
+            }
+            Some(_)
+                if moves.iter().any(|(from, to)| {
+                    *from == moved.from || *to == moved.to || *to == moved.from
+                }) =>
+            {
+                Some((
+                    path.clone(),
+                    format!(
+                        "`{}` -> `{}` repeats an address of an earlier entry: each address may be \
+                         moved from or to once (write the last name as `to` of one entry)",
+                        moved.from, moved.to
+                    ),
+                ))
+            }
+            Some(_) => None,
+        };
+        match problem {
+            Some((at, message)) => builder.error(&at, message),
+            None => moves.push((moved.from.clone(), moved.to.clone())),
+        }
+    }
+    moves
 }
 
 /// " (did you mean X?)" for the address `wanted` most likely meant: one of the same name whose

@@ -86,6 +86,10 @@ pub struct Change {
     /// For a create: the id `trails import` named, adopted instead of created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<String>,
+    /// The address the state records it at, which the blueprint's `moved:` renames to this
+    /// one: the apply moves the record first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
 }
 
 /// What a refresh found.
@@ -111,6 +115,13 @@ pub struct Summary {
     pub delete: usize,
     /// Resources left as they are.
     pub no_op: usize,
+    /// Records moved to a new address (`moved:`), whatever else happens to them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub moved: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// The ordered changes for one environment.
@@ -142,9 +153,22 @@ pub struct Plan {
 pub const FORMAT_VERSION: u32 = 1;
 
 impl Plan {
-    /// True when applying would change something.
+    /// True when applying would change something (a moved record is a change of the state).
     pub fn has_changes(&self) -> bool {
-        self.changes.iter().any(|change| change.action.is_change())
+        self.changes
+            .iter()
+            .any(|change| change.action.is_change() || change.moved_from.is_some())
+    }
+
+    /// The records to move before anything runs, as (from, to).
+    pub fn moves(&self) -> Vec<(String, String)> {
+        self.changes
+            .iter()
+            .filter_map(|change| {
+                let from = change.moved_from.clone()?;
+                Some((from, change.address.clone()))
+            })
+            .collect()
     }
 
     fn new(state: &State, destroy: bool, changes: Vec<Change>) -> Self {
@@ -200,6 +224,9 @@ fn summarize(changes: &[Change]) -> Summary {
             Action::Delete => summary.delete += 1,
             Action::NoOp => summary.no_op += 1,
         }
+        if change.moved_from.is_some() {
+            summary.moved += 1;
+        }
     }
     summary
 }
@@ -219,8 +246,38 @@ enum Outputs<'s> {
     Unknown,
 }
 
-/// Plans the changes that make the recorded state match the graph.
+/// `state` with the records the blueprint renames (`moved:`) at their new addresses: each
+/// whose old address is recorded and new one is not. Returns the moves followed.
+pub fn follow_moves(graph: &Graph, state: &State) -> (State, Vec<(String, String)>) {
+    let mut moved = state.clone();
+    let mut followed = Vec::new();
+    for (from, to) in graph.moves() {
+        if state.resources.contains_key(from)
+            && !state.resources.contains_key(to)
+            && crate::state::edit::rename(&mut moved, from, to).is_ok()
+        {
+            followed.push((from.clone(), to.clone()));
+        }
+    }
+    (moved, followed)
+}
+
+/// Plans the changes that make the recorded state match the graph; a record the blueprint
+/// renames is planned at its new address, as moved.
 pub fn plan(graph: &Graph, state: &State) -> Plan {
+    let (state, moves) = follow_moves(graph, state);
+    let mut plan = plan_moved(graph, &state);
+    for change in &mut plan.changes {
+        change.moved_from = moves
+            .iter()
+            .find(|(_, to)| *to == change.address)
+            .map(|(from, _)| from.clone());
+    }
+    plan.summary = summarize(&plan.changes);
+    plan
+}
+
+fn plan_moved(graph: &Graph, state: &State) -> Plan {
     let mut outputs: HashMap<&str, Outputs<'_>> = HashMap::new();
     let mut changes = deletions(state, |address| graph.get(address).is_none());
     for resource in graph.resources() {
@@ -249,6 +306,17 @@ pub fn plan(graph: &Graph, state: &State) -> Plan {
 /// again (and what uses its outputs follows), one changed outside trails is updated; each
 /// drifted change says why. One no longer declared is deleted as usual (gone is fine).
 pub fn plan_refreshed(graph: &Graph, state: &State, refreshed: &Refreshed) -> Plan {
+    // What was read back is by the recorded addresses; a moved record's is under its new one.
+    let mut refreshed = refreshed.clone();
+    for (from, to) in follow_moves(graph, state).1 {
+        if let Some(observed) = refreshed.observed.remove(&from) {
+            refreshed.observed.insert(to.clone(), observed);
+        }
+        if let Some(live) = refreshed.live.remove(&from) {
+            refreshed.live.insert(to, live);
+        }
+    }
+    let refreshed = &refreshed;
     let mut live = state.clone();
     live.resources.retain(|address, _| {
         refreshed.observed.get(address) != Some(&Observed::Gone) || graph.get(address).is_none()
@@ -324,6 +392,7 @@ fn deletions(state: &State, doomed: impl Fn(&str) -> bool) -> Vec<Change> {
                 drift: Vec::new(),
                 live: None,
                 import: None,
+                moved_from: None,
             }
         })
         .collect()
@@ -397,6 +466,7 @@ fn creation(resource: &Resource, outputs: &HashMap<&str, Outputs<'_>>) -> Change
         drift: Vec::new(),
         live: None,
         import: None,
+        moved_from: None,
     }
 }
 
@@ -476,6 +546,7 @@ fn comparison(
         drift: Vec::new(),
         live: None,
         import: None,
+        moved_from: None,
     }
 }
 

@@ -91,6 +91,7 @@ mod tests {
                 drift: Vec::new(),
                 live: None,
                 import: None,
+                moved_from: None,
             })
             .collect();
         Plan {

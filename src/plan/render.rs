@@ -84,6 +84,10 @@ fn change(out: &mut String, change: &Change) {
         },
         _ => String::new(),
     };
+    let note = match &change.moved_from {
+        Some(from) => format!(" (moved from {from}){note}"),
+        None => note,
+    };
     out.push_str(&format!(
         "  {} {}{}\n",
         style.apply_to(sign),
@@ -116,7 +120,7 @@ pub fn text(plan: &Plan, state_description: &str, options: TextOptions) -> Strin
     let shown: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action.is_change() || options.show_unchanged)
+        .filter(|c| c.action.is_change() || c.moved_from.is_some() || options.show_unchanged)
         .collect();
     if !plan.has_changes() {
         out.push_str(if plan.destroy {
@@ -139,8 +143,13 @@ pub fn text(plan: &Plan, state_description: &str, options: TextOptions) -> Strin
 /// The one-line summary, e.g. `Plan: 3 to create, 1 to update, 0 to replace, 0 to delete, 2 unchanged.`
 pub fn summary(plan: &Plan) -> String {
     let s = &plan.summary;
+    let moved = if s.moved > 0 {
+        format!(" {} moved to a new address.", s.moved)
+    } else {
+        String::new()
+    };
     format!(
-        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        "Plan: {} to create, {} to update, {} to replace, {} to delete, {} unchanged.{moved}",
         s.create, s.update, s.replace, s.delete, s.no_op
     )
 }
@@ -169,7 +178,7 @@ pub fn markdown(
     let changed: Vec<&Change> = plan
         .changes
         .iter()
-        .filter(|c| c.action.is_change())
+        .filter(|c| c.action.is_change() || c.moved_from.is_some())
         .collect();
     if changed.is_empty() {
         out.push_str("No changes.\n");
@@ -184,6 +193,9 @@ pub fn markdown(
             why.extend(entry.drift.iter().map(|drift| format!("drift: {drift}")));
             if let Some(id) = &entry.import {
                 why.push(format!("import {id}"));
+            }
+            if let Some(from) = &entry.moved_from {
+                why.push(format!("moved from `{from}`"));
             }
             out.push_str(&format!(
                 "| {action} | `{}` | {} | {} |\n",

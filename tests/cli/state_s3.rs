@@ -784,3 +784,136 @@ fn without_credentials_apply_stops_before_any_change_naming_the_chain() {
         "a call was made without credentials"
     );
 }
+
+#[test]
+fn a_rename_listed_in_moved_is_planned_and_applied_as_a_move_not_a_delete_and_create() {
+    let (moto, _dir, file) = started();
+    // The bucket keeps its AWS name across the rename; only its address changes.
+    let before = BLUEPRINT.replace("  logs: {}", "  logs: { name: stately-stable-trail }");
+    std::fs::write(&file, &before).expect("blueprint");
+    let applied = trails(&moto, &file, &["apply", "--yes", "-e", "stable"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let names = buckets(&moto, "stable");
+    assert!(
+        names.contains(&"stately-stable-trail".to_string()),
+        "{names:?}"
+    );
+
+    // Renamed without `moved:`: a delete and a create of the same bucket name.
+    let renamed = before.replace("  logs: {", "  archive: {");
+    std::fs::write(&file, &renamed).expect("blueprint");
+    let plan = trails(&moto, &file, &["plan", "-e", "stable"]);
+    assert!(
+        plan.stdout.contains("1 to create") && plan.stdout.contains("1 to delete"),
+        "{}",
+        plan.stdout
+    );
+
+    // With `moved:`, the record moves: nothing is created or deleted. The bucket's
+    // `trails:address` tag names its address, so it is retagged in place.
+    let moved =
+        format!("{renamed}moved:\n  - {{ from: aws.s3_bucket.logs, to: aws.s3_bucket.archive }}\n");
+    std::fs::write(&file, &moved).expect("blueprint");
+    let plan = trails(
+        &moto,
+        &file,
+        &["plan", "-e", "stable", "--detailed-exitcode"],
+    );
+    assert_eq!(plan.code, 2, "{}{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout
+            .contains("aws.s3_bucket.archive (moved from aws.s3_bucket.logs)")
+            && plan.stdout.contains("0 to create")
+            && plan.stdout.contains("0 to delete")
+            && plan.stdout.contains("1 to update")
+            && plan.stdout.contains("1 moved to a new address"),
+        "{}",
+        plan.stdout
+    );
+    let json = trails(&moto, &file, &["plan", "-e", "stable", "--format", "json"]);
+    let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let change = document["changes"]
+        .as_array()
+        .and_then(|changes| {
+            changes
+                .iter()
+                .find(|c| c["address"] == "aws.s3_bucket.archive")
+        })
+        .expect("the moved change");
+    assert_eq!(change["moved_from"], "aws.s3_bucket.logs");
+    assert_eq!(change["action"], "update");
+    let changed: Vec<&String> = change["attributes"]
+        .as_object()
+        .map(|attributes| attributes.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(changed, ["tags"], "{change:#}");
+    assert_eq!(
+        change["attributes"]["tags"]["after"]["trails:address"],
+        "aws.s3_bucket.archive"
+    );
+
+    let from = moto.calls().len();
+    let applied = trails(&moto, &file, &["apply", "--yes", "-e", "stable"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let writes: Vec<String> = moto.calls()[from..]
+        .iter()
+        .filter(|call| call.mutates() && !call.path.starts_with("/trails-state"))
+        .map(|call| format!("{} {}", call.method, call.path))
+        .collect();
+    // One write: the retag (moto's log drops the `?tagging` query). A delete and a create
+    // would be a DELETE and two or more PUTs.
+    assert_eq!(
+        writes,
+        ["PUT /stately-stable-trail/"],
+        "the move did more than retag the bucket"
+    );
+    let (_, s3) = moto.clients();
+    let tags = runtime()
+        .block_on(
+            s3.get_bucket_tagging()
+                .bucket("stately-stable-trail")
+                .send(),
+        )
+        .expect("tags");
+    assert!(
+        tags.tag_set()
+            .iter()
+            .any(|tag| tag.key() == "trails:address" && tag.value() == "aws.s3_bucket.archive"),
+        "{tags:?}"
+    );
+    assert_eq!(buckets(&moto, "stable"), names, "the buckets changed");
+    let recorded = state(&moto, "stable");
+    assert!(
+        recorded["resources"].get("aws.s3_bucket.archive").is_some()
+            && recorded["resources"].get("aws.s3_bucket.logs").is_none(),
+        "{recorded}"
+    );
+    let replan = trails(
+        &moto,
+        &file,
+        &["plan", "-e", "stable", "--detailed-exitcode"],
+    );
+    assert_eq!(replan.code, 0, "{}{}", replan.stdout, replan.stderr);
+
+    // A move to an address the blueprint does not declare is an error at its line.
+    std::fs::write(
+        &file,
+        format!("{renamed}moved:\n  - {{ from: aws.s3_bucket.logs, to: aws.s3_bucket.archvie }}\n"),
+    )
+    .expect("blueprint");
+    let invalid = trails(&moto, &file, &["validate", "-e", "stable"]);
+    assert_eq!(invalid.code, 1);
+    assert!(
+        invalid
+            .stderr
+            .contains("`aws.s3_bucket.archvie` is not the address of any resource")
+            && invalid
+                .stderr
+                .contains("did you mean `aws.s3_bucket.archive`"),
+        "{}",
+        invalid.stderr
+    );
+    std::fs::write(&file, &moved).expect("blueprint");
+    let destroyed = trails(&moto, &file, &["destroy", "--yes", "-e", "stable"]);
+    assert_eq!(destroyed.code, 0, "{}", destroyed.stderr);
+}

@@ -2,6 +2,7 @@
 
 pub mod diagnostic;
 pub mod expression;
+pub mod format;
 pub mod load;
 pub mod naming;
 pub mod reference;

@@ -6,6 +6,7 @@ mod completions;
 mod diff;
 mod eks_token;
 mod env;
+mod fmt;
 mod graph;
 mod ingest;
 mod init;
@@ -46,6 +47,10 @@ pub struct Cli {
 enum Command {
     /// Write a starter blueprint (a network, a bucket, a dev and a protected prod environment).
     Init(init::InitArgs),
+    /// Rewrite blueprints in canonical form: top-level sections in the reference's order with
+    /// their comments, two-space indentation. `--check` writes nothing and exits 1 when a file
+    /// is not formatted (for CI). Never changes what a blueprint says.
+    Fmt(fmt::FmtArgs),
     /// Parse and check a blueprint; every problem names its file, line and field.
     Validate(validate::ValidateArgs),
     /// Show the ordered changes that would bring the environment to the blueprint.
@@ -450,6 +455,7 @@ pub fn main() -> ExitCode {
         Command::Graph(args) => graph::run(args, output),
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run(args, output),
+        Command::Fmt(args) => fmt::run(args, output),
         Command::Render(args) => render::run(args, output),
         Command::Prices(command) => prices::run(command, output),
         Command::State(command) => state::run(command, output),

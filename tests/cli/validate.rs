@@ -306,3 +306,65 @@ fn the_shipped_blueprints_and_examples_satisfy_the_published_json_schema() {
         serde_yaml::from_str("blueprint: a\nregion: eu-west-1\nnetwrok: {}\n").expect("yaml");
     assert!(!validator.is_valid(&typo));
 }
+
+#[test]
+fn fmt_check_passes_on_the_shipped_blueprints_and_fmt_rewrites_a_messy_one_without_changing_it() {
+    let mut shipped = vec!["fmt", "--check"];
+    let files = [
+        "blueprints/turia-trails.yaml",
+        "examples/minimal.yaml",
+        "examples/local.yaml",
+        "examples/local-aws.yaml",
+    ]
+    .map(|file| repo(file).display().to_string());
+    for file in &files {
+        shipped.extend(["-f", file.as_str()]);
+    }
+    let checked = run(&shipped);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+
+    // So is what `trails init` writes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let starter = dir.path().join("trails.yaml");
+    let starter = starter.to_str().expect("utf-8 path");
+    assert_eq!(run(&["init", starter]).code, 0);
+    let checked = run(&["fmt", "--check", "-f", starter]);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+
+    let file = dir.path().join("messy.yaml");
+    let messy = "# header\n\nbuckets:\n    logs:   { versioning: true }\n# the region\nregion:    eu-west-1\nblueprint: demo\n";
+    std::fs::write(&file, messy).expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let check = run(&["fmt", "--check", "-f", path]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stderr.contains("not in canonical form") && check.stderr.contains("messy.yaml"),
+        "{}",
+        check.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        messy,
+        "--check wrote"
+    );
+    let formatted = run(&["fmt", "-f", path]);
+    assert_eq!(formatted.code, 0, "{}", formatted.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "# header\n\nblueprint: demo\n\n# the region\nregion: eu-west-1\n\nbuckets:\n  logs: { versioning: true }\n"
+    );
+    assert_eq!(run(&["fmt", "--check", "-f", path]).code, 0);
+    // Not YAML: refused with the file's name, and left as it is.
+    std::fs::write(&file, "buckets: [1, 2\n").expect("write");
+    let broken = run(&["fmt", "-f", path]);
+    assert_eq!(broken.code, 1);
+    assert!(
+        broken.stderr.contains("messy.yaml: not valid YAML"),
+        "{}",
+        broken.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        "buckets: [1, 2\n"
+    );
+}

@@ -962,19 +962,7 @@ fn destroys_clean(moto: &Moto, rt: &tokio::runtime::Runtime, file: &Path, what: 
         "{what}: the destroy left something\n{}",
         destroyed.stdout
     );
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(file.with_file_name(".trails/local.state.json"))
-            .expect("state file"),
-    )
-    .expect("json");
-    assert_eq!(
-        (
-            state["resources"].as_object().map(|r| r.len()),
-            state.get("intents")
-        ),
-        (Some(0), None),
-        "{what}: {state}"
-    );
+    super::assert_state_records_nothing(&file.with_file_name(".trails/local.state.json"), what);
 }
 
 #[test]

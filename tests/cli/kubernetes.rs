@@ -1485,15 +1485,7 @@ helm:
 #[test]
 fn a_deployment_that_never_becomes_ready_fails_its_apply_at_the_wait_timeout_saying_why() {
     let platform = Platform::start();
-    std::fs::write(
-        platform.dir.path().join("templates/test/web.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  \
-         selector:\n    matchLabels: { app: web }\n  template:\n    metadata:\n      labels: { app: \
-         web }\n    spec:\n      containers:\n        - name: web\n          image: \
-         {{ values.image }}\n          securityContext: { runAsNonRoot: true }\n          \
-         resources: { limits: { memory: 64Mi } }\n",
-    )
-    .expect("manifest template");
+    platform.web_template(2);
     let blueprint = |image: &str| {
         format!(
             r#"
@@ -1702,6 +1694,21 @@ enum HoldAt {
 }
 
 impl Platform {
+    /// `templates/test/web.yaml`: a Deployment `web` of `replicas`, its image from the values.
+    fn web_template(&self, replicas: u32) {
+        std::fs::write(
+            self.dir.path().join("templates/test/web.yaml"),
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  \
+                 replicas: {replicas}\n  selector:\n    matchLabels: {{ app: web }}\n  template:\n    \
+                 metadata:\n      labels: {{ app: web }}\n    spec:\n      containers:\n        - \
+                 name: web\n          image: {{{{ values.image }}}}\n          securityContext: {{ \
+                 runAsNonRoot: true }}\n          resources: {{ limits: {{ memory: 64Mi }} }}\n"
+            ),
+        )
+        .expect("manifest template");
+    }
+
     /// The directory of the fake helm's gate.
     fn helm_hold(&self) -> PathBuf {
         self.dir.path().join("helm-hold")
@@ -1811,15 +1818,7 @@ impl Platform {
 #[test]
 fn an_in_cluster_apply_or_destroy_killed_at_any_step_is_finished_by_the_next_run() {
     let platform = Platform::start();
-    std::fs::write(
-        platform.dir.path().join("templates/test/web.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  \
-         selector:\n    matchLabels: { app: web }\n  template:\n    metadata:\n      labels: { app: \
-         web }\n    spec:\n      containers:\n        - name: web\n          image: \
-         {{ values.image }}\n          securityContext: { runAsNonRoot: true }\n          \
-         resources: { limits: { memory: 64Mi } }\n",
-    )
-    .expect("manifest template");
+    platform.web_template(1);
     std::fs::write(&platform.file, KILLED).expect("blueprint");
     let baseline = platform.api.inventory();
     let nothing: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
@@ -1882,18 +1881,9 @@ fn an_in_cluster_apply_or_destroy_killed_at_any_step_is_finished_by_the_next_run
             nothing,
             "{command} killed at {at:?}: the destroy left something"
         );
-        let state: Value = serde_json::from_str(
-            &std::fs::read_to_string(platform.dir.path().join(".trails/dev.state.json"))
-                .expect("state file"),
-        )
-        .expect("json");
-        assert_eq!(
-            (
-                state["resources"].as_object().map(|r| r.len()),
-                state.get("intents")
-            ),
-            (Some(0), None),
-            "{command} killed at {at:?}: {state}"
+        super::assert_state_records_nothing(
+            &platform.dir.path().join(".trails/dev.state.json"),
+            &format!("{command} killed at {at:?}"),
         );
     }
 }

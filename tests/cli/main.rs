@@ -48,6 +48,20 @@ pub fn trails() -> Command {
     command
 }
 
+/// The state file at `path` records no resource and no intent (after a destroy).
+pub fn assert_state_records_nothing(path: &Path, what: &str) {
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("state file")).expect("json");
+    assert_eq!(
+        (
+            state["resources"].as_object().map(|r| r.len()),
+            state.get("intents")
+        ),
+        (Some(0), None),
+        "{what}: {state}"
+    );
+}
+
 /// Output of a finished command.
 pub struct Run {
     pub code: i32,

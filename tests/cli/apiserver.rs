@@ -11,7 +11,9 @@
 //!   documentation); other lists are atomic, replaced whole; a field another manager (an apply, or a `PUT` as
 //!   `kubectl-edit`) set to a different value is a 409 conflict unless `force=true`, which
 //!   takes it over; `uid`, `resourceVersion` (bumped only on a real change),
-//!   `generation` (bumped on a spec change), `managedFields`;
+//!   `generation` (bumped on a spec change), `managedFields` with each manager's fields in
+//!   `fieldsV1` form (`f:`, `k:{…}`, `.`), `Apply` or `Update` (a `PUT`, labels and
+//!   annotations included);
 //! - namespaced objects need their namespace (404), and a terminating one takes no new
 //!   objects (403);
 //! - `GET` one object, `LIST` with `labelSelector` (`k=v`, `k!=v`, `k`, `!k`), `PUT` with

@@ -77,7 +77,14 @@ fn peak_rss_mib(pid: u32) -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kib| kib / 1024)
 }
 
@@ -121,7 +128,9 @@ fn read_back(brokers: &str) -> HashMap<String, u64> {
 #[tokio::main]
 async fn main() {
     let brokers = env("KAFKA_BROKERS");
-    let seconds: u64 = env("SOAK_SECONDS").parse().expect("SOAK_SECONDS is a number");
+    let seconds: u64 = env("SOAK_SECONDS")
+        .parse()
+        .expect("SOAK_SECONDS is a number");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
@@ -260,7 +269,9 @@ async fn main() {
     let elapsed = soak_started.elapsed();
     sampler.abort();
     peak.fetch_max(peak_rss_mib(pid), Ordering::Relaxed);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = service.wait();
 
     let mut seen = std::mem::take(&mut *seen.lock().expect("lock"));
@@ -307,7 +318,11 @@ async fn main() {
         "zero loss: {} answered 202; {once} read back once, {more} more than once (a retried \
          produce), {missing} missing ({})",
         seen.acknowledged.len(),
-        if missing == 0 { "none lost" } else { "LOST EVENTS" }
+        if missing == 0 {
+            "none lost"
+        } else {
+            "LOST EVENTS"
+        }
     );
     if missing > 0 {
         std::process::exit(1);

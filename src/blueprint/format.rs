@@ -79,9 +79,9 @@ fn ordered(text: &str) -> String {
         .filter(|(_, line)| section(line).is_some())
         .map(|(index, _)| index)
         .collect();
-    let Some(&first) = starts.first() else {
+    if starts.is_empty() {
         return text.to_string();
-    };
+    }
     // Each section begins at the comment lines right above its key.
     let begins: Vec<usize> = starts
         .iter()
@@ -93,7 +93,7 @@ fn ordered(text: &str) -> String {
             begin
         })
         .collect();
-    let header_end = begins.first().copied().unwrap_or(first);
+    let header_end = begins[0];
     let mut blocks: Vec<(usize, usize, String)> = Vec::new();
     for (index, &begin) in begins.iter().enumerate() {
         let end = begins.get(index + 1).copied().unwrap_or(lines.len());

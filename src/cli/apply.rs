@@ -416,19 +416,15 @@ impl Locked<'_> {
         // addresses.
         let moves = planned.moves();
         if !moves.is_empty() {
-            // Checked on a copy first, so the write below cannot half-apply them.
+            // Made on a copy first, so a move that fails leaves the state as it was.
             let mut moved = store.state().clone();
             for (from, to) in &moves {
                 crate::state::edit::rename(&mut moved, from, to).map_err(|problem| {
                     Failure::User(anyhow!("cannot move {from} to {to}: {problem}"))
                 })?;
             }
-            self.write(store, |state| {
-                for (from, to) in &moves {
-                    // Cannot fail: the same renames just succeeded on a copy of this state.
-                    let _ = crate::state::edit::rename(state, from, to);
-                }
-            })?;
+            // A rename changes only the records (their addresses and references).
+            self.write(store, |state| state.resources = moved.resources)?;
         }
         if let Some(protected) = protection {
             self.write(store, |state| state.protected = protected)?;

@@ -5,47 +5,24 @@
 //! the best run of each kind under its p99 bound (20 ms single, 200 ms batches) as a share of
 //! that ceiling, and checks that every accepted event is in the topic.
 //!
-//! Environment: TRAILS_BIN, DATABASE_URL, REDIS_URL, KAFKA_BROKERS, BENCH_SECONDS (default 10),
+//! Environment: DATABASE_URL, REDIS_URL, KAFKA_BROKERS, BENCH_SECONDS (default 10),
 //! BENCH_CONCURRENCY (default 64, the middle of the single-event sweep), BENCH_SINGLE_SWEEP
 //! (default `16,64,256`), BENCH_BATCH_SWEEP (default `4,16,64`).
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
-use serde_json::json;
+
+use common::{Service, env, number, percentile};
 
 const TOPIC: &str = "audit.events.v1";
 const PARTITIONS: i32 = 3;
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (bench/ingest sets it)"))
-}
-
-fn number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
-
-fn event(n: u64) -> serde_json::Value {
-    json!({
-        "actor": { "id": format!("user-{}", n % 1000), "type": "user" },
-        "action": { "name": "Document.Viewed" },
-        "resource": { "type": "document", "id": format!("doc-{n}") },
-        "timestamp": "2026-11-21T12:00:00Z",
-        "metadata": { "ip": "10.0.0.1", "user_agent": "bench/1.0" }
-    })
-}
 
 /// Latencies of one run.
 struct Run {
@@ -65,26 +42,12 @@ impl Run {
     /// The 99th percentile latency in ms (sorts the latencies).
     fn p99(&mut self) -> f64 {
         self.latencies.sort();
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let index = ((self.latencies.len() as f64 * 0.99).ceil() as usize)
-            .saturating_sub(1)
-            .min(self.latencies.len() - 1);
-        self.latencies[index].as_secs_f64() * 1000.0
+        percentile(&self.latencies, 0.99)
     }
 
     fn report(&mut self) {
         self.latencies.sort();
-        let at = |q: f64| -> f64 {
-            if self.latencies.is_empty() {
-                return 0.0;
-            }
-            let index = ((self.latencies.len() as f64 * q).ceil() as usize)
-                .saturating_sub(1)
-                .min(self.latencies.len() - 1);
-            self.latencies[index].as_secs_f64() * 1000.0
-        };
+        let at = |q: f64| percentile(&self.latencies, q);
         let rate = self.latencies.len() as f64 / self.elapsed.as_secs_f64();
         println!(
             "{:<34} {:>9.0} req/s {:>9.0} events/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p99.9 {:>7.2} ms  errors {}",
@@ -147,55 +110,21 @@ where
     run
 }
 
-/// Every message in the topic, read from the beginning (watermarks are not trusted: a broker
-/// may report them per record batch).
-fn count_messages(brokers: &str) -> u64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(TOPIC, partition, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut total = 0;
-    let mut idle = 0;
-    while idle < 20 {
-        match consumer.poll(Duration::from_millis(250)) {
-            Some(Ok(_)) => {
-                total += 1;
-                idle = 0;
-            }
-            Some(Err(_)) | None => idle += 1,
-        }
-    }
-    total
-}
-
 #[tokio::main]
 async fn main() {
     let brokers = env("KAFKA_BROKERS");
     let seconds = number("BENCH_SECONDS", 10);
     let concurrency = number("BENCH_CONCURRENCY", 64);
 
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin");
-    let topics = [
-        NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1)),
-        NewTopic::new("audit.events.dlq", 1, TopicReplication::Fixed(1)),
-        NewTopic::new("bench.ceiling", PARTITIONS, TopicReplication::Fixed(1)),
-    ];
-    admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .expect("create topics");
+    common::create_topics(
+        &brokers,
+        &[
+            (TOPIC, PARTITIONS),
+            ("audit.events.dlq", 1),
+            ("bench.ceiling", PARTITIONS),
+        ],
+    )
+    .await;
 
     // The broker's ceiling: the service's producer settings, no HTTP, with as many messages
     // in flight as the service's 64 connections would have, and then with thousands (the
@@ -208,7 +137,7 @@ async fn main() {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let payload = Arc::new(event(1).to_string());
+    let payload = Arc::new(common::event(1));
     let mut ceilings = Vec::new();
     for in_flight in [64, 4096] {
         let (producer, payload) = (producer.clone(), payload.clone());
@@ -240,47 +169,12 @@ async fn main() {
     }
 
     // The service, with a key that has room for everything.
-    let database = trails::ingest::pool(&env("DATABASE_URL")).expect("pool");
-    trails::ingest::migrate(&database).await.expect("migrate");
-    let key = trails::ingest::create_key(
-        &database,
-        uuid::Uuid::new_v4(),
-        "bench",
-        &["events:write".to_string()],
-        Some(i32::MAX),
-    )
-    .await
-    .expect("key");
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port()
-    };
-    let (port, admin) = (free_port(), free_port());
-    let mut service = Command::new(env("TRAILS_BIN"))
-        .args(["ingest", "serve"])
-        .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("trails ingest serve");
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
         .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http
-        .get(format!("http://127.0.0.1:{admin}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let service = Service::start(&http).await;
+    let (base, key) = (service.base.clone(), service.key.clone());
 
     // Warm-up, not reported: opens the connections and fills the key cache and the pools.
     let warm = {
@@ -290,7 +184,7 @@ async fn main() {
                 .post(format!("{base}/v1/events"))
                 .header("content-type", "application/json")
                 .header("x-api-key", &key)
-                .body(event(n).to_string());
+                .body(common::event(n));
             async move {
                 request
                     .send()
@@ -323,7 +217,7 @@ async fn main() {
                         .post(format!("{base}/v1/events"))
                         .header("content-type", "application/json")
                         .header("x-api-key", &key)
-                        .body(event(n).to_string());
+                        .body(common::event(n));
                     async move {
                         request
                             .send()
@@ -345,12 +239,11 @@ async fn main() {
                 connections,
                 100,
                 move |n| {
-                    let body = json!({ "events": (0..100).map(|i| event(n * 100 + i)).collect::<Vec<_>>() });
                     let request = http
                         .post(format!("{base}/v1/events/batch"))
                         .header("content-type", "application/json")
                         .header("x-api-key", &key)
-                        .body(body.to_string());
+                        .body(common::batch(n * 100, 100));
                     async move {
                         request
                             .send()
@@ -363,10 +256,7 @@ async fn main() {
         );
     }
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &service.id().to_string()])
-        .status();
-    let _ = service.wait();
+    service.stop();
 
     println!(
         "ingest benchmark: {seconds}s per run, loopback, 2 cores shared by service, broker, \
@@ -415,7 +305,12 @@ async fn main() {
             .map(|run| run.latencies.len() as u64)
             .sum::<u64>()
             * 100;
-    let stored = count_messages(&brokers);
+    let stored = common::count_messages(
+        &brokers,
+        &[(TOPIC, PARTITIONS)],
+        accepted,
+        Duration::from_secs(30),
+    );
     println!(
         "zero loss check: {accepted} events acknowledged with 202, {stored} in {TOPIC} ({})",
         if stored >= accepted {

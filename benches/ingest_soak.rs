@@ -7,44 +7,27 @@
 //! once, or more than once (a producer retry after a lost acknowledgement, which the API
 //! documents as possible).
 //!
-//! Environment: TRAILS_BIN, DATABASE_URL, REDIS_URL, KAFKA_BROKERS, SOAK_SECONDS (default 600),
+//! Environment: DATABASE_URL, REDIS_URL, KAFKA_BROKERS, SOAK_SECONDS (default 600),
 //! SOAK_STARTED (a file written when the soak itself begins, for the chaos schedule).
 
-use std::collections::{BTreeMap, HashMap};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::Message;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
-use serde_json::json;
+use common::{Service, env};
 
 const TOPICS: [(&str, i32); 2] = [("audit.events.v1", 3), ("audit.events.dlq", 1)];
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} must be set (bench/soak sets it)"))
-}
-
-fn event(n: u64) -> String {
-    json!({
-        "actor": { "id": format!("user-{}", n % 1000), "type": "user" },
-        "action": { "name": "Document.Viewed" },
-        "resource": { "type": "document", "id": format!("doc-{n}") },
-        "timestamp": "2026-11-21T12:00:00Z"
-    })
-    .to_string()
-}
 
 /// What the soak saw.
 #[derive(Default)]
 struct Seen {
     latencies: Vec<Duration>,
     statuses: BTreeMap<String, u64>,
+    /// The answers by status in each minute of the soak, to see when the chaos hit.
+    per_minute: BTreeMap<u64, BTreeMap<String, u64>>,
     acknowledged: Vec<String>,
 }
 
@@ -54,7 +37,7 @@ async fn post(http: &reqwest::Client, url: &str, key: &str, n: u64) -> (String, 
         .post(url)
         .header("content-type", "application/json")
         .header("x-api-key", key)
-        .body(event(n))
+        .body(common::event(n))
         .send()
         .await;
     match sent {
@@ -88,105 +71,22 @@ fn peak_rss_mib(pid: u32) -> u64 {
         .map_or(0, |kib| kib / 1024)
 }
 
-/// How often each event id is in the topics, read from the beginning until 10 s pass quietly.
-fn read_back(brokers: &str) -> HashMap<String, u64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "soak")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for (topic, partitions) in TOPICS {
-        for partition in 0..partitions {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut seen = HashMap::new();
-    let mut idle = 0;
-    while idle < 40 {
-        match consumer.poll(Duration::from_millis(250)) {
-            Some(Ok(message)) => {
-                idle = 0;
-                let id = message
-                    .payload()
-                    .and_then(|payload| serde_json::from_slice::<serde_json::Value>(payload).ok())
-                    .and_then(|event| event["event_id"].as_str().map(str::to_string));
-                if let Some(id) = id {
-                    *seen.entry(id).or_insert(0) += 1;
-                }
-            }
-            Some(Err(_)) | None => idle += 1,
-        }
-    }
-    seen
-}
-
 #[tokio::main]
 async fn main() {
     let brokers = env("KAFKA_BROKERS");
     let seconds: u64 = env("SOAK_SECONDS")
         .parse()
         .expect("SOAK_SECONDS is a number");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin");
-    let topics: Vec<NewTopic> = TOPICS
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    admin
-        .create_topics(&topics, &AdminOptions::new())
-        .await
-        .expect("create topics");
-
-    let database = trails::ingest::pool(&env("DATABASE_URL")).expect("pool");
-    trails::ingest::migrate(&database).await.expect("migrate");
-    let key = trails::ingest::create_key(
-        &database,
-        uuid::Uuid::new_v4(),
-        "soak",
-        &["events:write".to_string()],
-        Some(i32::MAX),
-    )
-    .await
-    .expect("key");
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("port")
-            .port()
-    };
-    let (port, admin_port) = (free_port(), free_port());
-    let mut service = Command::new(env("TRAILS_BIN"))
-        .args(["ingest", "serve"])
-        .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("trails ingest serve");
-    let pid = service.id();
-    let url = format!("http://127.0.0.1:{port}/v1/events");
+    common::create_topics(&brokers, &TOPICS).await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http
-        .get(format!("http://127.0.0.1:{admin_port}/health"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let service = Service::start(&http).await;
+    let pid = service.pid();
+    let url = format!("{}/v1/events", service.base);
+    let key = service.key.clone();
 
     // The maximum: 64 connections back to back for 10 s.
     let counted = Arc::new(AtomicU64::new(0));
@@ -255,8 +155,15 @@ async fn main() {
                 let asked = Instant::now();
                 let (status, id) = post(&http, &url, &key, n).await;
                 let latency = asked.elapsed();
+                let minute = asked.duration_since(soak_started).as_secs() / 60;
                 let mut seen = seen.lock().expect("lock");
                 seen.latencies.push(latency);
+                *seen
+                    .per_minute
+                    .entry(minute)
+                    .or_default()
+                    .entry(status.clone())
+                    .or_insert(0) += 1;
                 *seen.statuses.entry(status).or_insert(0) += 1;
                 if let Some(id) = id {
                     seen.acknowledged.push(id);
@@ -269,21 +176,11 @@ async fn main() {
     let elapsed = soak_started.elapsed();
     sampler.abort();
     peak.fetch_max(peak_rss_mib(pid), Ordering::Relaxed);
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = service.wait();
+    service.stop();
 
     let mut seen = std::mem::take(&mut *seen.lock().expect("lock"));
     seen.latencies.sort();
-    let at = |q: f64| {
-        let index = ((seen.latencies.len() as f64 * q).ceil() as usize)
-            .saturating_sub(1)
-            .min(seen.latencies.len().saturating_sub(1));
-        seen.latencies
-            .get(index)
-            .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
-    };
+    let at = |q: f64| common::percentile(&seen.latencies, q);
     println!(
         "soak: {:.0} s at {rate:.0} req/s (70 % of the {maximum:.0} req/s measured first), {} sent, \
          {shed_by_client} not sent (4096 already waiting)",
@@ -302,8 +199,16 @@ async fn main() {
         .map(|(status, count)| format!("{status}: {count}"))
         .collect();
     println!("answers: {}", statuses.join(", "));
+    for (minute, statuses) in &seen.per_minute {
+        let statuses: Vec<String> = statuses
+            .iter()
+            .map(|(status, count)| format!("{status}: {count}"))
+            .collect();
+        println!("  minute {minute}: {}", statuses.join(", "));
+    }
     println!("service peak RSS: {} MiB", peak.load(Ordering::Relaxed));
-    let found = read_back(&brokers);
+    let expected: HashSet<String> = seen.acknowledged.iter().cloned().collect();
+    let found = common::read_back(&brokers, &TOPICS, &expected, Duration::from_secs(120));
     let mut once = 0;
     let mut more = 0;
     let mut missing = 0;

@@ -57,6 +57,10 @@ pub struct Config {
     /// `INGEST_FAILED_AUTH_LIMIT` (default 20): failed authentications per minute from one
     /// client address before it is answered 429 without a key lookup (0: no limit).
     pub failed_auth_limit: u32,
+    /// `INGEST_MAX_KEY_LOOKUPS` (default 32): API keys not in the cache looked up in PostgreSQL
+    /// at once; one more is answered 503 with `Retry-After` instead of waiting, so a flood of
+    /// unknown keys cannot fill every in-flight slot while it waits for the database.
+    pub max_key_lookups: usize,
     /// `INGEST_TRUST_PROXY` (`true`/`false`, default false): the client's address is the last
     /// `X-Forwarded-For` entry, as a proxy in front (ingress-nginx) appends it.
     pub trust_proxy: bool,
@@ -212,6 +216,8 @@ impl Config {
                 .unwrap_or(usize::MAX),
             failed_auth_limit: u32::try_from(number("INGEST_FAILED_AUTH_LIMIT", 20)?)
                 .unwrap_or(u32::MAX),
+            max_key_lookups: usize::try_from(positive("INGEST_MAX_KEY_LOOKUPS", 32)?)
+                .unwrap_or(usize::MAX),
             trust_proxy: boolean("INGEST_TRUST_PROXY")?,
         })
     }

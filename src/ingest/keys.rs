@@ -27,6 +27,9 @@ pub const WRITE_SCOPE: &str = "events:write";
 /// How long an unknown key is remembered as unknown.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
+/// Most keys the cache holds.
+const MAX_ENTRIES: usize = 100_000;
+
 /// What the service needs of one key row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyRecord {
@@ -126,12 +129,17 @@ impl KeyCache {
     /// Remembers a lookup.
     pub fn put(&self, hash: String, record: Option<KeyRecord>) {
         if let Ok(mut entries) = self.entries.write() {
-            // Bounded: a flood of random keys must not grow memory without end.
-            if entries.len() >= 100_000 {
+            // Bounded: a flood of random keys must not grow memory without end, nor push out
+            // the keys of real clients, which would then all wait for the database at once.
+            // Expired entries go first, then every unknown key, and only then the rest.
+            if entries.len() >= MAX_ENTRIES {
                 entries.retain(|_, (_, fetched)| fetched.elapsed() < self.ttl);
-                if entries.len() >= 100_000 {
-                    entries.clear();
-                }
+            }
+            if entries.len() >= MAX_ENTRIES {
+                entries.retain(|_, (record, _)| record.is_some());
+            }
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
             }
             entries.insert(hash, (record, Instant::now()));
         }
@@ -187,5 +195,18 @@ mod tests {
         assert_eq!(cache.get("h"), Some(Some(record())));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get("h"), None);
+    }
+
+    #[test]
+    fn a_flood_of_unknown_keys_does_not_push_a_known_key_out_of_the_cache() {
+        let cache = KeyCache::new(Duration::from_secs(30));
+        cache.put("known".into(), Some(record()));
+        for n in 0..MAX_ENTRIES + 10 {
+            cache.put(format!("unknown-{n}"), None);
+        }
+        assert_eq!(cache.get("known"), Some(Some(record())));
+        // The unknown keys since the last eviction are still remembered as unknown.
+        let last = format!("unknown-{}", MAX_ENTRIES + 9);
+        assert_eq!(cache.get(&last), Some(None));
     }
 }

@@ -149,6 +149,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         request_timeout: config.request_timeout,
         shed_queue: config.shed_queue,
         failed_auth: guard::FailedAuth::new(config.failed_auth_limit),
+        key_lookups: tokio::sync::Semaphore::new(config.max_key_lookups),
         trust_proxy: config.trust_proxy,
     });
     let listener = tokio::net::TcpListener::bind(config.listen_addr)

@@ -6,15 +6,18 @@
 //! them because a counter store is down would lose more than an unthrottled minute costs.
 //! Authentication still applies; only the limit is skipped.
 
-use std::time::Duration;
-
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
 /// The window every limit counts over.
 pub const WINDOW_SECONDS: u64 = 60;
+
+/// At most one warning per this long while Redis does not answer.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Longest wait for Redis before failing open.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -55,6 +58,12 @@ pub struct RateLimiter {
     /// Held by the one request that is making the first connection.
     connecting: Mutex<()>,
     script: redis::Script,
+    /// When the limiter was made: the clock of `warned_at`.
+    started: Instant,
+    /// Milliseconds after `started` of the last fail-open warning (0: none yet).
+    warned_at: AtomicU64,
+    /// Requests let through uncounted since that warning.
+    uncounted: AtomicU64,
 }
 
 impl RateLimiter {
@@ -65,6 +74,9 @@ impl RateLimiter {
             connection: RwLock::new(None),
             connecting: Mutex::new(()),
             script: redis::Script::new(SCRIPT),
+            started: Instant::now(),
+            warned_at: AtomicU64::new(0),
+            uncounted: AtomicU64::new(0),
         })
     }
 
@@ -98,8 +110,42 @@ impl RateLimiter {
         Some(made)
     }
 
+    /// Notes one request let through uncounted, and warns at most once per [`WARN_EVERY`]
+    /// with how many there were: a warning per request would flood the log (and the disk)
+    /// exactly while Redis is down and traffic goes on. Whether it warned.
+    fn failed_open(&self) -> bool {
+        self.uncounted.fetch_add(1, Ordering::Relaxed);
+        let now = u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = self.warned_at.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;
+        if due
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let uncounted = self.uncounted.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                uncounted,
+                "rate limit not counted: Redis did not answer within 250 ms (failing open)"
+            );
+            return true;
+        }
+        false
+    }
+
     /// Counts one request of key `id` against `limit` per minute.
     pub async fn hit(&self, id: &str, limit: u64) -> Window {
+        let window = self.count(id, limit).await;
+        if !window.counted {
+            let _ = self.failed_open();
+        }
+        window
+    }
+
+    async fn count(&self, id: &str, limit: u64) -> Window {
         let open = Window {
             limit,
             remaining: limit,
@@ -137,5 +183,22 @@ impl RateLimiter {
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("no answer within 2s".to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_open_warns_once_per_interval_not_once_per_request() {
+        let limiter = RateLimiter::new("redis://127.0.0.1:1").expect("a limiter");
+        assert!(
+            limiter.failed_open(),
+            "the first request uncounted is reported"
+        );
+        let warned = (0..10_000).filter(|_| limiter.failed_open()).count();
+        assert_eq!(warned, 0, "no more warnings within {WARN_EVERY:?}");
+        assert_eq!(limiter.uncounted.load(Ordering::Relaxed), 10_000);
     }
 }

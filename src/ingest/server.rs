@@ -58,6 +58,9 @@ pub struct App {
     pub shed_queue: usize,
     /// Failed authentications per client address.
     pub failed_auth: crate::ingest::guard::FailedAuth,
+    /// One permit per API key being looked up in PostgreSQL: when none is left an uncached key
+    /// is refused at once instead of holding an in-flight slot while it waits for the pool.
+    pub key_lookups: tokio::sync::Semaphore,
     /// Take the client's address from the last `X-Forwarded-For` entry (behind a proxy).
     pub trust_proxy: bool,
 }
@@ -300,6 +303,16 @@ async fn authenticate(
     let record = match cached {
         Some(cached) => cached,
         None => {
+            let Ok(_lookup) = app.key_lookups.try_acquire() else {
+                let mut response = problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many API keys are being checked at once on this replica; retry",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Err(response);
+            };
             let looked_up = lookup(&app.database, &hash).await.map_err(|error| {
                 tracing::error!(error = %error, "API key lookup failed");
                 problem(
@@ -384,7 +397,6 @@ async fn admit(
             .ratelimit_unavailable
             .with_label_values(&[route])
             .inc();
-        tracing::warn!("rate limit not counted: Redis did not answer (failing open)");
     }
     if window.exceeded {
         app.metrics.rate_limited.with_label_values(&[route]).inc();

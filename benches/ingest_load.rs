@@ -110,6 +110,48 @@ where
     run
 }
 
+/// A client sending one event after another to `url` with `key`, until `stop` and at least
+/// `minimum` times, on its own thread and runtime (in the flood's runtime it would queue behind
+/// the attackers' tasks: the load generator's delay, not the service's); its latencies, of
+/// 202s only (another answer ends the run with a panic: a valid client must not be refused).
+fn steady_client(
+    url: &str,
+    key: &str,
+    stop: Arc<AtomicBool>,
+    minimum: usize,
+) -> std::thread::JoinHandle<Vec<Duration>> {
+    let (url, key) = (url.to_string(), key.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http = reqwest::Client::new();
+        runtime.block_on(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) || latencies.len() < minimum {
+                let sent = Instant::now();
+                let status = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-api-key", &key)
+                    .body(common::event(n))
+                    .send()
+                    .await
+                    .map(|response| response.status());
+                assert!(
+                    matches!(status, Ok(reqwest::StatusCode::ACCEPTED)),
+                    "the valid client was answered {status:?}"
+                );
+                latencies.push(sent.elapsed());
+                n += 1;
+            }
+            latencies
+        })
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let brokers = env("KAFKA_BROKERS");
@@ -134,7 +176,7 @@ async fn main() {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5")
+        .set("linger.ms", "1")
         .create()
         .expect("producer");
     let payload = Arc::new(common::event(1));
@@ -173,7 +215,8 @@ async fn main() {
         .pool_max_idle_per_host(1024)
         .build()
         .expect("client");
-    let service = Service::start(&http).await;
+    // Behind a (pretend) proxy: the flood below comes from as many addresses as requests.
+    let service = Service::start(&http, &[("INGEST_TRUST_PROXY", "true")]).await;
     let (base, key) = (service.base.clone(), service.key.clone());
 
     // Warm-up, not reported: opens the connections and fills the key cache and the pools.
@@ -256,6 +299,49 @@ async fn main() {
         );
     }
 
+    // One client sending one event after another, alone and then beside 10,000 requests with
+    // unknown keys from 128 connections and as many addresses: what a spread-out flood of
+    // random keys costs a client whose key is known.
+    let url = format!("{base}/v1/events");
+    let mut alone = steady_client(&url, &key, Arc::new(AtomicBool::new(true)), 2000)
+        .join()
+        .expect("steady client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = steady_client(&url, &key, stop.clone(), 0);
+    let flood_started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut attackers = Vec::new();
+    for _ in 0..128 {
+        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut statuses = std::collections::BTreeMap::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= 10_000 {
+                    break statuses;
+                }
+                let status = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-api-key", format!("tt_{}", uuid::Uuid::new_v4().simple()))
+                    .header("x-forwarded-for", format!("10.0.{}.{}", n / 256, n % 256))
+                    .body(common::event(u64::from(n)))
+                    .send()
+                    .await
+                    .map_or(0, |response| response.status().as_u16());
+                *statuses.entry(status).or_insert(0u32) += 1;
+            }
+        }));
+    }
+    let mut flood = std::collections::BTreeMap::new();
+    for attacker in attackers {
+        for (status, count) in attacker.await.expect("attacker") {
+            *flood.entry(status).or_insert(0) += count;
+        }
+    }
+    let flood_took = flood_started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut beside = client.join().expect("steady client");
     service.stop();
 
     println!(
@@ -295,7 +381,19 @@ async fn main() {
             None => println!("{what}: no run kept p99 under {bound:.0} ms"),
         }
     }
-    let accepted = warm.latencies.len() as u64
+    alone.sort();
+    beside.sort();
+    println!(
+        "a valid client, one request at a time: p99 {:.2} ms alone; p99 {:.2} ms ({} requests) \
+         beside 10,000 unknown keys from as many addresses in {:.1} s ({flood:?})",
+        percentile(&alone, 0.99),
+        percentile(&beside, 0.99),
+        beside.len(),
+        flood_took.as_secs_f64()
+    );
+    let accepted = alone.len() as u64
+        + beside.len() as u64
+        + warm.latencies.len() as u64
         + singles
             .iter()
             .map(|run| run.latencies.len() as u64)

@@ -83,7 +83,7 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client");
-    let service = Service::start(&http).await;
+    let service = Service::start(&http, &[]).await;
     let pid = service.pid();
     let url = format!("{}/v1/events", service.base);
     let key = service.key.clone();

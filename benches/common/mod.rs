@@ -79,7 +79,7 @@ pub struct Service {
 impl Service {
     /// Migrates `DATABASE_URL`, makes a key and starts `trails ingest serve` against the
     /// environment's PostgreSQL, Redis and brokers; returns once its `/health` answers.
-    pub async fn start(http: &reqwest::Client) -> Self {
+    pub async fn start(http: &reqwest::Client, settings: &[(&str, &str)]) -> Self {
         let database = trails::ingest::pool(&env("DATABASE_URL")).expect("pool");
         trails::ingest::migrate(&database).await.expect("migrate");
         let key = trails::ingest::create_key(
@@ -99,6 +99,7 @@ impl Service {
             .env("INGEST_LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("trails ingest serve");

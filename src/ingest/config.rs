@@ -41,6 +41,11 @@ pub struct Config {
     /// `INGEST_PRODUCE_TIMEOUT_MS` (default 10000): how long the producer keeps retrying one
     /// event before it goes to the dead-letter topic.
     pub produce_timeout: Duration,
+    /// `INGEST_PRODUCE_LINGER_MS` (default 1): how long the producer waits for more events
+    /// before it sends a batch. Every request waits for its event's acknowledgement, so this
+    /// is added to every answer; under load, events that arrive while a batch is on its way
+    /// are batched anyway.
+    pub produce_linger: Duration,
     /// `INGEST_DEFAULT_RATE_LIMIT` (default 10000): requests per minute for keys without one.
     pub default_rate_limit: u64,
     /// `INGEST_MAX_IN_FLIGHT` (default 1024): requests served at once by this replica; one more
@@ -204,6 +209,15 @@ impl Config {
             key_cache_ttl: Duration::from_secs(number("INGEST_KEY_CACHE_SECONDS", 30)?),
             // librdkafka reads 0 as "retry forever": a request would never be answered.
             produce_timeout: Duration::from_millis(positive("INGEST_PRODUCE_TIMEOUT_MS", 10_000)?),
+            produce_linger: Duration::from_millis(match number("INGEST_PRODUCE_LINGER_MS", 1)? {
+                linger @ 0..=1000 => linger,
+                _ => {
+                    return Err(ConfigError {
+                        variable: "INGEST_PRODUCE_LINGER_MS",
+                        message: "must be at most 1000: every answer waits this long".to_string(),
+                    });
+                }
+            }),
             default_rate_limit: number("INGEST_DEFAULT_RATE_LIMIT", 10_000)?,
             max_in_flight: usize::try_from(positive("INGEST_MAX_IN_FLIGHT", 1024)?)
                 .unwrap_or(usize::MAX),
@@ -321,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn a_produce_timeout_of_zero_is_refused() {
+    fn produce_settings_out_of_range_are_refused() {
         let error = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://x"),
             ("REDIS_URL", "redis://x"),
@@ -330,6 +344,23 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(error.variable, "INGEST_PRODUCE_TIMEOUT_MS");
+        let error = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("INGEST_PRODUCE_LINGER_MS", "1001"),
+        ]))
+        .unwrap_err();
+        assert_eq!(error.variable, "INGEST_PRODUCE_LINGER_MS");
+        assert!(error.to_string().contains("at most 1000"), "{error}");
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("REDIS_URL", "redis://x"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("INGEST_PRODUCE_LINGER_MS", "0"),
+        ]))
+        .expect("a linger of 0 sends at once");
+        assert_eq!(config.produce_linger, Duration::ZERO);
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &config.topic,
         &config.dlq_topic,
         config.produce_timeout,
+        config.produce_linger,
     )
     .with_context(|| {
         format!(

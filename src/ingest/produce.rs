@@ -42,19 +42,21 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    /// An idempotent lz4 producer for `brokers`, over TLS when `tls` is given.
+    /// An idempotent lz4 producer for `brokers`, over TLS when `tls` is given, that waits
+    /// `linger` for more events before it sends a batch.
     pub fn new(
         brokers: &str,
         tls: Option<&crate::kafkatls::Tls>,
         topic: &str,
         dlq_topic: &str,
         timeout: Duration,
+        linger: Duration,
     ) -> Result<Self, KafkaError> {
         let producer: FutureProducer = crate::kafkatls::client(brokers, tls)
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
-            .set("linger.ms", "5")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("client.id", "trails-ingest")
             .create()?;

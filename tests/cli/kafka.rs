@@ -228,6 +228,7 @@ fn a_tls_only_listener_is_reached_by_apply_verify_and_the_ingest_producer() {
                 "audit.events.v1",
                 "audit.events.v1",
                 std::time::Duration::from_secs(5),
+                config.produce_linger,
             )
             .map_err(|error| error.to_string())?;
             producer.check().await?;

@@ -100,7 +100,14 @@ impl Service {
             .env("INGEST_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
             .env("RUST_LOG", "warn")
             .envs(settings.iter().copied())
-            .stdout(Stdio::null())
+            // The service logs to stdout: kept where `BENCH_SERVICE_LOG` says, for a run that
+            // went wrong, and dropped otherwise.
+            .stdout(match std::env::var_os("BENCH_SERVICE_LOG") {
+                Some(path) => {
+                    std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+                }
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("trails ingest serve");
         let deadline = Instant::now() + Duration::from_secs(60);

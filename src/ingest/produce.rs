@@ -3,8 +3,10 @@
 //! the main topic within the produce timeout goes to the dead-letter topic, and one that cannot
 //! go there either fails the request (503). Nothing is dropped silently.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -33,12 +35,34 @@ pub enum Stored {
     },
 }
 
-/// The service's producer.
+/// The service's producer. An idempotent producer that the broker fences (or that librdkafka
+/// declares failed for good) can never produce again, as librdkafka documents: it is replaced
+/// by a new one, with a new producer id, the first time a send sees that.
 #[derive(Clone)]
 pub struct EventProducer {
-    producer: FutureProducer,
+    config: ClientConfig,
+    current: Arc<RwLock<Current>>,
     topic: String,
     dlq_topic: String,
+}
+
+/// The producer in use and how many were made before it.
+struct Current {
+    producer: FutureProducer,
+    generation: u64,
+}
+
+/// Whether `error`, from `producer`, means that producer is unusable from now on.
+fn unusable(producer: &FutureProducer, error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::Fatal
+        )
+    ) || producer.client().fatal_error().is_some()
 }
 
 impl EventProducer {
@@ -52,31 +76,91 @@ impl EventProducer {
         timeout: Duration,
         linger: Duration,
     ) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = crate::kafkatls::client(brokers, tls)
+        let mut config = crate::kafkatls::client(brokers, tls);
+        config
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
             .set("linger.ms", linger.as_millis().to_string())
             .set("message.timeout.ms", timeout.as_millis().to_string())
-            .set("client.id", "trails-ingest")
-            .create()?;
+            .set("client.id", "trails-ingest");
+        let producer: FutureProducer = config.create()?;
         Ok(Self {
-            producer,
+            config,
+            current: Arc::new(RwLock::new(Current {
+                producer,
+                generation: 0,
+            })),
             topic: topic.to_string(),
             dlq_topic: dlq_topic.to_string(),
         })
     }
 
+    /// The producer in use and its generation.
+    fn producer(&self) -> (FutureProducer, u64) {
+        let read = |current: &Current| (current.producer.clone(), current.generation);
+        match self.current.read() {
+            Ok(current) => read(&current),
+            Err(poisoned) => read(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the producer of `generation` with a new one, unless another send already
+    /// did. Events still in the old one fail (their requests are answered 503, nothing is
+    /// claimed); whether a new one is in use.
+    fn renew(&self, generation: u64, error: &KafkaError) -> bool {
+        let mut current = match self.current.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if current.generation != generation {
+            return true;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(producer) => {
+                tracing::warn!(
+                    error = %error,
+                    generation = generation + 1,
+                    "the Kafka producer can no longer produce; made a new one"
+                );
+                *current = Current {
+                    producer,
+                    generation: generation + 1,
+                };
+                true
+            }
+            Err(made) => {
+                tracing::error!(error = %error, made = %made, "the Kafka producer can no longer produce, and a new one could not be made");
+                false
+            }
+        }
+    }
+
+    /// Sends one event to `topic` and waits for the broker's acknowledgement, with a new
+    /// producer once if the one in use can no longer produce.
     async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
-        self.producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(payload),
-                // Waiting for room in a full local queue counts against the same budget.
-                Timeout::After(Duration::from_secs(5)),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(error, _)| error)
+        let mut renewed = false;
+        loop {
+            let (producer, generation) = self.producer();
+            let sent = producer
+                .send(
+                    FutureRecord::to(topic).key(key).payload(payload),
+                    // Waiting for room in a full local queue counts against the same budget.
+                    Timeout::After(Duration::from_secs(5)),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(error, _)| error);
+            match sent {
+                Err(error) if !renewed && unusable(&producer, &error) => {
+                    if !self.renew(generation, &error) {
+                        return Err(error);
+                    }
+                    renewed = true;
+                }
+                sent => return sent,
+            }
+        }
     }
 
     /// Produces one event, falling back to the dead-letter topic.
@@ -103,7 +187,7 @@ impl EventProducer {
 
     /// Whether the broker answers a metadata request for the main topic.
     pub async fn check(&self) -> Result<(), String> {
-        let producer = self.producer.clone();
+        let (producer, _) = self.producer();
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
             producer
@@ -123,11 +207,11 @@ impl EventProducer {
 
     /// Events handed to the producer and not yet acknowledged or given up.
     pub fn queued(&self) -> usize {
-        usize::try_from(self.producer.in_flight_count()).unwrap_or(0)
+        usize::try_from(self.producer().0.in_flight_count()).unwrap_or(0)
     }
 
     /// Waits for every event in flight (graceful shutdown).
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(Timeout::After(timeout))
+        self.producer().0.flush(Timeout::After(timeout))
     }
 }

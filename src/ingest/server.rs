@@ -184,14 +184,11 @@ pub fn admin_router(app: Arc<App>) -> Router {
 /// may store it twice, as after any lost answer).
 async fn bounded(app: &App, request: Request, next: Next) -> Response {
     let Ok(_permit) = Arc::clone(&app.in_flight).try_acquire_owned() else {
-        let mut response = problem(
+        return retry_after(
             StatusCode::SERVICE_UNAVAILABLE,
+            1,
             "too many requests in flight on this replica; retry",
         );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
     };
     match tokio::time::timeout(app.request_timeout, next.run(request)).await {
         Ok(response) => response,
@@ -245,6 +242,15 @@ fn problem(status: StatusCode, message: &str) -> Response {
     json_response(status, json!({ "error": message }))
 }
 
+/// A refusal the client should retry after `seconds`.
+fn retry_after(status: StatusCode, seconds: u64, message: &str) -> Response {
+    let mut response = problem(status, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 fn invalid(message: &str, errors: &[FieldError]) -> Response {
     json_response(
         StatusCode::BAD_REQUEST,
@@ -291,27 +297,21 @@ async fn authenticate(
         && let Some(seconds) = app.failed_auth.blocked(client)
     {
         app.metrics.auth_blocked.inc();
-        let mut response = problem(
+        return Err(retry_after(
             StatusCode::TOO_MANY_REQUESTS,
+            seconds,
             "too many failed authentications from this address; retry later",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return Err(response);
+        ));
     }
     let record = match cached {
         Some(cached) => cached,
         None => {
             let Ok(_lookup) = app.key_lookups.try_acquire() else {
-                let mut response = problem(
+                return Err(retry_after(
                     StatusCode::SERVICE_UNAVAILABLE,
+                    1,
                     "too many API keys are being checked at once on this replica; retry",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return Err(response);
+                ));
             };
             let looked_up = lookup(&app.database, &hash).await.map_err(|error| {
                 tracing::error!(error = %error, "API key lookup failed");
@@ -541,16 +541,11 @@ async fn single(State(app): State<Arc<App>>, request: Request) -> Response {
                 payload.len()
             ),
         ),
-        Stored::Failed { .. } => {
-            let mut response = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the event could not be stored; nothing was kept, retry",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1));
-            response
-        }
+        Stored::Failed { .. } => retry_after(
+            StatusCode::SERVICE_UNAVAILABLE,
+            1,
+            "the event could not be stored; nothing was kept, retry",
+        ),
     };
     with_window(response, &window)
 }
@@ -564,14 +559,11 @@ fn shed(app: &App) -> Option<Response> {
         return None;
     }
     app.metrics.event("shed", 1);
-    let mut response = problem(
+    Some(retry_after(
         StatusCode::SERVICE_UNAVAILABLE,
+        1,
         &format!("{queued} events are waiting for the broker; nothing was kept, retry"),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(1));
-    Some(response)
+    ))
 }
 
 async fn batch(State(app): State<Arc<App>>, request: Request) -> Response {

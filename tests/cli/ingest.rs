@@ -387,6 +387,14 @@ impl Reply {
         }
     }
 
+    /// The `event_id` of a 202 (empty otherwise).
+    fn event_id(&self) -> String {
+        self.body["event_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
@@ -1141,9 +1149,9 @@ fn an_event_larger_than_the_topics_take_is_413_not_a_retry() {
     assert_eq!(stack.consume(TOPIC, PARTITIONS, 1).len(), 1);
 }
 
-#[test]
-fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
-    // A broker that keeps its data across a restart: tansu storing in S3 (moto's).
+/// A broker that keeps its data across a restart: tansu storing in S3 (moto's, returned with
+/// it: the broker's data lives as long as it does).
+fn lasting_broker() -> (Moto, Tansu) {
     let moto = Moto::start();
     let (_, s3) = moto.clients();
     tokio::runtime::Runtime::new()
@@ -1159,17 +1167,108 @@ fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
         ("AWS_REGION".to_string(), "us-east-1".to_string()),
     ];
     let tansu = Tansu::start_on("s3://tansu/", store);
+    (moto, tansu)
+}
+
+/// Fails naming every event of `acknowledged` (their ids) that is neither in the topic nor in
+/// the dead-letter topic (a 202 promises one of the two). A retried produce may store an event
+/// twice, so reading as many messages as were acknowledged can stop short: what is missing
+/// then is looked for once more in both topics, reading all there is for 30 s.
+fn assert_all_stored(stack: &Stack, acknowledged: &[String]) {
+    let missing = |read: Vec<(String, Value)>| -> Vec<(usize, String)> {
+        let stored: std::collections::BTreeSet<String> = read
+            .into_iter()
+            .map(|(_, event)| event["event_id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        acknowledged
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| !stored.contains(*id))
+            .map(|(at, id)| (at, id.clone()))
+            .collect()
+    };
+    if missing(stack.consume(TOPIC, PARTITIONS, acknowledged.len())).is_empty() {
+        return;
+    }
+    let mut everything = stack.consume(TOPIC, PARTITIONS, usize::MAX);
+    everything.extend(stack.consume(DLQ, 1, usize::MAX));
+    let lost = missing(everything);
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events are in neither topic (position, id): {lost:?}; the \
+         service said:\n{}",
+        lost.len(),
+        acknowledged.len(),
+        stack
+            .logs()
+            .lines()
+            .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+            .filter(|line| !line.contains("librdkafka"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn after_a_broker_outage_longer_than_the_produce_timeout_events_are_taken_again() {
+    // Events that time out while the broker is away leave the idempotent producer to bump its
+    // epoch when it returns; the restarted broker answers that with ProducerFenced, after which
+    // librdkafka's producer never produces again (the soak saw five minutes of 503s). The
+    // service must make a new producer and take events again.
+    let (_moto, tansu) = lasting_broker();
+    let mut stack = Stack::start_on(tansu, &[("INGEST_PRODUCE_TIMEOUT_MS", "1500")]);
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        let reply = stack.event(WRITER, &valid(n));
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+        acknowledged.push(reply.event_id());
+    }
+    stack.tansu.stop();
+    for n in 10..11 {
+        let reply = stack.event(WRITER, &valid(n));
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "with the broker away past the produce timeout: {}",
+            reply.text
+        );
+        assert!(reply.header("retry-after").is_some(), "{:?}", reply.headers);
+    }
+    stack.tansu.restart();
+    let back = Instant::now();
+    let mut statuses = BTreeMap::new();
+    let mut taken = 0;
+    let mut n = 100;
+    while taken < 10 {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "the broker has been back 60 s and the service took {taken} of its events: {statuses:?}\n{}",
+            stack.logs()
+        );
+        let reply = stack.event(WRITER, &valid(n));
+        n += 1;
+        *statuses.entry(reply.status.as_u16()).or_insert(0) += 1;
+        match reply.status {
+            StatusCode::ACCEPTED => {
+                taken += 1;
+                acknowledged.push(reply.event_id());
+            }
+            StatusCode::SERVICE_UNAVAILABLE => std::thread::sleep(Duration::from_millis(200)),
+            other => panic!("after the broker returned: {other} {}", reply.text),
+        }
+    }
+    assert_all_stored(&stack, &acknowledged);
+}
+
+#[test]
+fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
+    let (_moto, tansu) = lasting_broker();
     let mut stack = Stack::start_on(tansu, &[("INGEST_PRODUCE_TIMEOUT_MS", "20000")]);
     let mut acknowledged = Vec::new();
     let send = |stack: &Stack, n: usize, acknowledged: &mut Vec<String>| {
         let reply = stack.event(WRITER, &valid(n));
         if reply.status == StatusCode::ACCEPTED {
-            acknowledged.push(
-                reply.body["event_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            );
+            acknowledged.push(reply.event_id());
         } else {
             assert_eq!(
                 reply.status,
@@ -1236,28 +1335,10 @@ fn events_acknowledged_across_a_broker_restart_are_all_in_the_topic() {
     for n in 200..220 {
         let reply = stack.event(WRITER, &valid(n));
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
-        acknowledged.push(
-            reply.body["event_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        );
+        acknowledged.push(reply.event_id());
     }
     assert_eq!(acknowledged.len(), 50);
-    let stored: std::collections::BTreeSet<String> = stack
-        .consume(TOPIC, PARTITIONS, acknowledged.len())
-        .into_iter()
-        .map(|(_, event)| event["event_id"].as_str().unwrap_or_default().to_string())
-        .collect();
-    let lost: Vec<&String> = acknowledged
-        .iter()
-        .filter(|id| !stored.contains(*id))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged events are not in the topic: {lost:?}",
-        lost.len()
-    );
+    assert_all_stored(&stack, &acknowledged);
 }
 
 #[test]

@@ -156,6 +156,71 @@ pub const EKS_VERSIONS: &[(u16, &str, &str)] = &[
 /// When [`EKS_VERSIONS`] was taken.
 pub const EKS_VERSIONS_TAKEN: &str = "2026-12-02";
 
+/// EKS add-on versions known to run on a Kubernetes minor, as AWS's own add-on pages listed
+/// them on [`EKS_ADDONS_TAKEN`] ("Manage kube-proxy in Amazon EKS clusters", "Manage CoreDNS
+/// for DNS in Amazon EKS clusters": the latest version of the EKS add-on type per minor).
+/// An add-on or minor missing here is not known to trails: `validate` says it could not check
+/// it. An empty version in a blueprint asks EKS for its default for the cluster's minor.
+pub const EKS_ADDON_VERSIONS: &[(&str, u16, &[&str])] = &[
+    (
+        "kube-proxy",
+        35,
+        &["v1.35.3-eksbuild.2", "v1.35.3-eksbuild.13"],
+    ),
+    (
+        "kube-proxy",
+        34,
+        &["v1.34.6-eksbuild.2", "v1.34.6-eksbuild.13"],
+    ),
+    (
+        "kube-proxy",
+        33,
+        &["v1.33.10-eksbuild.2", "v1.33.10-eksbuild.13"],
+    ),
+    ("coredns", 35, &["v1.13.2-eksbuild.4"]),
+    ("coredns", 34, &["v1.13.2-eksbuild.4"]),
+    ("coredns", 33, &["v1.13.2-eksbuild.4"]),
+];
+
+/// When [`EKS_ADDON_VERSIONS`] was taken.
+pub const EKS_ADDONS_TAKEN: &str = "2026-12-08";
+
+/// What is wrong with add-on `addon` pinned at `version` on a cluster of Kubernetes
+/// `cluster_version` (`1.N`), as a warning: a kube-proxy of another minor (kube-proxy follows
+/// the control plane's minor), a version not on [`EKS_ADDON_VERSIONS`] for that minor, or an
+/// add-on or minor the table does not know (so nothing was checked). `None` for a known
+/// version or an empty one (EKS's default for the minor).
+pub fn eks_addon_problem(addon: &str, version: &str, cluster_version: &str) -> Option<String> {
+    if version.is_empty() {
+        return None;
+    }
+    let minor = kubernetes_minor(cluster_version)?;
+    if addon == "kube-proxy" && !version.starts_with(&format!("v1.{minor}.")) {
+        return Some(format!(
+            "kube-proxy {version} is not for Kubernetes 1.{minor}: kube-proxy runs the control \
+             plane's minor version (v1.{minor}.x-eksbuild.N)"
+        ));
+    }
+    let known = EKS_ADDON_VERSIONS
+        .iter()
+        .find(|(name, m, _)| *name == addon && *m == minor)
+        .map(|(_, _, versions)| *versions);
+    match known {
+        Some(versions) if versions.contains(&version) => None,
+        Some(versions) => Some(format!(
+            "{addon} {version} is not on trails' list for Kubernetes 1.{minor} (taken \
+             {EKS_ADDONS_TAKEN}: {}); `aws eks describe-addon-versions --addon-name {addon} \
+             --kubernetes-version 1.{minor}` lists what EKS offers",
+            versions.join(", ")
+        )),
+        None => Some(format!(
+            "trails could not check {addon} {version} against Kubernetes 1.{minor}: its list \
+             (taken {EKS_ADDONS_TAKEN}) does not know that add-on on that version; an empty \
+             version lets EKS choose its default for the minor"
+        )),
+    }
+}
+
 /// Where a Kubernetes version stands in EKS's support on a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EksSupport {
@@ -353,6 +418,25 @@ mod tests {
         assert!(eks_version_problem("1.30", day).is_ok_and(|w| {
             w.is_some_and(|w| w.contains("extended support of Kubernetes 1.30 ended"))
         }));
+        // Add-ons: kube-proxy follows the control plane; others are checked against the list,
+        // and what the list does not know is said to be unchecked, not passed.
+        assert_eq!(
+            eks_addon_problem("kube-proxy", "v1.35.3-eksbuild.2", "1.35"),
+            None
+        );
+        assert_eq!(eks_addon_problem("vpc-cni", "", "1.35"), None);
+        assert!(
+            eks_addon_problem("kube-proxy", "v1.30.0-eksbuild.3", "1.35")
+                .is_some_and(|w| w.contains("not for Kubernetes 1.35"))
+        );
+        assert!(
+            eks_addon_problem("coredns", "v1.11.1-eksbuild.9", "1.35")
+                .is_some_and(|w| w.contains("v1.13.2-eksbuild.4"))
+        );
+        assert!(
+            eks_addon_problem("vpc-cni", "v1.18.3-eksbuild.1", "1.35")
+                .is_some_and(|w| w.contains("could not check"))
+        );
         assert!(is_time_window("03:00-04:00") && !is_time_window("3-4"));
         assert!(
             is_pinned_version("4.11.3") && !is_pinned_version("4.x") && !is_pinned_version("^4")

@@ -842,6 +842,15 @@ pub struct Ingest {
     /// Environment of the service; values may reference other resources' outputs.
     #[serde(default)]
     pub env: Map<String>,
+    /// CA certificates the service trusts, by the environment variable that names the file:
+    /// each a Secret in the service's namespace whose `ca.crt` is mounted read-only there
+    /// (e.g. `KAFKA_TLS_CA_FILE: kafka-ca`).
+    #[serde(default)]
+    pub trust: Map<String>,
+    /// Addresses the Deployment must wait for beyond what its values reference, such as the
+    /// Certificate whose Secret a `trust` entry mounts.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 fn default_replicas() -> u32 {

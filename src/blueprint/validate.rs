@@ -370,6 +370,11 @@ impl Checker<'_> {
             Ok(Some(warning)) => self.warning(&base.key("version"), warning),
             Err(error) => self.error(&base.key("version"), error),
         }
+        for (addon, version) in &eks.addons {
+            if let Some(warning) = naming::eks_addon_problem(addon, version, &eks.version) {
+                self.warning(&base.key("addons").key(addon.clone()), warning);
+            }
+        }
         const LOG_TYPES: &[&str] = &[
             "api",
             "audit",
@@ -1142,6 +1147,35 @@ impl Checker<'_> {
             }
             if !(1..=100).contains(&scaling.cpu_percent) {
                 self.error(&base.key("autoscaling").key("cpu_percent"), "1 to 100");
+            }
+        }
+        for (variable, secret) in &ingest.trust {
+            let path = base.key("trust").key(variable.clone());
+            let well_formed = variable
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+                && variable
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !well_formed {
+                self.error(
+                    &path,
+                    format!(
+                        "`{variable}` is not an environment variable name such as KAFKA_TLS_CA_FILE"
+                    ),
+                );
+            } else if ingest.env.contains_key(variable) {
+                self.error(
+                    &path,
+                    format!("`{variable}` is also set in `ingest.env`: name the file in one place"),
+                );
+            }
+            if !naming::is_dns_label(secret) {
+                self.error(
+                    &path,
+                    format!("`{secret}` is not a Secret name (a DNS label)"),
+                );
             }
         }
         for template in super::INGEST_TEMPLATES {

@@ -11,6 +11,9 @@ use crate::resources::{Kind, Spec, cache, eks, helm, network, rds, s3};
 /// Hours in a month, as AWS's pricing pages count them.
 pub const HOURS: f64 = 730.0;
 
+/// Charts whose controller Service of type LoadBalancer makes AWS create a load balancer.
+const INGRESS_CONTROLLER_CHARTS: &[&str] = &["traefik", "ingress-nginx"];
+
 /// One billed part of a resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Component {
@@ -139,7 +142,9 @@ pub fn components(
             unit: "GB-Mo",
             note: Some("billed per GB stored; assumes an empty bucket".into()),
         }]
-    } else if kind == helm::Release::KIND && text(attributes, "chart") == "ingress-nginx" {
+    } else if kind == helm::Release::KIND
+        && INGRESS_CONTROLLER_CHARTS.contains(&text(attributes, "chart"))
+    {
         // The controller's Service of type LoadBalancer makes the cloud provider create a
         // load balancer that no resource of the blueprint names.
         vec![

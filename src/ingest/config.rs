@@ -67,7 +67,7 @@ pub struct Config {
     /// unknown keys cannot fill every in-flight slot while it waits for the database.
     pub max_key_lookups: usize,
     /// `INGEST_TRUST_PROXY` (`true`/`false`, default false): the client's address is the last
-    /// `X-Forwarded-For` entry, as a proxy in front (ingress-nginx) appends it.
+    /// `X-Forwarded-For` entry, as a proxy in front (Traefik, ingress-nginx) appends it.
     pub trust_proxy: bool,
 }
 

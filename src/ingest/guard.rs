@@ -63,7 +63,7 @@ impl FailedAuth {
 }
 
 /// The client's address: the peer's, or behind a proxy that appends the address it saw to
-/// `X-Forwarded-For` (ingress-nginx does), the last entry of that header. The entries before
+/// `X-Forwarded-For` (Traefik and ingress-nginx do), the last entry of that header. The entries before
 /// it are the client's own word and never trusted.
 pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trust_proxy: bool) -> IpAddr {
     if !trust_proxy {

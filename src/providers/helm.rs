@@ -106,8 +106,8 @@ fn stderr_note(stderr: &[u8]) -> String {
 
 /// helm's `--timeout`: the release's `timeout_minutes`, but never longer than the apply's
 /// `--wait-timeout` (helm waits for readiness, which that flag bounds for everything else).
-fn timeout(release: &Release, wait: Duration) -> String {
-    let minutes = Duration::from_secs(u64::from(release.timeout_minutes) * 60);
+fn timeout(timeout_minutes: u32, wait: Duration) -> String {
+    let minutes = Duration::from_secs(u64::from(timeout_minutes) * 60);
     format!("{}s", minutes.min(wait).as_secs().max(1))
 }
 
@@ -156,7 +156,7 @@ pub fn install_args(
     args.extend([
         "--wait".into(),
         "--timeout".into(),
-        timeout(release, wait),
+        timeout(release.timeout_minutes, wait),
         "--values".into(),
         values.display().to_string(),
     ]);
@@ -238,7 +238,7 @@ async fn mark_of(
 }
 
 /// The arguments of `helm uninstall` for one release.
-pub fn uninstall_args(release: &Release, cluster: &[String], wait: Duration) -> Vec<String> {
+pub fn uninstall_args(release: &Installed, cluster: &[String], wait: Duration) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "uninstall".into(),
         release.name.clone(),
@@ -246,10 +246,30 @@ pub fn uninstall_args(release: &Release, cluster: &[String], wait: Duration) -> 
         release.namespace.clone(),
         "--wait".into(),
         "--timeout".into(),
-        timeout(release, wait),
+        timeout(release.timeout_minutes, wait),
     ];
     args.extend(cluster.iter().cloned());
     args
+}
+
+/// What removing a recorded release needs: where it is, whose it is, how long helm may wait.
+/// Read without its values, which the state keeps as a digest when they carry a secret.
+#[derive(Debug, serde::Deserialize)]
+pub struct Installed {
+    /// Release name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// trails' mark (empty in a state written before marks).
+    #[serde(default)]
+    pub owner: String,
+    /// Minutes helm may wait.
+    #[serde(default = "default_timeout_minutes")]
+    pub timeout_minutes: u32,
+}
+
+fn default_timeout_minutes() -> u32 {
+    10
 }
 
 struct ReleaseProvider {
@@ -523,7 +543,7 @@ impl Converging for ReleaseProvider {
     }
 
     async fn remove(&self, address: &str, recorded: &Recorded) -> Result<(), ProviderError> {
-        let release: Release = recorded_spec(recorded)?;
+        let release: Installed = recorded_spec(recorded)?;
         let kubeconfig = self.cluster.kubeconfig().await?;
         let Some(found) = mark_of(
             &release.name,

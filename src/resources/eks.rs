@@ -177,6 +177,14 @@ impl Spec for Addon {
     };
 }
 
+/// AWS managed policies an add-on's pods need, given to the node role when the add-on is
+/// declared: without `AmazonEBSCSIDriverPolicy` the EBS CSI driver runs but every volume claim
+/// stays Pending (AWS's "Store Kubernetes volumes with Amazon EBS" names the policy).
+const ADDON_NODE_POLICIES: &[(&str, &str)] = &[(
+    "aws-ebs-csi-driver",
+    "service-role/AmazonEBSCSIDriverPolicy",
+)];
+
 /// Expands `eks` into the roles, the cluster, its node groups and add-ons.
 pub fn expand(builder: &mut Builder<'_>) {
     let loaded = builder.loaded;
@@ -208,16 +216,18 @@ pub fn expand(builder: &mut Builder<'_>) {
         "eks.amazonaws.com",
         &["AmazonEKSClusterPolicy"],
     );
-    role(
-        builder,
-        NODE_ROLE,
-        "ec2.amazonaws.com",
-        &[
-            "AmazonEKSWorkerNodePolicy",
-            "AmazonEKS_CNI_Policy",
-            "AmazonEC2ContainerRegistryReadOnly",
-        ],
+    let mut node_policies = vec![
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonEKS_CNI_Policy",
+        "AmazonEC2ContainerRegistryReadOnly",
+    ];
+    node_policies.extend(
+        ADDON_NODE_POLICIES
+            .iter()
+            .filter(|(addon, _)| eks.addons.contains_key(*addon))
+            .map(|(_, policy)| *policy),
     );
+    role(builder, NODE_ROLE, "ec2.amazonaws.com", &node_policies);
 
     let private_subnets = subnet_ids(builder, "private");
     builder.add(

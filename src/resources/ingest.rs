@@ -45,6 +45,21 @@ pub fn expand(builder: &mut Builder<'_>) {
     values.insert("namespace".into(), json!(ingest.namespace));
     values.insert("resources".into(), json!(ingest.resources));
     values.insert("env_secret".into(), json!(ENV_SECRET));
+    // Each trusted CA: the variable that names the file, the Secret and where it is mounted.
+    let trust: Vec<Value> = ingest
+        .trust
+        .iter()
+        .map(|(variable, secret)| {
+            json!({
+                "variable": variable,
+                "secret": secret,
+                "volume": format!("trust-{}", address_name(secret)),
+                "directory": format!("/etc/trails/trust/{secret}"),
+                "file": format!("/etc/trails/trust/{secret}/ca.crt"),
+            })
+        })
+        .collect();
+    values.insert("trust".into(), json!(trust));
     // With autoscaling the HPA owns the replica count (from `autoscaling.min` up); a count in
     // the Deployment would undo its scaling on every apply and show as drift.
     match &ingest.autoscaling {
@@ -112,6 +127,7 @@ pub fn expand(builder: &mut Builder<'_>) {
         }
         if stem == "deployment" {
             builder.depends(&address, &secret);
+            builder.depends_on_declared(&address, &ingest.depends_on, &base.key("depends_on"));
             for prerequisite in &prerequisites {
                 builder.depends(&address, prerequisite);
             }

@@ -17,7 +17,14 @@ const BLUEPRINT: &str = "trails-demo";
 fn workspace() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("platform.yaml");
-    std::fs::copy(repo("examples/local-aws.yaml"), &file).expect("copy fixture");
+    // Two minors behind the example's pin, so that the tests can walk EKS upgrades up to it.
+    let example = std::fs::read_to_string(repo("examples/local-aws.yaml")).expect("example");
+    let pinned = "kubernetes: \"1.35\"";
+    assert!(
+        example.contains(pinned),
+        "examples/local-aws.yaml pins {pinned}"
+    );
+    std::fs::write(&file, example.replace(pinned, "kubernetes: \"1.33\"")).expect("copy fixture");
     (dir, file)
 }
 
@@ -587,13 +594,13 @@ async fn check_platform(moto: &Moto, kubernetes: &str, general_max: i32) {
     let addon = eks
         .describe_addon()
         .cluster_name("trails-demo-local")
-        .addon_name("vpc-cni")
+        .addon_name("coredns")
         .send()
         .await
         .expect("addon");
     assert_eq!(
         addon.addon().and_then(|a| a.addon_version()),
-        Some("v1.18.3-eksbuild.1")
+        Some("v1.13.2-eksbuild.4")
     );
 
     let iam = moto.iam();
@@ -714,7 +721,7 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
     );
     assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
     rt.block_on(check_attributes(&moto, "0.0.0.0/0", 7));
-    rt.block_on(check_platform(&moto, "1.30", 3));
+    rt.block_on(check_platform(&moto, "1.33", 3));
 
     // The generated Redis token is in Secrets Manager only: not in the state, not in output.
     let token = rt.block_on(redis_token(&moto));
@@ -784,7 +791,7 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
         "--var",
         "expire_days=30",
         "--var",
-        "kubernetes=1.32",
+        "kubernetes=1.35",
         "--var",
         "general_max=5",
     ];
@@ -801,7 +808,7 @@ fn apply_creates_everything_declared_a_second_apply_calls_nothing_and_destroy_re
     );
     rt.block_on(check_attributes(&moto, "10.0.0.0/8", 30));
     // Two minor versions up: EKS takes one at a time, trails walks them.
-    rt.block_on(check_platform(&moto, "1.32", 5));
+    rt.block_on(check_platform(&moto, "1.35", 5));
     assert_eq!(rt.block_on(redis_token(&moto)), token, "the token changed");
     assert_eq!(rt.block_on(census(&moto)), EVERYTHING());
 
@@ -1129,7 +1136,7 @@ fn resources_created_but_not_recorded_are_adopted_by_their_tags() {
         "aws.iam_role.eks-nodes",
         "aws.iam_oidc_provider.eks",
         "aws.eks_node_group.general",
-        "aws.eks_addon.vpc-cni",
+        "aws.eks_addon.coredns",
         "aws.elasticache_parameter_group.main",
         "aws.elasticache_replication_group.main",
     ];
@@ -2274,19 +2281,19 @@ fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_fin
     // The control plane's update fails: nothing moved, the error is EKS's, the plan still
     // holds the upgrade.
     moto.eks_updates_end("cluster", Some("Failed"));
-    let v131 = to("1.31");
-    let failed = trails(&moto, &file, &["apply", "--yes", "--var", &v131]);
+    let v134 = to("1.34");
+    let failed = trails(&moto, &file, &["apply", "--yes", "--var", &v134]);
     assert_eq!(failed.code, 1, "{}\n{}", failed.stdout, failed.stderr);
     assert!(
         failed.stderr.contains("Failed: the update was failed"),
         "{}",
         failed.stderr
     );
-    assert_eq!(rt.block_on(versions(&moto)), everything_on("1.30"));
+    assert_eq!(rt.block_on(versions(&moto)), everything_on("1.33"));
     let replan = trails(
         &moto,
         &file,
-        &["plan", "--detailed-exitcode", "--var", &v131],
+        &["plan", "--detailed-exitcode", "--var", &v134],
     );
     assert_eq!(replan.code, 2, "{}\n{}", replan.stdout, replan.stderr);
     assert!(
@@ -2295,11 +2302,11 @@ fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_fin
         replan.stdout
     );
 
-    // Two steps: the control plane reaches 1.31, then the node groups' update to follow it is
+    // Two steps: the control plane reaches 1.34, then the node groups' update to follow it is
     // cancelled. The walk stops there, half done.
     moto.eks_updates_end("nodegroup", Some("Cancelled"));
-    let v132 = to("1.32");
-    let cancelled = trails(&moto, &file, &["apply", "--yes", "--var", &v132]);
+    let v135 = to("1.35");
+    let cancelled = trails(&moto, &file, &["apply", "--yes", "--var", &v135]);
     assert_eq!(
         cancelled.code, 1,
         "{}\n{}",
@@ -2312,18 +2319,18 @@ fn a_failed_or_cancelled_eks_upgrade_stops_with_its_error_and_the_next_apply_fin
         "{}",
         cancelled.stderr
     );
-    assert_eq!(rt.block_on(versions(&moto)).0, "1.31");
+    assert_eq!(rt.block_on(versions(&moto)).0, "1.34");
 
-    // Once EKS lets updates through, the next apply goes on from where the cluster is (1.31),
-    // not from the 1.30 the state still records.
+    // Once EKS lets updates through, the next apply goes on from where the cluster is (1.34),
+    // not from the 1.33 the state still records.
     moto.eks_updates_end("nodegroup", None);
-    let resumed = trails(&moto, &file, &["apply", "--yes", "--var", &v132]);
+    let resumed = trails(&moto, &file, &["apply", "--yes", "--var", &v135]);
     assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
-    assert_eq!(rt.block_on(versions(&moto)), everything_on("1.32"));
+    assert_eq!(rt.block_on(versions(&moto)), everything_on("1.35"));
     let clean = trails(
         &moto,
         &file,
-        &["plan", "--detailed-exitcode", "--var", &v132],
+        &["plan", "--detailed-exitcode", "--var", &v135],
     );
     assert_eq!(clean.code, 0, "{}\n{}", clean.stdout, clean.stderr);
     assert_eq!(trails(&moto, &file, &["destroy", "--yes"]).code, 0);

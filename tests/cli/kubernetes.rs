@@ -1420,7 +1420,8 @@ fn a_namespace_and_a_release_made_outside_trails_are_refused_survive_destroy_and
 }
 
 #[test]
-fn a_sensitive_variable_reaches_helm_but_neither_the_plan_nor_the_state() {
+fn a_sensitive_variable_reaches_helm_but_neither_the_plan_nor_the_state_and_the_release_still_goes()
+{
     let platform = Platform::start();
     let secret = "s3cr3t-Grafana-9f2";
     std::fs::write(
@@ -1436,7 +1437,7 @@ variables:
   grafana_password: { sensitive: true, description: Grafana's admin password }
   replicas: "2"
 environments:
-  dev: {}
+  dev: { ephemeral: true, ttl: 2h }
 kubernetes:
   context: double
 helm:
@@ -1480,6 +1481,39 @@ helm:
     let run = platform.trails(&changed, &["plan", "--detailed-exitcode"]);
     assert_eq!(run.code, 2, "a new value is a change: {}", run.stdout);
     assert!(!run.stdout.contains("rotated-0451"), "{}", run.stdout);
+
+    // The state keeps the values as digests; the release is still replaced and destroyed.
+    let releases = platform.dir.path().join("helm/releases");
+    std::fs::write(
+        &platform.file,
+        blueprint.replace("namespace: monitoring", "namespace: observability"),
+    )
+    .expect("blueprint");
+    let run = platform.trails(&env, &["apply", "--yes"]);
+    assert_eq!(run.code, 0, "replace: {}{}", run.stdout, run.stderr);
+    // The old release was uninstalled (position panics when no such event exists).
+    platform.position("helm uninstall grafana");
+    assert!(!releases.join("monitoring.grafana").exists());
+    assert!(releases.join("observability.grafana").exists());
+
+    // Its time runs out: `destroy --expired` removes it like anything else.
+    let path = platform.dir.path().join(".trails/dev.state.json");
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("state")).expect("json");
+    state["expires_at"] = json!(
+        humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(3600)
+        )
+        .to_string()
+    );
+    std::fs::write(&path, state.to_string()).expect("state");
+    let run = platform.trails(&env, &["destroy", "--expired", "--yes"]);
+    assert_eq!(
+        run.code, 0,
+        "destroy --expired: {}{}",
+        run.stdout, run.stderr
+    );
+    assert!(!releases.join("observability.grafana").exists());
 }
 
 #[test]

@@ -380,6 +380,18 @@ fn int(value: &Value, pointer: &str) -> Option<i64> {
     value.pointer(pointer).and_then(Value::as_i64)
 }
 
+/// Whether the live object reports condition `kind` as `True`.
+fn condition_true(live: &Value, kind: &str) -> bool {
+    live.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conditions| {
+            conditions.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some(kind)
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
 /// Why a live object is not ready yet, or `None` when it is.
 pub fn not_ready(kind: &str, live: &Value) -> Option<String> {
     match kind {
@@ -400,17 +412,11 @@ pub fn not_ready(kind: &str, live: &Value) -> Option<String> {
             }
         }
         "CustomResourceDefinition" => {
-            let established = live
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|conditions| {
-                    conditions.iter().any(|c| {
-                        c.get("type") == Some(&json!("Established"))
-                            && c.get("status") == Some(&json!("True"))
-                    })
-                });
-            (!established).then(|| "not established yet".to_string())
+            (!condition_true(live, "Established")).then(|| "not established yet".to_string())
         }
+        // cert-manager's: its Secret exists, and can be mounted, once it is Ready.
+        "Certificate" => (!condition_true(live, "Ready"))
+            .then(|| "cert-manager has not issued it yet".to_string()),
         "Namespace" => match live.pointer("/status/phase").and_then(Value::as_str) {
             Some("Terminating") => {
                 Some("terminating: a previous deletion has not finished".to_string())
@@ -557,6 +563,19 @@ mod tests {
         assert_eq!(not_ready("Deployment", &live), None);
         live["metadata"]["generation"] = json!(3);
         assert!(not_ready("Deployment", &live).is_some());
+    }
+
+    #[test]
+    fn certificates_are_ready_when_cert_manager_says_so() {
+        let issuing = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False", "reason": "Issuing"}]}});
+        assert_eq!(
+            not_ready("Certificate", &issuing).as_deref(),
+            Some("cert-manager has not issued it yet")
+        );
+        assert!(not_ready("Certificate", &json!({})).is_some());
+        let issued = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        assert_eq!(not_ready("Certificate", &issued), None);
     }
 
     #[test]

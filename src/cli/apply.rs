@@ -120,11 +120,11 @@ fn destroy_expired(args: &DestroyArgs, output: Output) -> Result<Outcome, Failur
         )));
     }
     let file = &args.execute.target.file;
-    let (place, found) = super::env::found(file)?;
+    let overrides = args.execute.target.overrides()?;
+    let (place, found) = super::env::found(file, &overrides)?;
     let source = crate::blueprint::Source::read(file)?;
     let declared = source.environments();
     let now = std::time::SystemTime::now();
-    let overrides = args.execute.target.overrides()?;
     let mut doomed = Vec::new();
     println!("Expired environments in {place}:");
     for found in &found {

@@ -70,17 +70,22 @@ pub fn run(command: EnvCommand, _output: Output) -> Result<Outcome, Failure> {
 }
 
 /// The blueprint's environment states, found where it keeps them.
-pub(super) fn found(file: &std::path::Path) -> Result<(String, Vec<Found>), Failure> {
+pub(super) fn found(
+    file: &std::path::Path,
+    overrides: &crate::blueprint::schema::Map<String>,
+) -> Result<(String, Vec<Found>), Failure> {
     let source = Source::read(file)?;
     let environment = source.select(source.environments().first().map(String::as_str))?;
-    let loaded = source.load_with(&environment, &Default::default())?;
+    let loaded = source.load_with(&environment, overrides)?;
     runtime()?
         .block_on(store::environments(file, &loaded.document))
         .map_err(|error| Failure::User(error.into()))
 }
 
 fn list(args: ListArgs) -> Result<Outcome, Failure> {
-    let (place, found) = found(&args.file)?;
+    // Variables a blueprint leaves to the environment (a sensitive one) come as they do for
+    // every other command, from `TRAILS_VAR_*`.
+    let (place, found) = found(&args.file, &super::variables_from_environment())?;
     let now = SystemTime::now();
     if args.json {
         let environments: Vec<_> = found

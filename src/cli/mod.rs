@@ -127,13 +127,7 @@ impl Target {
     /// Variable overrides: `TRAILS_VAR_*` first, then `--var-file`s in order, then `--var`,
     /// which wins.
     fn overrides(&self) -> Result<crate::blueprint::schema::Map<String>, Failure> {
-        let mut overrides: crate::blueprint::schema::Map<String> = std::env::vars()
-            .filter_map(|(key, value)| {
-                key.strip_prefix("TRAILS_VAR_")
-                    .map(|name| (name.to_string(), value))
-            })
-            .collect();
-        overrides.sort_keys();
+        let mut overrides = variables_from_environment();
         for file in &self.var_files {
             overrides.extend(crate::blueprint::load::read_variables(file)?);
         }
@@ -142,6 +136,18 @@ impl Target {
         }
         Ok(overrides)
     }
+}
+
+/// Variable overrides from the process environment, `TRAILS_VAR_NAME=VALUE`, by name.
+fn variables_from_environment() -> crate::blueprint::schema::Map<String> {
+    let mut overrides: crate::blueprint::schema::Map<String> = std::env::vars()
+        .filter_map(|(key, value)| {
+            key.strip_prefix("TRAILS_VAR_")
+                .map(|name| (name.to_string(), value))
+        })
+        .collect();
+    overrides.sort_keys();
+    overrides
 }
 
 fn parse_variable(text: &str) -> Result<(String, String), String> {

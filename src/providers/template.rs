@@ -26,6 +26,14 @@ pub fn render(
     let text = std::fs::read_to_string(&path).map_err(|error| {
         ProviderError::Invalid(format!("cannot read template {}: {error}", path.display()))
     })?;
+    if let Some(literal) = quoted_twice(&text) {
+        return Err(ProviderError::Invalid(format!(
+            "template {}: `default(value=\"{literal}\")` would be quoted twice (tera escapes a \
+             string default before the expression's own escaping); give the value in the \
+             blueprint, or a number or boolean default with `| int` or `| bool`",
+            path.display()
+        )));
+    }
     let mut tera = tera::Tera::default();
     // Every template, whatever its name ends with.
     tera.autoescape_on(vec![""]);
@@ -49,6 +57,18 @@ pub fn render(
             crate::error_chain(&error)
         ))
     })
+}
+
+/// The first string literal given to tera's `default` filter that YAML would need quoted:
+/// tera escapes such a default once when it evaluates it and again as the expression's
+/// result, so it would reach the document with its quotes.
+fn quoted_twice(text: &str) -> Option<&str> {
+    text.match_indices("default(value=\"")
+        .find_map(|(at, opening)| {
+            let rest = &text[at + opening.len()..];
+            let literal = &rest[..rest.find('"')?];
+            (!plain(literal)).then_some(literal)
+        })
 }
 
 /// The `int` filter: a whole number, or a string that is one; anything else is an error.
@@ -291,6 +311,31 @@ flow: [{{ values.v }}, x]
             .expect_err("not a number")
             .to_string();
         assert!(error.contains("\"three\" is not a whole number"), "{error}");
+    }
+
+    #[test]
+    fn a_string_default_that_would_be_quoted_twice_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let values = BTreeMap::new();
+        std::fs::write(
+            dir.path().join("d.yaml"),
+            "m: {{ values.m | default(value=\"256Mi\") }}\n",
+        )
+        .expect("write");
+        let error = render(dir.path(), "d.yaml", &values)
+            .expect_err("refused")
+            .to_string();
+        assert!(error.contains("default(value=\"256Mi\")"), "{error}");
+        std::fs::write(
+            dir.path().join("ok.yaml"),
+            "i: {{ values.i | default(value=\"ghcr.io/x:1\") }}\nn: {{ values.n | default(value=3) }}\n\
+             b: {{ values.b | default(value=true) | bool }}\n",
+        )
+        .expect("write");
+        let parsed: serde_json::Value =
+            serde_yaml::from_str(&render(dir.path(), "ok.yaml", &values).expect("renders"))
+                .expect("yaml");
+        assert_eq!(parsed, json!({"i": "ghcr.io/x:1", "n": 3, "b": true}));
     }
 
     proptest::proptest! {

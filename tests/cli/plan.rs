@@ -151,7 +151,7 @@ fn nothing_to_do_after_an_apply_exits_0_under_detailed_exitcode() {
     assert!(
         result
             .stdout
-            .contains("0 to create, 0 to update, 0 to replace, 0 to delete, 87 unchanged"),
+            .contains("0 to create, 0 to update, 0 to replace, 0 to delete, 93 unchanged"),
         "{}",
         result.stdout
     );

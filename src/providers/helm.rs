@@ -571,16 +571,10 @@ impl Converging for ReleaseProvider {
     }
 
     async fn observe(&self, recorded: &Recorded) -> Result<Observed, ProviderError> {
-        // Only names are read: the recorded values may be a digest (they carry a secret).
-        let text = |name: &str| {
-            recorded
-                .attributes
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| ProviderError::Invalid(format!("recorded release has no {name}")))
-        };
-        let (name, namespace) = (text("name")?, text("namespace")?);
+        // Only where it is: the recorded values may be a digest (they carry a secret).
+        let Installed {
+            name, namespace, ..
+        } = recorded_spec(recorded)?;
         let kubeconfig = self.cluster.kubeconfig().await?;
         match status(&name, &namespace, &kubeconfig.args).await {
             Ok(status) => {
